@@ -1,0 +1,23 @@
+"""pcnode: piecewise-constant neural ODEs (Greydanus, Lee & Fern, 2021) and their baselines.
+
+Time is measured in data frames everywhere: a span of 1 is one frame.
+
+    >>> import torch, pcnode
+    >>> model = pcnode.PCODE(pcnode.ModelConfig(state_dim=2))
+    >>> ro = model.rollout(torch.zeros(8, 4, 2), horizon=20)
+    >>> ro.at(torch.linspace(4, 20, 65)).shape
+    torch.Size([8, 65, 2])
+"""
+__version__ = "0.1.0"
+
+from .errors import CheckpointError, ConfigError, DataError, PCNodeError
+from .evaluate import evaluate
+from .model import ODERNN, PCODE, RNN, ModelConfig, SkipRule, build_model, teacher_forcing
+from .rollout import Rollout, rollout
+from .train import TrainConfig, fit, load_run
+
+__all__ = [
+    "PCODE", "RNN", "ODERNN", "ModelConfig", "SkipRule", "TrainConfig", "Rollout",
+    "build_model", "teacher_forcing", "rollout", "fit", "evaluate", "load_run",
+    "PCNodeError", "ConfigError", "DataError", "CheckpointError",
+]

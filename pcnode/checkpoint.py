@@ -1,0 +1,95 @@
+"""Run folders: safe, atomic reading and writing of checkpoints, configs and metrics.
+
+Nothing loaded here can run code: tensors live in safetensors files, settings in
+JSON. Every write goes to a temporary file in the same folder, is flushed and
+fsynced, then renamed over the target, so a crash never leaves a half-written file.
+
+A run folder holds:
+    config.json               the full config the run was started with
+    checkpoint.safetensors    model (`model.*`), optimiser (`optim.*`) and RNG tensors;
+                              its metadata holds the step and the same config
+    metrics.csv               one row per evaluation
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+
+CHECKPOINT = "checkpoint.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it to `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON object, raising CheckpointError with the file name on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found; point at a run folder written by `pcnode train`")
+    try:
+        obj = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); restore it or start a new run") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} must hold a JSON object; restore it or start a new run")
+    return obj
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a safetensors file and its metadata; refuse anything else clearly."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: checkpoints are .safetensors files; pickled formats (.pt, .pth, .ckpt) "
+                              "are refused because loading them can run code")
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found; train a model first or check the run folder")
+    try:
+        tensors = load_file(str(path))
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                              "delete it and retrain, or resume from a good copy") from None
+    return tensors, header.get("__metadata__") or {}

@@ -1,0 +1,86 @@
+"""Datasets on disk: `.npz` files of trajectories, generated from the tasks or brought by the user.
+
+A dataset file holds `x`, float (sequences, frames, dims), and for pixel tasks
+`coords`, the ball positions behind each frame. It is always read with
+`allow_pickle=False`, so a file cannot run code when loaded.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .errors import ConfigError, DataError
+
+
+def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """Write arrays to `path` atomically (no partial file on failure)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    ckpt.atomic_write(path, write)
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a dataset file; `x` must be a finite float array (sequences, frames, dims).
+
+    Raises DataError naming the file and the problem for anything else.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} not found; create it with `pcnode data TASK` or check the path")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise DataError(f"{path} holds pickled objects, which are refused because loading them can "
+                            "run code; save plain numeric arrays instead") from None
+        raise DataError(f"{path} is not a readable .npz file ({e}); regenerate it") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}); regenerate it") from None
+    if "x" not in arrays:
+        raise DataError(f"{path} has no array named 'x'; save trajectories as x with shape (sequences, frames, dims)")
+    x = arrays["x"]
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{path}: x must be a real array of shape (sequences, frames, dims); "
+                        f"got dtype {x.dtype} and shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{path}: x contains NaN or inf; clean the data first")
+    arrays["x"] = x.astype(np.float32)
+    return arrays
+
+
+def task_data(task: str, n: int, seed: int, cache_dir: str | Path | None = None) -> dict[str, np.ndarray]:
+    """Trajectories of a built-in task, generated once and cached as `cache_dir/TASK-nN-seedS.npz`."""
+    from .tasks import TASKS, simulate
+    if task not in TASKS:
+        raise ConfigError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
+    if n < 2:
+        raise ConfigError(f"need at least 2 trajectories (one to train, one to test), got {n}")
+    path = None if cache_dir is None else Path(cache_dir) / f"{task}-n{n}-seed{seed}.npz"
+    if path is not None and path.exists():
+        return load_npz(path)
+    x, coords = simulate(task, n, seed)
+    arrays = {"x": x} if coords is None else {"x": x, "coords": coords}
+    if path is not None:
+        save_npz(path, **arrays)
+    return arrays
+
+
+def split(x: np.ndarray, test_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first (1 - test_fraction) of the sequences to train on, the rest to test on, as tensors."""
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = max(1, int(round(len(x) * test_fraction)))
+    if n_test >= len(x):
+        raise DataError(f"{len(x)} sequences are too few to split into train and test")
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return t[:-n_test], t[-n_test:]

@@ -1,0 +1,161 @@
+"""Autoregressive rollouts with a clock per trajectory, and queries at any real time.
+
+A rollout reads the burn-in frames, then repeats: update the cell from the current
+(predicted) frame, ask the model how long to wait (`dt`), predict the frame `dt`
+later, move the clock. Each trajectory stops as soon as its clock reaches the
+horizon, so a PC-ODE that jumps spends few updates and nothing is computed for
+trajectories that are done.
+
+The latent path is known between updates, so `Rollout.at(t)` decodes the state at
+any real time `t` (in frames), finer than the data if asked.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import ConfigError, DataError
+from .model import SequenceModel
+
+
+@dataclass
+class Rollout:
+    """The steps of a batch of rollouts, padded to the longest.
+
+    Step `k` of trajectory `b` started at time `t[b, k]` from frame `x[b, k]` with
+    state `h[b, k]` (after its update) and lasted `dt[b, k]` frames. The first
+    `n_burn - 1` steps are teacher-forced burn-in steps; `updates[b]` counts the
+    steps from the last burn-in frame on, the ones the model chose. Padding steps
+    have `t = inf`.
+
+    Shapes: t, dt (B, K); x (B, K, state_dim); h (B, K, latent); updates (B,).
+    """
+
+    model: SequenceModel
+    t: Tensor
+    dt: Tensor
+    x: Tensor
+    h: Tensor
+    updates: Tensor
+    n_burn: int
+    horizon: float
+    nfe: int
+
+    @property
+    def mean_dt(self) -> float:
+        """Mean span between the updates the model chose, over the batch."""
+        chosen = self.dt[:, self.n_burn - 1:]
+        return chosen[torch.isfinite(self.t[:, self.n_burn - 1:])].mean().item()
+
+    @torch.no_grad()
+    def at(self, t: Tensor | float) -> Tensor:
+        """Decode the rollout at real times `t` (frames).
+
+        Args:
+            t: a scalar -> (B, state_dim); a grid (Q,) shared by every trajectory ->
+               (B, Q, state_dim); or (B, Q) one row of times per trajectory -> (B, Q, state_dim).
+
+        A time in `(t_k, t_k + dt_k]` is read from step `k`, so a query at the end
+        of a step returns exactly that step's prediction. Times before the first
+        step are read from the first step.
+        """
+        t = torch.as_tensor(t, dtype=self.t.dtype, device=self.t.device)
+        B = self.t.shape[0]
+        if t.ndim == 0:
+            return self.at(t.reshape(1))[:, 0]
+        if t.ndim == 1:
+            t = t.expand(B, -1)
+        if t.ndim != 2 or t.shape[0] != B:
+            raise DataError(f"query times must be a scalar, (Q,) or ({B}, Q); got shape {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            raise DataError("query times must be finite")
+        k = (torch.searchsorted(self.t.contiguous(), t.contiguous(), right=False) - 1).clamp(min=0)
+        rows = torch.arange(B, device=t.device).unsqueeze(-1)
+        span = (t - self.t[rows, k]).unsqueeze(-1)
+        return self.x[rows, k] + self.model.change(self.h[rows, k], span)
+
+    def frames(self, start: int | None = None) -> Tensor:
+        """The rollout read at the integer frame times `start..horizon`: (B, frames, state_dim)."""
+        first = self.n_burn if start is None else start
+        grid = torch.arange(first, math.floor(self.horizon) + 1, dtype=self.t.dtype, device=self.t.device)
+        return self.at(grid)
+
+
+@torch.no_grad()
+def rollout(model: SequenceModel, x_burn: Tensor, horizon: float, max_updates: int | None = None) -> Rollout:
+    """Roll `model` out from burn-in frames until `horizon`.
+
+    Args:
+        x_burn: (B, n_burn, state_dim) observed frames at times 0, 1, ..., n_burn-1.
+        horizon: time (frames, counted from the first burn-in frame) each
+            trajectory's clock must reach.
+        max_updates: safety bound on model-chosen updates per trajectory; by default
+            enough for `model.config.min_dt`-sized steps. Hitting it warns.
+
+    Returns a `Rollout`; query it with `.at(t)`.
+    """
+    if x_burn.ndim != 3 or x_burn.shape[-1] != model.config.state_dim:
+        raise DataError(f"burn-in frames must have shape (batch, frames, {model.config.state_dim}); "
+                        f"got {tuple(x_burn.shape)}")
+    B, n_burn, _ = x_burn.shape
+    if B == 0 or n_burn == 0:
+        raise DataError(f"need at least one trajectory and one burn-in frame; got shape {tuple(x_burn.shape)}")
+    if not torch.isfinite(x_burn).all():
+        raise DataError("burn-in frames contain NaN or inf; clean the data first")
+    if not math.isfinite(horizon) or horizon <= n_burn - 1:
+        raise ConfigError(f"horizon must be a finite time after the last burn-in frame ({n_burn - 1}); got {horizon}")
+    if max_updates is None:
+        max_updates = math.ceil((horizon - (n_burn - 1)) / model.config.min_dt) + 1
+    nfe0 = model.nfe
+    dtype, device = x_burn.dtype, x_burn.device
+    L = model.config.latent
+
+    # Burn-in: the cell reads the true frames one per frame.
+    enc = model.encode(x_burn)
+    h = x_burn.new_zeros(B, L)
+    ts, dts, xs, hs = [], [], [], []
+    one = x_burn.new_ones(B, 1)
+    for i in range(n_burn):
+        h = model.update(enc[:, i], model.advance(h, one) if i else h)
+        if i < n_burn - 1:
+            ts.append(one.squeeze(-1) * i)
+            dts.append(one.squeeze(-1))
+            xs.append(x_burn[:, i])
+            hs.append(h)
+
+    # From the last burn-in frame on, the model chooses when to update next.
+    rows = torch.arange(B, device=device)
+    x_cur, t_cur = x_burn[:, -1], x_burn.new_full((B, 1), float(n_burn - 1))
+    updates = torch.zeros(B, dtype=torch.long, device=device)
+    chosen = []  # per step: (rows still running, t, dt, x, h)
+    while True:
+        dt = model.next_dt(h)
+        chosen.append((rows, t_cur, dt, x_cur, h))
+        updates[rows] += 1
+        x_next = x_cur + model.change(h, dt)
+        t_next = t_cur + dt
+        going = (t_next < horizon).squeeze(-1)
+        if not going.any():
+            break
+        if len(chosen) >= max_updates:
+            warnings.warn(f"rollout stopped after {max_updates} updates before reaching the horizon; "
+                          "raise max_updates or min_dt", RuntimeWarning, stacklevel=2)
+            break
+        rows, x_cur, t_cur = rows[going], x_next[going], t_next[going]
+        h = model.update(model.encode(x_cur), model.advance(h[going], dt[going]))
+
+    K = n_burn - 1 + len(chosen)
+    t = torch.full((B, K), math.inf, dtype=dtype, device=device)
+    dt_all = torch.zeros(B, K, dtype=dtype, device=device)
+    x = torch.zeros(B, K, x_burn.shape[-1], dtype=dtype, device=device)
+    hh = torch.zeros(B, K, L, dtype=dtype, device=device)
+    for k in range(n_burn - 1):
+        t[:, k], dt_all[:, k], x[:, k], hh[:, k] = ts[k], dts[k], xs[k], hs[k]
+    for j, (r, tc, dtc, xc, hc) in enumerate(chosen):
+        k = n_burn - 1 + j
+        t[r, k], dt_all[r, k], x[r, k], hh[r, k] = tc.squeeze(-1), dtc.squeeze(-1), xc, hc
+    return Rollout(model, t, dt_all, x, hh, updates, n_burn, float(horizon), model.nfe - nfe0)
