@@ -287,6 +287,7 @@ class Losses(NamedTuple):
     zero_span: Tensor
     dt: Tensor
     mean_dt: float
+    updated: Tensor  # (B, T) bool: where the cell updated
 
 
 @dataclass
@@ -332,7 +333,7 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     start = times[:, 0]        # time of the frame that opened the current segment, (B, 1)
     carried = torch.zeros_like(dx[:, 0])  # change since that frame, up to the current one
     h_now = h                  # h advanced to the current frame
-    predicted, targets, states = [], [], []
+    predicted, targets, states, updated = [], [], [], []
     ended_len, ended_at, opened_by = [], [], []
     for i in range(T):
         t_i, t_next = times[:, i], times[:, i + 1]
@@ -344,12 +345,14 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
                 skip = (err < rule.epsilon) | (torch.rand_like(err) < rule.jump_prob)
             ended_len.append(t_i - start)
             ended_at.append(~skip)
+            updated.append(~skip.squeeze(-1))
             opened_by.append(h)
             h = torch.where(skip, h, h_tick)
             start = torch.where(skip, start, t_i)
             carried = torch.where(skip, carried + dx[:, i], dx[:, i])
         else:
             h, start, carried = h_tick, t_i, dx[:, i]
+            updated.append(torch.ones(B, dtype=torch.bool, device=seq.device))
         h_now = model.advance(h, t_next - start)
         predicted.append(h_now)
         targets.append(carried)
@@ -371,7 +374,8 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     else:
         zero_span = zero
     total = displacement + rule.zero_span_weight * zero_span + rule.dt_weight * dt_loss
-    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt)
+    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt,
+                  torch.stack(updated, 1))
 
 
 def _dt_loss(model: PCODE, ended_len: list, ended_at: list, opened_by: list, h_last: Tensor,

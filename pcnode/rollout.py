@@ -63,10 +63,28 @@ class Rollout:
         of a step returns exactly that step's prediction. Times before the first
         step are read from the first step.
         """
+        squeeze = torch.as_tensor(t).ndim == 0
+        rows, k, span = self._locate(t)
+        out = self.x[rows, k] + self.model.change(self.h[rows, k], span)
+        return out[:, 0] if squeeze else out
+
+    @torch.no_grad()
+    def latent(self, t: Tensor | float) -> Tensor:
+        """The hidden state at real times `t`, shaped like `at`'s output with `latent` last.
+
+        For a PC-ODE this is `advance(h_k, t - t_k)`: a straight line between updates.
+        """
+        squeeze = torch.as_tensor(t).ndim == 0
+        rows, k, span = self._locate(t)
+        out = self.model.advance(self.h[rows, k], span)
+        return out[:, 0] if squeeze else out
+
+    def _locate(self, t) -> tuple[Tensor, Tensor, Tensor]:
+        """For query times, the step each is read from: (rows (B,1), step (B,Q), span (B,Q,1))."""
         t = torch.as_tensor(t, dtype=self.t.dtype, device=self.t.device)
         B = self.t.shape[0]
         if t.ndim == 0:
-            return self.at(t.reshape(1))[:, 0]
+            t = t.reshape(1)
         if t.ndim == 1:
             t = t.expand(B, -1)
         if t.ndim != 2 or t.shape[0] != B:
@@ -75,8 +93,7 @@ class Rollout:
             raise DataError("query times must be finite")
         k = (torch.searchsorted(self.t.contiguous(), t.contiguous(), right=False) - 1).clamp(min=0)
         rows = torch.arange(B, device=t.device).unsqueeze(-1)
-        span = (t - self.t[rows, k]).unsqueeze(-1)
-        return self.x[rows, k] + self.model.change(self.h[rows, k], span)
+        return rows, k, (t - self.t[rows, k]).unsqueeze(-1)
 
     def frames(self, start: int | None = None) -> Tensor:
         """The rollout read at the integer frame times `start..horizon`: (B, frames, state_dim)."""

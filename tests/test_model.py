@@ -1,0 +1,178 @@
+"""The model as the method describes it: exact straight-line latent, skip rule, losses, baselines."""
+import pytest
+import torch
+
+from pcnode import ODERNN, PCODE, RNN, ModelConfig, SkipRule, build_model, teacher_forcing
+from pcnode.errors import ConfigError
+
+
+def pcode(state_dim=2, **kw):
+    torch.manual_seed(0)
+    return PCODE(ModelConfig(state_dim=state_dim, **kw))
+
+
+def test_advance_is_exact_for_any_span():
+    model = pcode()
+    h = torch.randn(5, 128)
+    z, v = h.chunk(2, -1)
+    for span in (0.0, 0.37, 1.0, 13.25, 1000.0):
+        expected = torch.cat([z + 0.2 * v * span, v], -1)
+        assert torch.equal(model.advance(h, span), expected)
+
+
+def test_advance_composes_over_spans():
+    model = pcode()
+    h = torch.randn(5, 128, dtype=torch.float64)
+    a, b = 2.75, 6.5
+    assert torch.allclose(model.advance(model.advance(h, a), b), model.advance(h, a + b), atol=1e-12)
+
+
+def test_advance_takes_one_span_per_row():
+    model = pcode()
+    h = torch.randn(3, 128)
+    spans = torch.tensor([[0.5], [2.0], [7.0]])
+    rows = torch.cat([model.advance(h[i:i + 1], spans[i].item()) for i in range(3)])
+    assert torch.allclose(model.advance(h, spans), rows)
+
+
+def test_dt_head_is_bounded_in_rollouts():
+    model = pcode(min_dt=1.0, max_dt=50.0)
+    with torch.no_grad():
+        model.dt_head.bias.fill_(-1e4)
+        assert model.next_dt(torch.randn(4, 128)).min().item() == 1.0
+        model.dt_head.bias.fill_(1e6)
+        assert model.next_dt(torch.randn(4, 128)).max().item() == 50.0
+
+
+def test_models_share_encoder_cell_decoder_and_differ_in_time():
+    cfg = ModelConfig(state_dim=4)
+    kinds = {k: build_model(ModelConfig(kind=k, state_dim=4)) for k in ("pcode", "rnn", "odernn")}
+    shared = {"encoder", "cell", "decoder"}
+    for model in kinds.values():
+        assert shared <= {name for name, _ in model.named_children()}
+    assert isinstance(kinds["pcode"], PCODE) and isinstance(kinds["rnn"], RNN) and isinstance(kinds["odernn"], ODERNN)
+    assert cfg.kind == "pcode"
+
+
+def test_unknown_model_name_is_refused():
+    with pytest.raises(ConfigError, match="unknown model 'lstm'"):
+        build_model(ModelConfig(kind="lstm"))
+
+
+class Oracle(PCODE):
+    """A PC-ODE whose latent velocity is read straight from the data, so its
+    straight-line predictions are exact wherever the data moves in a straight line.
+
+    Frames are [position (2), velocity (2)]; the velocity dims are auxiliary.
+    """
+
+    def encode(self, x):
+        return x
+
+    def update(self, e, h):
+        c = self.config.time_constant
+        z = torch.zeros_like(h[:, : self.config.latent // 2])
+        v = torch.zeros_like(z)
+        v[:, :2] = e[:, 2:] / c
+        return torch.cat([z, v], -1)
+
+    def decode(self, h):
+        out = torch.zeros(*h.shape[:-1], 4)
+        out[..., :2] = h[..., :2]
+        return out
+
+
+def frames_with_velocity(velocities):
+    """(T, 2) per-step velocities -> (1, T+1, 4) frames [position, velocity of the next step]."""
+    pos = torch.cat([torch.zeros(1, 2), torch.cumsum(velocities, 0)])
+    vel = torch.cat([velocities, velocities[-1:]])
+    return torch.cat([pos, vel], -1).unsqueeze(0)
+
+
+def oracle():
+    return Oracle(ModelConfig(state_dim=4, latent=8, aux_dims=2))
+
+
+def test_skip_rule_skips_every_frame_of_linear_data_after_burn_in():
+    seq = frames_with_velocity(torch.tensor([[0.1, 0.05]]).repeat(20, 1))
+    out = teacher_forcing(oracle(), seq, SkipRule(n_burn=4, jump_prob=0.0))
+    assert out.updated[0, :4].all()
+    assert not out.updated[0, 4:].any()
+    assert out.displacement.item() < 1e-12
+
+
+def test_skip_rule_updates_at_a_kink():
+    v = torch.tensor([[0.1, 0.0]]).repeat(20, 1)
+    v[10:] = torch.tensor([0.0, 0.1])  # the path turns a corner at frame 10
+    seq = frames_with_velocity(v)
+    out = teacher_forcing(oracle(), seq, SkipRule(n_burn=4, jump_prob=0.0))
+    assert out.updated[0].nonzero().flatten().tolist() == [0, 1, 2, 3, 10]
+
+
+def test_skip_rule_never_skips_during_burn_in():
+    seq = frames_with_velocity(torch.tensor([[0.1, 0.05]]).repeat(12, 1))
+    out = teacher_forcing(oracle(), seq, SkipRule(n_burn=6, jump_prob=1.0))
+    assert out.updated[0, :6].all() and not out.updated[0, 6:].any()
+
+
+def test_baselines_update_every_frame_and_have_no_dt_loss():
+    seq = torch.rand(3, 12, 2)
+    for kind in ("rnn", "odernn"):
+        out = teacher_forcing(build_model(ModelConfig(kind=kind, state_dim=2)), seq, SkipRule())
+        assert out.updated.all()
+        assert out.dt.item() == 0 and out.zero_span.item() == 0
+
+
+class BlindToAux(PCODE):
+    """A PC-ODE whose encoder never sees the last dim, so only the losses could."""
+
+    def encode(self, x):
+        return super().encode(torch.cat([x[..., :-1], torch.zeros_like(x[..., -1:])], -1))
+
+
+def test_losses_leave_out_auxiliary_dims():
+    torch.manual_seed(0)
+    model = BlindToAux(ModelConfig(state_dim=3, aux_dims=1))
+    seq = torch.rand(4, 10, 3)
+    noisy = seq.clone()
+    noisy[..., 2] = torch.randn(4, 10) * 100
+    a = teacher_forcing(model, seq, SkipRule(jump_prob=0.0))
+    b = teacher_forcing(model, noisy, SkipRule(jump_prob=0.0))
+    assert torch.equal(a.total, b.total)
+    model.config.aux_dims = 0
+    c = teacher_forcing(model, noisy, SkipRule(jump_prob=0.0))
+    assert c.displacement > 10 * a.displacement
+
+
+def test_teacher_forcing_trains_the_dt_head():
+    model = pcode()
+    out = teacher_forcing(model, torch.rand(8, 16, 2), SkipRule(epsilon=10.0))
+    out.total.backward()
+    assert model.dt_head.weight.grad is not None and model.dt_head.weight.grad.abs().sum() > 0
+
+
+def test_odernn_dopri5_counts_function_evaluations():
+    model = ODERNN(ModelConfig(state_dim=2, solver="dopri5"))
+    before = model.nfe
+    model.advance(torch.randn(4, 128), 1.0)
+    assert model.nfe > before
+
+
+def test_odernn_rk4_and_dopri5_agree_on_a_smooth_field():
+    torch.manual_seed(0)
+    rk4 = ODERNN(ModelConfig(state_dim=2, solver="rk4", solver_steps=8))
+    dopri = ODERNN(ModelConfig(state_dim=2, solver="dopri5", rtol=1e-7, atol=1e-9))
+    dopri.load_state_dict(rk4.state_dict())
+    h = torch.randn(6, 128, dtype=torch.float64)
+    rk4.double(), dopri.double()
+    assert torch.allclose(rk4.advance(h, 1.0), dopri.advance(h, 1.0), atol=1e-6)
+    assert not torch.allclose(rk4.advance(h, 1.0), h, atol=1e-3)  # the field really moved the state
+
+
+def test_odernn_integrates_one_span_per_row():
+    torch.manual_seed(0)
+    model = ODERNN(ModelConfig(state_dim=2, solver="rk4", solver_steps=4)).double()
+    h = torch.randn(2, 128, dtype=torch.float64)
+    both = model.advance(h, torch.tensor([[0.5], [2.0]], dtype=torch.float64))
+    assert torch.allclose(both[0], model.advance(h[:1], 0.5)[0])
+    assert torch.allclose(both[1], model.advance(h[1:], 2.0)[0])

@@ -1,0 +1,124 @@
+"""Training: checkpoints that round-trip exactly, refuse corruption, and resume where they stopped."""
+import json
+
+import pytest
+import torch
+
+from pcnode import ModelConfig, TrainConfig, build_model, fit, load_run
+from pcnode.errors import CheckpointError, ConfigError, DataError
+from pcnode.train import read_metrics
+
+torch.set_num_threads(1)
+
+
+def small_run(tmp_path, kind="pcode", steps=6, **kw):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, state_dim=2, hidden=16, latent=16))
+    data = torch.cumsum(torch.rand(40, 12, 2) * 0.1, 1)
+    cfg = TrainConfig(**{"steps": steps, "batch_size": 8, "eval_every": 3, "checkpoint_every": 3, "eval_size": 8,
+                         **kw})
+    history = fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run", data={"note": "test"})
+    return model, data, history
+
+
+@pytest.mark.parametrize("kind", ["pcode", "rnn", "odernn"])
+def test_checkpoint_round_trip_reproduces_outputs_exactly(tmp_path, kind):
+    model, data, _ = small_run(tmp_path, kind)
+    loaded, cfg = load_run(tmp_path / "run")
+    model.eval()
+    a = model.rollout(data[32:, :4], 11).frames()
+    b = loaded.rollout(data[32:, :4], 11).frames()
+    assert torch.equal(a, b)
+    assert cfg["model"]["kind"] == kind and cfg["data"] == {"note": "test"}
+
+
+def test_every_run_writes_its_full_config(tmp_path):
+    small_run(tmp_path)
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["train"]["seed"] == 0 and cfg["train"]["rule"]["epsilon"] == 3e-3
+    assert cfg["model"]["time_constant"] == 0.2
+
+
+def test_metrics_have_one_row_per_evaluation(tmp_path):
+    _, _, history = small_run(tmp_path)
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert [r["step"] for r in rows] == [3, 6] == [r["step"] for r in history]
+    assert all(r["test_mse"] >= 0 for r in rows)
+
+
+def test_truncated_checkpoint_is_refused_clearly(tmp_path):
+    small_run(tmp_path)
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_run(tmp_path / "run")
+
+
+def test_checkpoint_from_another_model_is_refused(tmp_path):
+    small_run(tmp_path, kind="rnn")
+    cfg_path = tmp_path / "run" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model"]["kind"] = "pcode"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_run(tmp_path / "run")
+
+
+def test_missing_run_folder_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_run(tmp_path / "nowhere")
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    small_run(tmp_path, steps=3)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="pcode", state_dim=2, hidden=16, latent=16))
+    data = torch.cumsum(torch.rand(40, 12, 2) * 0.1, 1)
+    cfg = TrainConfig(steps=6, batch_size=8, eval_every=3, checkpoint_every=3, eval_size=8)
+    seen = []
+    fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run", resume=True, data={"note": "test"},
+        on_step=lambda step, _: seen.append(step))
+    assert seen == [4, 5, 6]
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.csv")] == [3, 6]
+
+
+def test_resumed_training_matches_uninterrupted_training(tmp_path):
+    straight, _, _ = small_run(tmp_path / "a", steps=6)
+    small_run(tmp_path / "b", steps=3)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="pcode", state_dim=2, hidden=16, latent=16))
+    data = torch.cumsum(torch.rand(40, 12, 2) * 0.1, 1)
+    torch.manual_seed(123)  # resume must restore the RNG itself
+    cfg = TrainConfig(steps=6, batch_size=8, eval_every=3, checkpoint_every=3, eval_size=8)
+    fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "b" / "run", resume=True, data={"note": "test"})
+    for (name, p), q in zip(straight.named_parameters(), model.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name
+
+
+def test_a_folder_holding_a_run_is_not_overwritten(tmp_path):
+    small_run(tmp_path)
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        small_run(tmp_path)
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"lr": -1.0}, ConfigError),
+    ({"batch_size": -4}, ConfigError),
+    ({"steps": 0}, ConfigError),
+])
+def test_bad_training_settings_are_refused(tmp_path, change, error):
+    with pytest.raises(error):
+        small_run(tmp_path, **change)
+
+
+@pytest.mark.parametrize("data, message", [
+    (torch.full((8, 12, 2), float("nan")), "NaN"),
+    (torch.rand(8, 3, 2), "frames"),
+    (torch.rand(8, 12, 3), "dims"),
+    (torch.randint(0, 5, (8, 12, 2)), "floating point"),
+    (torch.rand(0, 12, 2), "no sequences"),
+])
+def test_bad_training_data_is_refused(data, message):
+    model = build_model(ModelConfig(state_dim=2))
+    with pytest.raises(DataError, match=message):
+        fit(model, data, TrainConfig(steps=1))
