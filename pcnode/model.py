@@ -26,6 +26,7 @@ keeping the stretch wherever it still predicts the data well.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -70,9 +71,19 @@ class ModelConfig:
             raise ConfigError(f"unknown encoder '{self.encoder}'; choose 'mlp' or 'conv'")
         if self.encoder == "conv" and self.image_size ** 2 != self.state_dim:
             raise ConfigError("a conv encoder needs square images: set image_size so that image_size**2 == state_dim")
+        for name in ("state_dim", "hidden", "latent", "solver_steps", "aux_dims", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
         for name in ("state_dim", "hidden", "latent", "solver_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("time_constant", "min_dt", "max_dt", "rtol", "atol"):
+            value = getattr(self, name)
+            # `not value > 0` also refuses NaN; an infinite max_dt would let a rollout's clock overflow.
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not value > 0:
+                raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
         if self.latent % 2:
             raise ConfigError(f"latent must be even (half position, half velocity), got {self.latent}")
         if not 0 <= self.aux_dims < self.state_dim:
@@ -324,58 +335,83 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     if times is None:
         times = torch.arange(T1, dtype=seq.dtype, device=seq.device).expand(B, T1)
     times = times.unsqueeze(-1)  # (B, T+1, 1)
+    if mask is None:
+        mask = torch.ones(B, T, dtype=torch.bool, device=seq.device)
     keep = slice(0, D - model.config.aux_dims)
     x, dx = seq[:, :-1], seq[:, 1:] - seq[:, :-1]
-    enc = model.encode(x)
     jumpy = model.jumpy
+    burn = min(rule.n_burn, T) if jumpy else T  # frames where every row updates
+    enc = model.encode(x[:, :burn])
 
     h = seq.new_zeros(B, model.config.latent)
     start = times[:, 0]        # time of the frame that opened the current segment, (B, 1)
     carried = torch.zeros_like(dx[:, 0])  # change since that frame, up to the current one
     h_now = h                  # h advanced to the current frame
-    predicted, targets, states, updated = [], [], [], []
+    every_row = torch.arange(B, device=seq.device)
+    predicted, targets, updated, fresh = [], [], [], []
     ended_len, ended_at, opened_by = [], [], []
     for i in range(T):
         t_i, t_next = times[:, i], times[:, i + 1]
-        h_tick = model.update(enc[:, i], h_now)
-        if jumpy and i >= rule.n_burn:
+        if i < burn:
+            h, start, carried = model.update(enc[:, i], h_now), t_i, dx[:, i]
+            rows, new = every_row, h
+        else:
             with torch.no_grad():
                 stretch = model.decode(model.advance(h, t_next - start)) - (carried + dx[:, i])
                 err = stretch[..., keep].pow(2).mean(-1, keepdim=True)
                 skip = (err < rule.epsilon) | (torch.rand_like(err) < rule.jump_prob)
             ended_len.append(t_i - start)
             ended_at.append(~skip)
-            updated.append(~skip.squeeze(-1))
             opened_by.append(h)
-            h = torch.where(skip, h, h_tick)
+            # Only the rows that update pay for the encoder and the cell.
+            rows = (~skip).squeeze(-1).nonzero().squeeze(-1)
+            new = model.update(model.encode(x[rows, i]), h_now[rows])
+            h = h.index_copy(0, rows, new)
             start = torch.where(skip, start, t_i)
             carried = torch.where(skip, carried + dx[:, i], dx[:, i])
-        else:
-            h, start, carried = h_tick, t_i, dx[:, i]
-            updated.append(torch.ones(B, dtype=torch.bool, device=seq.device))
+        updated.append(torch.zeros(B, dtype=torch.bool, device=seq.device).index_fill(0, rows, True))
+        fresh.append((rows, new))
         h_now = model.advance(h, t_next - start)
         predicted.append(h_now)
         targets.append(carried)
-        states.append(h)
 
-    if mask is None:
-        mask = torch.ones(B, T, dtype=torch.bool, device=seq.device)
-    w = mask.to(seq.dtype).unsqueeze(-1)  # (B, T, 1)
+    updated = torch.stack(updated, 1)
+    w = mask.to(seq.dtype)  # (B, T)
     pred = model.decode(torch.stack(predicted, 1))[..., keep]
     target = torch.stack(targets, 1)[..., keep]
     n = w.sum().clamp(min=1) * pred.shape[-1]
-    displacement = ((pred - target).pow(2) * w).sum() / n
+    displacement = ((pred - target).pow(2) * w.unsqueeze(-1)).sum() / n
     zero = seq.new_zeros(())
-    dt_loss, mean_dt = zero, 1.0
+    dt_loss, mean_dt, zero_span = zero, 1.0, zero
     if jumpy:
-        zero_span = (model.change(torch.stack(states, 1), 0.0)[..., keep].pow(2) * w).sum() / n
-        dt_loss, mean_dt = _dt_loss(model, ended_len, ended_at, opened_by, states[-1], start, times[:, -1],
-                                    mask[:, rule.n_burn:])
-    else:
-        zero_span = zero
+        zero_span = _zero_span_loss(model, fresh, updated, w, keep) / n
+        dt_loss, mean_dt = _dt_loss(model, ended_len, ended_at, opened_by, h, start, times[:, -1],
+                                    mask[:, burn:])
     total = displacement + rule.zero_span_weight * zero_span + rule.dt_weight * dt_loss
-    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt,
-                  torch.stack(updated, 1))
+    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt, updated)
+
+
+def _zero_span_loss(model: PCODE, fresh: list, updated: Tensor, w: Tensor, keep: slice) -> Tensor:
+    """Sum over frames of `|dec(advance(h_i, 0))|^2`: a zero span must predict zero change.
+
+    A state persists unchanged over the frames its segment skips, so each distinct
+    state is decoded once and weighted by the number of (unmasked) frames it stays.
+    `fresh` holds, per frame, the rows that updated there and their new states;
+    `updated` is the (B, T) update mask and `w` the (B, T) frame weights.
+    """
+    B, T = updated.shape
+    frame = torch.arange(T, device=updated.device).expand(B, T)
+    # For each frame, the first update strictly after it (T if none).
+    next_update = torch.where(updated, frame, T).roll(-1, dims=1)
+    next_update[:, -1] = T
+    next_update = next_update.flip(1).cummin(1).values.flip(1)
+    weight_before = torch.cat([w.new_zeros(B, 1), w.cumsum(1)], 1)  # (B, T+1)
+    stays = weight_before.gather(1, next_update) - weight_before[:, :T]
+    rows = torch.cat([r for r, _ in fresh])
+    frames = torch.cat([torch.full_like(r, i) for i, (r, _) in enumerate(fresh)])
+    states = torch.cat([s for _, s in fresh])
+    sq = model.change(states, 0.0)[..., keep].pow(2).sum(-1)
+    return (sq * stays[rows, frames]).sum()
 
 
 def _dt_loss(model: PCODE, ended_len: list, ended_at: list, opened_by: list, h_last: Tensor,
