@@ -48,7 +48,7 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
         for name, (_, states) in paths.items():
             pts = _points(states[p])
             for k in range(pts.shape[1]):
-                ax.plot(pts[:, k, 0], pts[:, k, 1], color=COLORS.get(name), lw=1.2,
+                ax.plot(pts[:, k, 0], pts[:, k, 1], color=COLORS.get(name), lw=1.2, ls=("-", "--")[k % 2],
                         label=LABELS.get(name, name) if k == 0 else None)
             if name in updates:
                 up = _points(updates[name][p])
@@ -134,3 +134,175 @@ def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...]
 def _save_figure(fig, path: Path) -> None:
     ckpt.atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
+
+
+def plot_time_series(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.ndarray,
+                     preds: dict[str, np.ndarray], update_times: dict[str, np.ndarray], n_burn: int,
+                     title: str = "") -> None:
+    """Each state dimension against time: truth at its frames, models read at `times`.
+
+    Args:
+        truth_t: (T,) frame times of `truth` (T, D).
+        times: (Q,) query times, finer than the frames; preds: model name -> (Q, D).
+        update_times: model name -> times the model updated (ticks along the bottom).
+    """
+    D = truth.shape[1]
+    fig, axes = plt.subplots(D, 1, figsize=(8, 1.6 * D + 0.6), sharex=True, squeeze=False)
+    for d, ax in enumerate(axes[:, 0]):
+        ax.plot(truth_t, truth[:, d], "o", color="0.5", ms=3, label="truth (frames)")
+        ax.plot(truth_t[:n_burn], truth[:n_burn, d], "o", color="black", ms=4, label="burn-in")
+        for name, p in preds.items():
+            ax.plot(times, p[:, d], color=COLORS.get(name), lw=1.2, label=LABELS.get(name, name))
+        lo = ax.get_ylim()[0]
+        for name, ups in update_times.items():
+            if name == "pcode":
+                ax.plot(ups, np.full(len(ups), lo), "|", color=COLORS[name], ms=10, mew=2,
+                        label="PC-ODE updates")
+        ax.set_ylabel(f"dim {d}")
+    axes[0, 0].legend(fontsize=7, ncol=3, loc="upper right")
+    axes[-1, 0].set_xlabel("time (frames)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _updated_near(update_times: np.ndarray, t: float, span: float) -> bool:
+    """Whether an update happened in (t - span, t]."""
+    return bool(((update_times > t - span - 1e-9) & (update_times <= t + 1e-9)).any())
+
+
+def plot_pixel_strip(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray], times: np.ndarray,
+                     update_times: dict[str, np.ndarray], size: int) -> None:
+    """Rows of frames, truth on top and one row per model; under each PC-ODE frame, how
+    many updates it made since the previous column (a red border when any).
+
+    Args:
+        truth: (F, size*size) true frames at `times` (F,); preds: model name -> (F, size*size).
+    """
+    rows = {"truth": truth, **preds}
+    F = len(times)
+    fig, axes = plt.subplots(len(rows), F, figsize=(0.9 * F + 0.8, 0.95 * len(rows) + 0.4), squeeze=False)
+    span = times[1] - times[0] if F > 1 else 1.0
+    for r, (name, frames) in enumerate(rows.items()):
+        for f, ax in enumerate(axes[r]):
+            ax.imshow(frames[f].reshape(size, size), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name == "pcode":
+                ups = update_times.get(name, np.array([]))
+                count = int(((ups > times[f] - span - 1e-9) & (ups <= times[f] + 1e-9)).sum())
+                ax.set_xlabel(f"{count} update{'s' * (count != 1)}", fontsize=6, labelpad=1,
+                              color="tab:red" if count else "black")
+                if count:
+                    for side in ax.spines.values():
+                        side.set_color("tab:red")
+                        side.set_linewidth(2.5)
+            if r == 0:
+                ax.set_title(f"t={times[f]:g}", fontsize=7)
+        axes[r][0].set_ylabel(LABELS.get(name, name), fontsize=8)
+    fig.tight_layout(pad=0.3)
+    _save_figure(fig, path)
+
+
+def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str, np.ndarray],
+              update_times: dict[str, np.ndarray], size: int, fps: int = 6) -> None:
+    """Animate pixel rollouts beside the truth, flashing a model's frame red when it updated.
+
+    Args:
+        times: (Q,) frame times; truth: (Q, size*size); preds: model name -> (Q, size*size).
+    """
+    names = ["truth", *preds]
+    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.5))
+    span = times[1] - times[0] if len(times) > 1 else 1.0
+    images = {}
+    for ax, name in zip(axes, names):
+        first = truth[0] if name == "truth" else preds[name][0]
+        images[name] = ax.imshow(first.reshape(size, size), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    frames = []
+    for q, tq in enumerate(times):
+        for ax, name in zip(axes, names):
+            if name == "truth":
+                images[name].set_data(truth[q].reshape(size, size))
+                ax.set_title(f"truth  t={tq:4.1f}", fontsize=9)
+                continue
+            images[name].set_data(preds[name][q].reshape(size, size))
+            ups = update_times.get(name, np.array([]))
+            flash = _updated_near(ups, tq, span)
+            ax.set_title(f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}", fontsize=9,
+                         color="tab:red" if flash else "black")
+            for side in ax.spines.values():
+                side.set_color("tab:red" if flash else "black")
+                side.set_linewidth(3 if flash else 0.8)
+        fig.canvas.draw()
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+    plt.close(fig)
+    palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
+    ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
+                                                             append_images=palette[1:],
+                                                             duration=int(1000 / fps), loop=0))
+
+
+def plot_ablation(path: Path, ablation: list[dict], results: list[dict]) -> None:
+    """Test MSE of a trained PC-ODE forced to constant dt, one panel per task, with its
+    learned dt (star) and the RNN (dashed) for reference.
+
+    Args:
+        ablation: rows with task, dt, mse; results: rows with task, model, mse, mean_dt.
+    """
+    tasks = list(dict.fromkeys(a["task"] for a in ablation))
+    cols = min(3, len(tasks))
+    rows_ = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.2 * rows_), squeeze=False)
+    for ax in axes.ravel()[len(tasks):]:
+        ax.set_visible(False)
+    for ax, task in zip(axes.ravel(), tasks):
+        rows = [a for a in ablation if a["task"] == task]
+        ax.plot([a["dt"] for a in rows], [a["mse"] for a in rows], "o-", color="0.4", label="constant dt")
+        for r in results:
+            if r["task"] != task:
+                continue
+            if r["model"] == "pcode":
+                ax.plot([r["mean_dt"]], [r["mse"]], "*", ms=14, color=COLORS["pcode"], label="learned dt")
+            elif r["model"] == "rnn":
+                ax.axhline(r["mse"], ls="--", color=COLORS["rnn"], label="RNN")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("dt (frames)")
+        ax.set_ylabel("test MSE")
+        ax.set_title(task, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def plot_forecast(path: Path, truth_t: np.ndarray, truth: np.ndarray, columns: list[str],
+                  forecasts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], burn_t: np.ndarray,
+                  burn_x: np.ndarray, title: str = "", time_label: str = "time") -> None:
+    """Your series against the models' rollouts, one panel per column, in your units.
+
+    Args:
+        truth_t: (T,) times of the readings `truth` (T, D).
+        forecasts: model name -> (times (Q,), values (Q, D), update times (K,)); the
+            update times are drawn as vertical ticks.
+        burn_t, burn_x: (n_burn,) and (n_burn, D), the readings the rollouts started from.
+    """
+    D = truth.shape[1]
+    fig, axes = plt.subplots(D, 1, figsize=(8, 1.9 * D + 0.8), sharex=True, squeeze=False)
+    for d, ax in enumerate(axes[:, 0]):
+        ax.plot(truth_t, truth[:, d], ".-", color="0.6", lw=1, ms=3, label="truth")
+        ax.plot(burn_t, burn_x[:, d], "o", color="black", ms=4, label="burn-in")
+        for name, (t, v, ups) in forecasts.items():
+            color = COLORS.get(name)
+            ax.plot(t, v[:, d], color=color, lw=1.5, label=f"{LABELS.get(name, name)} ({len(ups)} updates)")
+            for u in ups:
+                ax.axvline(u, color=color, lw=0.6, alpha=0.35)
+        ax.set_ylabel(columns[d], fontsize=8)
+    axes[0, 0].legend(fontsize=7, ncol=2, loc="best")
+    axes[-1, 0].set_xlabel(f"{time_label}  (vertical lines: model updates)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save_figure(fig, path)

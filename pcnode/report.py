@@ -40,10 +40,10 @@ def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tenso
         ro = rollout(model, seqs[:, :n_burn], horizon=T - 1)
         paths[name] = (times.numpy(), ro.at(times).numpy())
         chosen = ro.t[:, n_burn - 1:]
-        # Update points: the predicted state at each update time after the burn-in.
-        t_up = torch.where(torch.isfinite(chosen), chosen, chosen.new_full((), float(n_burn - 1)))
-        updates[name] = ro.at(t_up).numpy()
         update_times[name] = chosen[0][torch.isfinite(chosen[0])].numpy()
+        if model.jumpy:  # a baseline updates at every frame: circling them all says nothing
+            t_up = torch.where(torch.isfinite(chosen), chosen, chosen.new_full((), float(n_burn - 1)))
+            updates[name] = ro.at(t_up).numpy()
     truth = seqs.numpy()
     png, gif = out / "paths.png", out / "rollout.gif"
     plot_paths(png, truth, n_burn, paths, updates, box=box,
