@@ -49,6 +49,13 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temps(folder: Path) -> None:
+    """Delete the temporary files `atomic_write` leaves when its process is killed mid-write."""
+    for name in (CHECKPOINT, CONFIG, METRICS):
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 

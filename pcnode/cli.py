@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .data import load_npz, save_npz, split, task_data
 from .errors import ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .model import MODELS, ModelConfig, SkipRule, build_model
+from .tasks import TASKS
 from .train import TrainConfig, fit, load_run
 
 DATA_DIR = Path("data")
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
         return args.func(args) or 0
     except PCNodeError as e:
@@ -62,11 +66,13 @@ def _build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model; writes a run folder")
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="built-in task to generate data for")
-    src.add_argument("--data", type=Path, help=".npz file with x of shape (sequences, frames, dims)")
+    src.add_argument("--data", type=Path, help="your series: a CSV with one row per reading, or an .npz with "
+                     "x (series, frames, dims) and optional t; see pcnode.series")
     t.add_argument("--model", default="pcode", help=f"one of {', '.join(MODELS)} (default %(default)s)")
     t.add_argument("--out", type=Path, help="run folder (default runs/TASK-MODEL)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--n", type=int, default=10_000, help="trajectories to generate for --task")
+    _add_series_args(t, training=True)
     _add_dataclass_args(t, TrainConfig, skip={"rule"})
     _add_dataclass_args(t, SkipRule)
     _add_dataclass_args(t, ModelConfig, skip={"kind", "state_dim", "encoder", "image_size"})
@@ -76,13 +82,23 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", type=Path)
     e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--data", type=Path, help="score a series file instead of the run's test split "
+                   "(series runs; read with the run's columns and scaling)")
+    _add_series_args(e, training=False)
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("rollout", help="plot and animate a trained run's rollouts")
     r.add_argument("run", type=Path)
     r.add_argument("--index", type=int, default=0, help="first test trajectory to draw")
     r.add_argument("--count", type=int, default=3, help="trajectories in the figure")
-    r.add_argument("--every", type=float, default=0.25, help="query spacing in frames (default %(default)s)")
+    r.add_argument("--every", type=float, help="query spacing: frames for task runs (default 0.25), your time "
+                   "units for series runs (default: the series' own times)")
+    r.add_argument("--data", type=Path, help="series file to roll out (series runs; default the run's own file)")
+    r.add_argument("--from", dest="start", help="series runs: start time; the burn-in is the readings at or before it")
+    r.add_argument("--horizon", type=float, help="series runs: how far past --from to predict, in your time units")
+    r.add_argument("--id", help="series runs: which series (value of the id column; default the first)")
+    r.add_argument("--out", type=Path, help="series runs: output prefix (default RUN/forecast)")
+    _add_series_args(r, training=False)
     r.set_defaults(func=cmd_rollout)
 
     m = sub.add_parser("demo", help="the main job: Billiards2D, PC-ODE vs RNN, report, figure, GIF")
@@ -90,7 +106,72 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--steps", type=int, default=1500)
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_demo)
+
+    x = sub.add_parser("reproduce", help="the paper's experiments: every model on every task, with a report")
+    x.add_argument("--tasks", nargs="+", default=list(TASKS), help="(default: all six)")
+    x.add_argument("--models", nargs="+", default=list(MODELS), help="(default: all three)")
+    x.add_argument("--budget", default="small", help="small (this CPU, under an hour) or paper "
+                   "(25k steps of batch 256 on 10k trajectories, for a GPU)")
+    x.add_argument("--device", default="cpu")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--steps", type=int, default=0, help="override every task's training steps (0: the budget's)")
+    x.add_argument("--n", type=int, default=0, help="override every task's trajectories (0: the budget's)")
+    x.add_argument("--out", type=Path, default=Path("runs/reproduce"))
+    x.set_defaults(func=cmd_reproduce)
+
+    q = sub.add_parser("plan", help="billiards planning: simulator, random and model planners on the same problems")
+    q.add_argument("--problems", type=int, default=500, help="planning problems (default %(default)s)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the problem set and the candidates")
+    q.add_argument("--models", nargs="*", default=list(MODELS),
+                   help="KIND (trained here on planning data into OUT/KIND, resumed if there) or "
+                        "NAME=RUN_DIR (a run trained on planning data); default: all three kinds")
+    q.add_argument("--out", type=Path, default=Path("runs/plan"))
+    q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
+    q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
+    q.add_argument("--budgets", type=int, nargs="*", default=[8, 32],
+                   help="further candidates-per-round values for the budget curve (default %(default)s)")
+    q.add_argument("--gifs", type=int, default=3, help="problems to animate (default %(default)s)")
+    q.add_argument("--train-steps", type=int, default=800, help="steps for models trained here (default %(default)s)")
+    q.add_argument("--train-batch", type=int, default=128, help="batch for models trained here (default %(default)s)")
+    q.add_argument("--train-n", type=int, default=5000, help="planning trajectories to train on (default %(default)s)")
+    q.add_argument("--train-seed", type=int, default=1, help="seed of the training data (default %(default)s)")
+    q.set_defaults(func=cmd_plan)
     return p
+
+
+def _add_series_args(parser, training: bool) -> None:
+    """How to read a series file (see `pcnode.series.SeriesSpec`); eval and rollout default to the run's."""
+    g = parser.add_argument_group("series files")
+    g.add_argument("--format", choices=("csv", "npz", "jena"), help="default: from the file's suffix")
+    g.add_argument("--time-column", help="column of times (numbers or dates); default: rows are 0, 1, 2, ...")
+    g.add_argument("--time-format", help="strptime format of dates in the time column, e.g. '%%d.%%m.%%Y %%H:%%M:%%S'")
+    g.add_argument("--id-column", help="column naming the series each row belongs to")
+    g.add_argument("--columns", help="comma-separated state columns (default: all the others)")
+    g.add_argument("--aux-columns", help="comma-separated auxiliary columns: read, but not predicted or scored")
+    if training:
+        g.add_argument("--window", type=int, help="cut series into windows of this many readings (default: whole)")
+        g.add_argument("--stride", type=int, help="readings between window starts (default: the window)")
+        g.add_argument("--test-fraction", type=float, default=0.1, help="held out (default %(default)s)")
+        g.add_argument("--split", default="auto", help="hold out the end of every series (time), the last series "
+                       "(series), or auto: series when there are at least 10 (default %(default)s)")
+        g.add_argument("--no-normalize", action="store_true", help="train on raw values instead of standardised ones")
+
+
+def _series_spec(args, base: dict | None = None):
+    """A SeriesSpec from the command line, on top of a run's stored one."""
+    from .series import SeriesSpec
+    d = dict(base or {})
+    if args.data is not None:
+        d["file"] = str(args.data)
+    for name in ("format", "time_column", "time_format", "id_column", "window", "stride", "test_fraction", "split"):
+        if getattr(args, name, None) is not None:
+            d[name] = getattr(args, name)
+    for name in ("columns", "aux_columns"):
+        if getattr(args, name, None) is not None:
+            d[name] = [c.strip() for c in getattr(args, name).split(",") if c.strip()]
+    if getattr(args, "no_normalize", False):
+        d["normalize"] = False
+    return SeriesSpec.from_dict(d)
 
 
 def _add_dataclass_args(parser, cls, skip=()) -> None:
@@ -116,6 +197,14 @@ def cmd_data(args) -> None:
 
 def dataset(spec: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and test tensors described by a run's `data` config."""
+    if "file" not in spec and not {"task", "n", "seed"} <= set(spec):
+        raise ConfigError(f"the run's data config {spec} names neither a file nor a task with n and seed; "
+                          "this run cannot be evaluated from the command line")
+    if spec.get("kind") == "series":
+        # Standardised windows only; their real times and masks come from pcnode.series.prepare.
+        from .series import SeriesSpec, prepare
+        train, test, _ = prepare(SeriesSpec.from_dict(spec))
+        return train.x, test.x
     if "file" in spec:
         x = load_npz(spec["file"])["x"]
     else:
@@ -130,8 +219,8 @@ def cmd_train(args) -> None:
         spec = {"task": args.task, "n": args.n, "seed": train_cfg.seed, "test_fraction": 0.1}
         name = args.task
     else:
-        spec = {"file": str(args.data), "test_fraction": 0.1}
-        name = args.data.stem
+        _train_series(args, train_cfg)
+        return
     train, test = dataset(spec)
     model_cfg = ModelConfig(kind=args.model, state_dim=train.shape[-1], **_pick(args, ModelConfig,
                             skip={"kind", "state_dim", "encoder", "image_size"}))
@@ -141,28 +230,61 @@ def cmd_train(args) -> None:
     print(f"wrote {out}")
 
 
+def _train_series(args, train_cfg: TrainConfig) -> None:
+    from .series import prepare
+    out = args.out or Path("runs") / f"{args.data.stem}-{args.model}"
+    stored = ckpt.read_json(out / ckpt.CONFIG).get("data") if args.resume and (out / ckpt.CONFIG).exists() else None
+    # A resumed run keeps the scaling it started with, so its data config still matches.
+    train, test, spec = prepare(_series_spec(args, {"scaling": stored["scaling"]} if stored else None))
+    short = (test.lengths <= train_cfg.rule.n_burn).nonzero()
+    if len(short):
+        k = short[0, 0].item()
+        raise DataError(f"series '{test.ids[k]}' keeps {test.lengths[k].item()} readings in the test split; "
+                        f"rollouts need more than the {train_cfg.rule.n_burn} burn-in readings: raise "
+                        "--test-fraction, use --split series, or drop short series")
+    model_cfg = ModelConfig(kind=args.model, state_dim=train.x.shape[-1], aux_dims=len(spec.aux_columns),
+                            **_pick(args, ModelConfig, skip={"kind", "state_dim", "encoder", "image_size", "aux_dims"}))
+    model = build_model(model_cfg.validate())
+    train_model(model, train.x, test.x, train_cfg, out, dataclasses.asdict(spec), resume=args.resume,
+                times=train.t, mask=train.mask, test_times=test.t, test_mask=test.mask)
+    print(f"wrote {out}  ({len(train.x)} training windows, {len(test.x)} test windows, "
+          f"one frame = {spec.scaling['time_scale']:g} time units)")
+
+
 def train_model(model, train, test, cfg: TrainConfig, out: Path, spec: dict, resume: bool = False,
-                label: str | None = None) -> list[dict]:
-    """`fit` with a progress bar showing the loss and the training rule's mean dt."""
-    bar = tqdm(total=cfg.steps, desc=label or model.config.kind, unit="step", dynamic_ncols=True)
+                label: str | None = None, **timing) -> list[dict]:
+    """`fit` with a progress bar showing the loss and the training rule's mean dt.
+
+    `timing` passes times and masks of series windows on to `fit`."""
+    bar = None
 
     def on_step(step, losses):
+        nonlocal bar
+        if bar is None:  # opened at the first step, so that bad input fails with one line on stderr
+            bar = tqdm(total=cfg.steps, initial=step - 1, desc=label or model.config.kind, unit="step",
+                       dynamic_ncols=True)
         bar.n = step
         if step % 10 == 0 or step == cfg.steps:
             bar.set_postfix(loss=f"{losses.displacement.item():.2e}", dt=f"{losses.mean_dt:.2f}")
         bar.refresh() if step % 10 == 0 else None
 
     try:
-        return fit(model, train, cfg, test=test, run_dir=out, resume=resume, data=spec, on_step=on_step)
+        return fit(model, train, cfg, test=test, run_dir=out, resume=resume, data=spec, on_step=on_step, **timing)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 def cmd_eval(args) -> None:
     model, cfg = load_run(args.run, device=args.device)
+    if cfg["data"].get("kind") == "series":
+        return _eval_series(args, model, cfg)
+    if args.data is not None:
+        raise ConfigError("--data works with runs trained on a series file; this run was trained on a task")
     _, test = dataset(cfg["data"])
     n_burn = cfg["train"]["rule"]["n_burn"]
-    with tqdm(total=len(test), desc="rollouts", unit="traj", disable=args.json) as bar:
+    # The delay keeps the bar off stderr when evaluate refuses its input at once.
+    with tqdm(total=len(test), desc="rollouts", unit="traj", disable=args.json, delay=0.5) as bar:
         metrics = evaluate(model, test.to(args.device), n_burn=n_burn, progress=bar.update)
     metrics = {"model": model.config.kind, "trajectories": len(test), **metrics}
     ckpt.write_json(args.run / "eval.json", metrics)
@@ -176,22 +298,173 @@ def cmd_eval(args) -> None:
 
 def cmd_rollout(args) -> None:
     from .report import draw_rollouts
+    if (args.run / ckpt.CONFIG).is_file() and ckpt.read_json(args.run / ckpt.CONFIG).get("data", {}).get("kind") \
+            == "series":
+        return _rollout_series(args)
+    args.every = 0.25 if args.every is None else args.every
+    if not (math.isfinite(args.every) and args.every > 0):
+        raise ConfigError(f"--every must be a positive finite number of frames, got {args.every}")
+    if args.count < 1:
+        raise ConfigError(f"--count must be at least 1, got {args.count}")
     model, cfg = load_run(args.run)
     _, test = dataset(cfg["data"])
     if not 0 <= args.index < len(test):
         raise ConfigError(f"--index must be in [0, {len(test) - 1}]")
-    if args.every <= 0:
-        raise ConfigError(f"--every must be positive, got {args.every}")
     seqs = test[args.index:args.index + args.count]
     png, gif = draw_rollouts(args.run, {model.config.kind: model}, seqs, cfg["train"]["rule"]["n_burn"],
                              every=args.every, box=cfg["data"].get("task", "").startswith("billiards"))
     print(f"wrote {png}\nwrote {gif}")
 
 
+def _eval_series(args, model, cfg) -> None:
+    from .series import check_columns, evaluate_series
+    spec = _series_spec(args, cfg["data"])
+    series = spec.read()
+    if args.data is None:
+        series = spec.split_series(series)[1]
+    check_columns(cfg["data"]["columns"] + cfg["data"]["aux_columns"], series, model.config.state_dim,
+                  spec.file)
+    with tqdm(desc="rollouts", unit="window", disable=args.json) as bar:
+        m = evaluate_series(model, spec, series, cfg["train"]["rule"]["n_burn"], progress=bar.update)
+    scale = spec.scaling["time_scale"]
+    metrics = {"model": model.config.kind, "data": spec.file, "series": len(series), "mse": m["mse"],
+               "mean_dt": m["mean_dt"] * scale, "mean_dt_frames": m["mean_dt"], "updates": m["updates"],
+               "rollout_s": m["rollout_s"]}
+    out = args.run / ("eval.json" if args.data is None else f"eval-{args.data.stem}.json")
+    ckpt.write_json(out, metrics)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{'mse':>14}: {m['mse']:.6g}  (your units squared)")
+        print(f"{'mean_dt':>14}: {metrics['mean_dt']:.6g}  (your time units; {m['mean_dt']:.4g} frames)")
+        print(f"{'updates':>14}: {m['updates']:.4g}  (per window, after the burn-in)")
+        print(f"wrote {out}")
+
+
+def _rollout_series(args) -> None:
+    from .plots import plot_forecast
+    from .series import check_columns, forecast, parse_time, scaling_of, write_forecast
+    if args.start is None or args.horizon is None:
+        raise ConfigError("a series run's rollout needs --from T0 and --horizon H (your time units)")
+    model, cfg = load_run(args.run)
+    spec = _series_spec(args, cfg["data"])
+    series = spec.read()
+    check_columns(cfg["data"]["columns"] + cfg["data"]["aux_columns"], series, model.config.state_dim,
+                  spec.file)
+    if args.id is not None and args.id not in series.ids:
+        raise DataError(f"no series '{args.id}' in {spec.file}; its ids are: {', '.join(series.ids[:20])}")
+    i = 0 if args.id is None else series.ids.index(args.id)
+    try:
+        start, _ = parse_time(args.start, spec.time_format if series.dates else None)
+    except ValueError as e:
+        raise ConfigError(f"--from: {e}") from None
+    n_burn = cfg["train"]["rule"]["n_burn"]
+    t, x = series.t[i], series.x[i]
+    f = forecast(model, scaling_of(spec), t, x, n_burn, start, args.horizon, args.every)
+    prefix = args.out or args.run / "forecast"
+    csv_path, png_path = Path(f"{prefix}.csv"), Path(f"{prefix}.png")
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    write_forecast(csv_path, f, series.columns, series.dates, spec.time_format)
+
+    def axis(v):  # dates as datetimes on the plot
+        return (v * 1000).astype("datetime64[ms]") if series.dates else v
+    seen = (t >= f.burn_t[0]) & (t <= start + args.horizon)
+    plot_forecast(png_path, axis(t[seen]), x[seen], series.columns,
+                  {model.config.kind: (axis(f.times), f.values, axis(f.update_times))}, axis(f.burn_t), f.burn_x,
+                  title=f"{args.run.name}: series {series.ids[i]} from {args.start}",
+                  time_label="time" + (" (UTC)" if series.dates else ""))
+    print(f"{len(f.update_times)} updates over {args.horizon:g} time units")
+    print(f"wrote {csv_path}\nwrote {png_path}")
+
+
 def cmd_demo(args) -> None:
     from .report import run_demo
     folder = run_demo(args.out, steps=args.steps, seed=args.seed, train_model=train_model)
     print(f"wrote {folder}")
+
+
+def cmd_reproduce(args) -> None:
+    from .reproduce import ReproduceConfig, reproduce
+    cfg = ReproduceConfig(tasks=args.tasks, models=args.models, budget=args.budget, device=args.device,
+                          seed=args.seed, steps=args.steps, n=args.n)
+    folder = reproduce(cfg, args.out, data_dir=DATA_DIR, train=train_model)
+    print(f"wrote {folder / 'results.md'}")
+
+
+def cmd_plan(args) -> None:
+    from . import plan as pl
+    config = pl.PlanConfig(candidates=args.candidates, rounds=args.rounds).validate()
+    if args.problems < 1 or args.gifs < 0:
+        raise ConfigError(f"need --problems >= 1 and --gifs >= 0, got {args.problems} and {args.gifs}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = {name: _plan_model(name, run, args) for name, run in (_model_spec(s) for s in args.models)}
+    problems = pl.make_problems(args.problems, args.seed)
+    predictors = {"simulator": pl.simulator_predictor, **{n: pl.model_predictor(m) for n, (m, _) in models.items()},
+                  "random": None}
+    curve: dict[str, list[dict]] = {name: [] for name in predictors}
+    for c in sorted({*args.budgets, args.candidates}):
+        cfg = dataclasses.replace(config, candidates=c).validate()
+        with tqdm(total=len(problems), desc=f"plan, {cfg.budget} candidates", unit="problem") as bar:
+            results = pl.compare(predictors, problems, cfg, seed=args.seed, progress=bar.update)
+        for name, res in results.items():
+            curve[name].append({"budget": cfg.budget, **res.summary()})
+        if c == args.candidates:
+            chosen = results
+    summary = {name: res.summary() for name, res in chosen.items()}
+    ckpt.write_json(args.out / "plan_results.json", {
+        "planners": summary, "budget_curve": curve,
+        "setup": {"problems": args.problems, "seed": args.seed, "plan": dataclasses.asdict(config),
+                  "models": {n: run for n, (_, run) in models.items()},
+                  "constants": {k: getattr(pl, k) for k in ("HORIZON", "N_BURN", "SPEED_RANGE", "TARGET_RADIUS",
+                                                            "MIN_TARGET_TRAVEL", "SIM_DT", "EVERY")}}})
+    pl.plot_budget_curve(args.out / "plan_budget.png", curve)
+    times = np.arange(0, pl.HORIZON + 1e-6, 0.4)
+    for i in range(min(args.gifs, len(problems))):
+        shown = {}
+        for name, res in chosen.items():
+            model = models[name][0] if name in models else None
+            shown[name] = (*pl.trace(problems.cue[i], problems.obj[i], res.actions[i], times, model),
+                           bool(res.success[i]))
+        pl.plan_gif(args.out / f"plan_{i}.gif", problems.cue[i], problems.obj[i], problems.target[i], times, shown)
+    print(f"{'planner':>10} {'success':>8} {'95% CI':>15} {'s/plan':>8} {'updates/rollout':>16}")
+    for name, s in summary.items():
+        ups = "-" if s["updates_per_rollout"] is None else f"{s['updates_per_rollout']:.2f}"
+        print(f"{name:>10} {s['success']:8.3f} {s['ci95'][0]:7.3f}-{s['ci95'][1]:.3f} {s['wall_s_per_plan']:8.4f} "
+              f"{ups:>16}")
+    print(f"wrote {args.out / 'plan_results.json'}, {args.out / 'plan_budget.png'} and {args.gifs} GIFs")
+
+
+def _model_spec(spec: str) -> tuple[str, Path | None]:
+    name, _, run = spec.partition("=")
+    if name in ("simulator", "random") or not name:
+        raise ConfigError(f"bad --models entry '{spec}': give KIND or NAME=RUN_DIR, NAME not simulator or random")
+    return name, Path(run) if run else None
+
+
+def _plan_model(name: str, run: Path | None, args):
+    """A model for the planner: loaded from `run`, or trained here on planning data into OUT/NAME."""
+    from . import plan as pl
+    if run is not None:
+        model, cfg = load_run(run)
+        n_burn = cfg.get("train", {}).get("rule", {}).get("n_burn")
+        if model.config.state_dim != 4 or n_burn != pl.N_BURN:
+            raise ConfigError(f"{run} is not a billiards model with {pl.N_BURN} burn-in frames; train one with "
+                              f"`pcnode plan --models {model.config.kind}`")
+        return model, str(run)
+    if name not in MODELS:
+        raise ConfigError(f"'{name}' is not a model kind ({', '.join(MODELS)}); give a trained run as {name}=RUN_DIR")
+    path = DATA_DIR / f"billiards_plan-n{args.train_n}-seed{args.train_seed}.npz"
+    if not path.exists():
+        save_npz(path, x=pl.plan_data(args.train_n, args.train_seed))
+    spec = {"file": str(path), "test_fraction": 0.1}
+    train, test = dataset(spec)
+    steps = args.train_steps
+    cfg = TrainConfig(steps=steps, batch_size=args.train_batch, eval_every=max(1, steps // 4), eval_size=256,
+                      checkpoint_every=max(1, steps // 4), seed=args.seed, rule=SkipRule(n_burn=pl.N_BURN))
+    model = build_model(ModelConfig(kind=name, state_dim=4))
+    out = args.out / name
+    train_model(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(), label=f"train {name}")
+    return model.eval(), str(out)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,15 @@ from .errors import ConfigError, DataError
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """Write arrays to `path` atomically (no partial file on failure)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-    ckpt.atomic_write(path, write)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write(path, write)
+    except OSError as e:
+        raise ConfigError(f"cannot write {path} ({e.strerror or e}); choose a writable output path") from None
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -37,14 +41,23 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(f"data file {path} not found; create it with `pcnode data TASK` or check the path")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} is a single .npy array, not an .npz archive; save it with "
+                            "numpy.savez(path, x=array)")
+        with loaded as f:
             arrays = {k: f[k] for k in f.files}
+    except DataError:
+        raise
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataError(f"{path} holds pickled objects, which are refused because loading them can "
                             "run code; save plain numeric arrays instead") from None
         raise DataError(f"{path} is not a readable .npz file ({e}); regenerate it") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
+    # A damaged archive fails deep inside zipfile/zlib: bad CRCs, unknown compression or
+    # zip versions (NotImplementedError), encryption flags (RuntimeError), bad deflate streams.
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error, NotImplementedError,
+            RuntimeError) as e:
         raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}); regenerate it") from None
     if "x" not in arrays:
         raise DataError(f"{path} has no array named 'x'; save trajectories as x with shape (sequences, frames, dims)")
@@ -53,7 +66,9 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: x must be a real array of shape (sequences, frames, dims); "
                         f"got dtype {x.dtype} and shape {x.shape}")
     if not np.isfinite(x).all():
-        raise DataError(f"{path}: x contains NaN or inf; clean the data first")
+        s, f, d = np.argwhere(~np.isfinite(x))[0]
+        raise DataError(f"{path}: x[{s}, {f}, {d}] (sequence {s}, frame {f}, dim {d}) is {x[s, f, d]}; "
+                        "fill or drop the gaps first")
     arrays["x"] = x.astype(np.float32)
     return arrays
 

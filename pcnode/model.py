@@ -204,6 +204,12 @@ class SequenceModel(nn.Module):
         """Vector-field evaluations so far (ODE-RNN only; 0 for the others)."""
         return 0
 
+    def forward(self, seq: Tensor, rule: "SkipRule", times: Tensor | None = None,
+                mask: Tensor | None = None) -> "Losses":
+        """The training losses of a batch; see `teacher_forcing`. (A forward pass is what
+        DistributedDataParallel hooks to average gradients across processes.)"""
+        return teacher_forcing(self, seq, rule, times=times, mask=mask)
+
     def rollout(self, x_burn: Tensor, horizon: float, **kwargs):
         """Roll out from burn-in frames (B, n_burn, state_dim) to `horizon`; see `pcnode.rollout.rollout`."""
         from .rollout import rollout
@@ -229,8 +235,10 @@ class PCODE(SequenceModel):
         return nn.functional.leaky_relu(self.dt_head(h)) + 1
 
     def next_dt(self, h: Tensor) -> Tensor:
-        # Bounded so that a rollout always moves forward and never runs away.
-        return self.dt_raw(h).clamp(self.config.min_dt, self.config.max_dt)
+        # Bounded so that a rollout always moves forward and never runs away. `clamp`
+        # passes NaN through (overflowing weights give inf - inf), so NaN means "update soon".
+        dt = torch.nan_to_num(self.dt_raw(h), nan=self.config.min_dt)
+        return dt.clamp(self.config.min_dt, self.config.max_dt)
 
 
 class RNN(SequenceModel):

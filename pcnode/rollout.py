@@ -103,18 +103,27 @@ class Rollout:
 
 
 @torch.no_grad()
-def rollout(model: SequenceModel, x_burn: Tensor, horizon: float, max_updates: int | None = None) -> Rollout:
+def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_updates: int | None = None,
+            t_burn: Tensor | None = None) -> Rollout:
     """Roll `model` out from burn-in frames until `horizon`.
 
     Args:
         x_burn: (B, n_burn, state_dim) observed frames at times 0, 1, ..., n_burn-1.
         horizon: time (frames, counted from the first burn-in frame) each
-            trajectory's clock must reach.
+            trajectory's clock must reach: a number, or (B,) one per trajectory.
         max_updates: safety bound on model-chosen updates per trajectory; by default
             enough for `model.config.min_dt`-sized steps. Hitting it warns.
+        t_burn: (B, n_burn) real times of the burn-in frames, strictly increasing
+            along each row, for unevenly sampled data; None means 0, 1, ..., n_burn-1.
 
     Returns a `Rollout`; query it with `.at(t)`.
     """
+    dtype = next(model.parameters()).dtype
+    if not isinstance(x_burn, Tensor) or x_burn.dtype != dtype:
+        raise DataError(f"burn-in frames must be a {dtype} tensor like the model's weights; got "
+                        f"{getattr(x_burn, 'dtype', type(x_burn).__name__)}; convert with .to({dtype})")
+    if max_updates is not None and max_updates < 1:
+        raise ConfigError(f"max_updates must be at least 1, got {max_updates}")
     if x_burn.ndim != 3 or x_burn.shape[-1] != model.config.state_dim:
         raise DataError(f"burn-in frames must have shape (batch, frames, {model.config.state_dim}); "
                         f"got {tuple(x_burn.shape)}")
@@ -123,10 +132,18 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float, max_updates: i
         raise DataError(f"need at least one trajectory and one burn-in frame; got shape {tuple(x_burn.shape)}")
     if not torch.isfinite(x_burn).all():
         raise DataError("burn-in frames contain NaN or inf; clean the data first")
-    if not math.isfinite(horizon) or horizon <= n_burn - 1:
-        raise ConfigError(f"horizon must be a finite time after the last burn-in frame ({n_burn - 1}); got {horizon}")
+    if t_burn is None:
+        t_burn = torch.arange(n_burn, dtype=x_burn.dtype, device=x_burn.device).expand(B, n_burn)
+    elif t_burn.shape != (B, n_burn) or not torch.isfinite(t_burn).all() or (t_burn.diff(dim=1) <= 0).any():
+        raise DataError(f"burn-in times must be finite, strictly increasing and shaped ({B}, {n_burn}); "
+                        f"got shape {tuple(t_burn.shape)}")
+    t_burn = t_burn.to(x_burn.dtype)
+    hz = torch.as_tensor(horizon, dtype=x_burn.dtype, device=x_burn.device).expand(B)
+    if not torch.isfinite(hz).all() or (hz <= t_burn[:, -1]).any():
+        raise ConfigError(f"horizon must be a finite time after the last burn-in frame "
+                          f"({t_burn[:, -1].max().item():g}); got {horizon}")
     if max_updates is None:
-        max_updates = math.ceil((horizon - (n_burn - 1)) / model.config.min_dt) + 1
+        max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / model.config.min_dt) + 1
     nfe0 = model.nfe
     dtype, device = x_burn.dtype, x_burn.device
     L = model.config.latent
@@ -135,18 +152,18 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float, max_updates: i
     enc = model.encode(x_burn)
     h = x_burn.new_zeros(B, L)
     ts, dts, xs, hs = [], [], [], []
-    one = x_burn.new_ones(B, 1)
+    gaps = t_burn.diff(dim=1).unsqueeze(-1)  # (B, n_burn - 1, 1)
     for i in range(n_burn):
-        h = model.update(enc[:, i], model.advance(h, one) if i else h)
+        h = model.update(enc[:, i], model.advance(h, gaps[:, i - 1]) if i else h)
         if i < n_burn - 1:
-            ts.append(one.squeeze(-1) * i)
-            dts.append(one.squeeze(-1))
+            ts.append(t_burn[:, i])
+            dts.append(gaps[:, i, 0])
             xs.append(x_burn[:, i])
             hs.append(h)
 
     # From the last burn-in frame on, the model chooses when to update next.
     rows = torch.arange(B, device=device)
-    x_cur, t_cur = x_burn[:, -1], x_burn.new_full((B, 1), float(n_burn - 1))
+    x_cur, t_cur = x_burn[:, -1], t_burn[:, -1:].clone()
     updates = torch.zeros(B, dtype=torch.long, device=device)
     chosen = []  # per step: (rows still running, t, dt, x, h)
     while True:
@@ -155,7 +172,7 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float, max_updates: i
         updates[rows] += 1
         x_next = x_cur + model.change(h, dt)
         t_next = t_cur + dt
-        going = (t_next < horizon).squeeze(-1)
+        going = t_next.squeeze(-1) < hz[rows]
         if not going.any():
             break
         if len(chosen) >= max_updates:
@@ -175,4 +192,4 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float, max_updates: i
     for j, (r, tc, dtc, xc, hc) in enumerate(chosen):
         k = n_burn - 1 + j
         t[r, k], dt_all[r, k], x[r, k], hh[r, k] = tc.squeeze(-1), dtc.squeeze(-1), xc, hc
-    return Rollout(model, t, dt_all, x, hh, updates, n_burn, float(horizon), model.nfe - nfe0)
+    return Rollout(model, t, dt_all, x, hh, updates, n_burn, hz.max().item(), model.nfe - nfe0)

@@ -7,17 +7,20 @@ needed to resume bit-for-bit.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from . import checkpoint as ckpt
@@ -47,16 +50,27 @@ class TrainConfig:
     rule: SkipRule = field(default_factory=SkipRule)
 
     def validate(self) -> "TrainConfig":
-        for name in ("steps", "batch_size", "decay_every", "eval_every", "eval_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"learning rate must be positive and finite, got {self.lr}")
-        if self.weight_decay < 0 or not 0 < self.decay_gamma <= 1:
-            raise ConfigError("need weight_decay >= 0 and 0 < decay_gamma <= 1")
         r = self.rule
-        if r.n_burn < 1 or r.epsilon < 0 or not 0 <= r.jump_prob <= 1:
-            raise ConfigError("need n_burn >= 1, epsilon >= 0 and 0 <= jump_prob <= 1")
+        for name, value in [(n, getattr(self, n)) for n in ("steps", "batch_size", "decay_every", "eval_every",
+                                                           "eval_size", "checkpoint_every")] + [("n_burn", r.n_burn)]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        # Written as `not (x >= 0)` so that NaN, which compares false, is refused too.
+        floats = {"lr": self.lr, "weight_decay": self.weight_decay, "decay_gamma": self.decay_gamma,
+                  "epsilon": r.epsilon, "jump_prob": r.jump_prob, "zero_span_weight": r.zero_span_weight,
+                  "dt_weight": r.dt_weight}
+        for name, value in floats.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be positive and finite, got {self.lr}")
+        if not (self.weight_decay >= 0 and 0 < self.decay_gamma <= 1):
+            raise ConfigError("need weight_decay >= 0 and 0 < decay_gamma <= 1")
+        if not (r.epsilon >= 0 and 0 <= r.jump_prob <= 1 and r.zero_span_weight >= 0 and r.dt_weight >= 0):
+            raise ConfigError("need epsilon >= 0, 0 <= jump_prob <= 1, zero_span_weight >= 0 and dt_weight >= 0")
+        check_device(self.device)
         return self
 
     @classmethod
@@ -67,7 +81,23 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown or not isinstance(rule, dict):
             raise ConfigError(f"unknown training settings {sorted(unknown)}")
+        unknown = set(rule) - {f.name for f in dataclasses.fields(SkipRule)}
+        if unknown:
+            raise ConfigError(f"unknown skip-rule settings {sorted(unknown)}")
         return cls(**d, rule=SkipRule(**rule)).validate()
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device `name` names, or ConfigError if it is malformed or not available here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {name!r}; use 'cpu' or 'cuda'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but no CUDA GPU is available; use 'cpu'")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not supported; use 'cpu' or 'cuda'")
+    return device
 
 
 def run_config(model: SequenceModel, config: TrainConfig, data: dict | None = None) -> dict:
@@ -79,7 +109,9 @@ def run_config(model: SequenceModel, config: TrainConfig, data: dict | None = No
 
 def fit(model: SequenceModel, train: Tensor, config: TrainConfig, *, test: Tensor | None = None,
         run_dir: str | Path | None = None, resume: bool = False, data: dict | None = None,
-        on_step: Callable[[int, Losses], None] | None = None) -> list[dict]:
+        on_step: Callable[[int, Losses], None] | None = None, times: Tensor | None = None,
+        mask: Tensor | None = None, test_times: Tensor | None = None,
+        test_mask: Tensor | None = None) -> list[dict]:
     """Train `model` on `train` (N, T, state_dim) sequences.
 
     Main arguments:
@@ -94,6 +126,9 @@ def fit(model: SequenceModel, train: Tensor, config: TrainConfig, *, test: Tenso
         resume: continue from `run_dir`'s checkpoint instead of refusing to overwrite it.
         data: description of the data, saved in the config (task, seed, ...).
         on_step: called after every step with the step number and its losses.
+        times, test_times: (N, T) real times of the frames in frames, for unevenly
+            sampled data (see `pcnode.series`); None means 0, 1, 2, ...
+        mask, test_mask: (N, T-1) bool, False for padded transitions of shorter series.
 
     Returns the metrics rows (dicts keyed by `METRIC_FIELDS`), one per evaluation.
     """
@@ -101,27 +136,48 @@ def fit(model: SequenceModel, train: Tensor, config: TrainConfig, *, test: Tenso
     check_sequences(train, model.config.state_dim, config.rule.n_burn + 1, "training data")
     if test is not None:
         check_sequences(test, model.config.state_dim, config.rule.n_burn + 1, "test data")
-    device = torch.device(config.device)
+    with distributed(config) as (rank, world, device):
+        return _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask, test_times, test_mask,
+                    rank, world, device)
+
+
+def _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask, test_times, test_mask,
+         rank, world, device) -> list[dict]:
+    lead = rank == 0  # only the first process evaluates, logs and writes
+    per_rank = config.batch_size // world
     model.to(device)
     train = train.to(device)
     test = None if test is None else test[:config.eval_size].to(device)
+    times, mask = (None if a is None else a.to(device) for a in (times, mask))
+    test_times, test_mask = (None if a is None else a[:config.eval_size].to(device) for a in (test_times, test_mask))
 
-    torch.manual_seed(config.seed)
-    batches = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed + rank)  # random skips differ per process...
+    batches = torch.Generator().manual_seed(config.seed)  # ...but all draw the same global batch
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.decay_every, gamma=config.decay_gamma)
     step, train_s, history = 0, 0.0, []
     cfg = run_config(model, config, data)
     if run_dir is not None:
         run_dir = Path(run_dir)
-        step, train_s, history = _open_run(run_dir, cfg, resume, model, opt, sched, batches)
+        if lead or resume:
+            step, train_s, history = _open_run(run_dir, cfg, resume, model, opt, sched, batches)
+        if resume and world > 1:
+            torch.manual_seed(config.seed + rank + 7919 * step)
+        run_dir = run_dir if lead else None
+    on_step = on_step if lead else None
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
 
     model.train()
     window: list[Losses] = []
     while step < config.steps:
         tick = time.perf_counter()
-        seq = train[torch.randint(len(train), (config.batch_size,), generator=batches).to(device)]
-        losses = teacher_forcing(model, seq, config.rule)
+        idx = torch.randint(len(train), (config.batch_size,), generator=batches)
+        idx = idx[rank * per_rank:(rank + 1) * per_rank].to(device)
+        losses = net(train[idx], config.rule, times=None if times is None else times[idx],
+                     mask=None if mask is None else mask[idx])
         if not torch.isfinite(losses.total):
             raise PCNodeError(f"training diverged at step {step + 1} (loss is {losses.total.item()}); "
                               "lower the learning rate or check the data scale")
@@ -134,14 +190,44 @@ def fit(model: SequenceModel, train: Tensor, config: TrainConfig, *, test: Tenso
         window.append(losses)
         if on_step is not None:
             on_step(step, losses)
-        if step % config.eval_every == 0 or step == config.steps:
-            history.append(_metrics_row(model, step, window, test, config, opt, train_s))
+        if lead and (step % config.eval_every == 0 or step == config.steps):
+            history.append(_metrics_row(model, step, window, test, config, opt, train_s, test_times, test_mask))
             window = []
             if run_dir is not None:
                 _write_metrics(run_dir / ckpt.METRICS, history)
         if run_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
             save_checkpoint(run_dir, model, cfg, step, train_s, opt, sched, batches)
     return history
+
+
+@contextlib.contextmanager
+def distributed(config: TrainConfig):
+    """Yield (rank, world size, device); join the process group when launched by torchrun.
+
+    `torchrun --nproc_per_node=N -m pcnode train ...` sets WORLD_SIZE, RANK and
+    LOCAL_RANK. Each process then trains on its share of every batch and
+    DistributedDataParallel averages the gradients (NCCL on GPUs, gloo on CPUs).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = torch.device(config.device)
+    if world <= 1:
+        yield 0, 1, device
+        return
+    if config.batch_size % world:
+        raise ConfigError(f"batch size {config.batch_size} does not split evenly over {world} processes; "
+                          "choose a multiple of the process count")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield dist.get_rank(), world, device
+    finally:
+        if started:
+            dist.destroy_process_group()
 
 
 def check_sequences(x: Tensor, state_dim: int | None, min_frames: int, what: str = "data") -> None:
@@ -163,7 +249,7 @@ def check_sequences(x: Tensor, state_dim: int | None, min_frames: int, what: str
         raise DataError(f"{what} contains NaN or inf; remove or fill those values first")
 
 
-def _metrics_row(model, step, window, test, config, opt, train_s) -> dict:
+def _metrics_row(model, step, window, test, config, opt, train_s, test_times=None, test_mask=None) -> dict:
     row = {
         "step": step,
         "loss": sum(l.total.item() for l in window) / len(window),
@@ -176,7 +262,7 @@ def _metrics_row(model, step, window, test, config, opt, train_s) -> dict:
         "train_s": train_s,
     }
     if test is not None:
-        m = evaluate(model, test, n_burn=config.rule.n_burn)
+        m = evaluate(model, test, n_burn=config.rule.n_burn, times=test_times, mask=test_mask)
         row.update(test_mse=m["mse"], test_mean_dt=m["mean_dt"], test_updates=m["updates"])
     return row
 
@@ -217,6 +303,8 @@ def save_checkpoint(run_dir: Path, model, cfg, step, train_s, opt, sched, batche
 def _open_run(run_dir: Path, cfg: dict, resume: bool, model, opt, sched, batches):
     """Prepare `run_dir` for training; on resume restore everything and return (step, train_s, history)."""
     path = run_dir / ckpt.CHECKPOINT
+    if run_dir.is_dir():
+        ckpt.remove_stale_temps(run_dir)
     if resume:
         if not path.exists():
             raise CheckpointError(f"nothing to resume in {run_dir}: no {ckpt.CHECKPOINT}; drop --resume to start fresh")
@@ -242,8 +330,14 @@ def _open_run(run_dir: Path, cfg: dict, resume: bool, model, opt, sched, batches
         metrics = run_dir / ckpt.METRICS
         history = [r for r in read_metrics(metrics) if r["step"] <= step] if metrics.exists() else []
         return step, float(meta["train_s"]), history
-    if path.exists() or (run_dir / ckpt.CONFIG).exists():
+    if path.exists():
         raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if (run_dir / ckpt.CONFIG).exists():
+        # A run that failed before its first checkpoint left only its config (and maybe
+        # metrics); the same run may start over there, a different one may not.
+        if _comparable(ckpt.read_json(run_dir / ckpt.CONFIG)) != _comparable(cfg):
+            raise CheckpointError(f"{run_dir} already holds a different run; choose another --out")
+        (run_dir / ckpt.METRICS).unlink(missing_ok=True)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json(run_dir / ckpt.CONFIG, cfg)
@@ -263,10 +357,16 @@ def _comparable(cfg: dict) -> dict:
 
 def _load_model_tensors(model: SequenceModel, tensors: dict, path: Path) -> None:
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    for name, value in state.items():
+        if not value.is_floating_point() or not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: weight {name} is {value.dtype} or holds NaN/inf; "
+                                  "the checkpoint is damaged: retrain or resume from a good copy")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "mismatch"
+        # The first line only names the model class; the second says what differs.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else (lines[0] if lines else "mismatch")
         raise CheckpointError(f"{path} does not match its model config ({first}); "
                               "the checkpoint belongs to another model or was edited") from None
 
@@ -277,17 +377,32 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SequenceModel, d
     Returns (model in eval mode, the run's config dict).
     """
     run_dir = Path(run_dir)
+    check_device(device)
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {run_dir} not found; train one with `pcnode train`")
     cfg = ckpt.read_json(run_dir / ckpt.CONFIG)
-    if not isinstance(cfg.get("model"), dict):
-        raise CheckpointError(f"{run_dir / ckpt.CONFIG} has no model section; it was not written by pcnode")
+    for section in ("model", "train", "data"):
+        if not isinstance(cfg.get(section), dict):
+            raise CheckpointError(f"{run_dir / ckpt.CONFIG} has no {section} section; it was not written by pcnode")
     try:
         model_cfg = ModelConfig.from_dict(cfg["model"])
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{run_dir / ckpt.CONFIG}: bad model config ({e})") from None
+    try:
+        # The device trained on need not exist where the run is loaded.
+        train_cfg = TrainConfig.from_dict({**cfg["train"], "device": "cpu"})
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{run_dir / ckpt.CONFIG}: bad training config ({e})") from None
+    cfg["train"] = {**dataclasses.asdict(train_cfg), "device": cfg["train"].get("device", "cpu")}
     tensors, meta = ckpt.load_tensors(run_dir / ckpt.CHECKPOINT)
-    if "config" in meta and json.loads(meta["config"]).get("model") != cfg["model"]:
+    try:
+        own = json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError:
+        own = None
+    if not isinstance(own, dict):
+        raise CheckpointError(f"{run_dir / ckpt.CHECKPOINT}: its stored config is not a JSON object; "
+                              "the checkpoint was edited or not written by pcnode")
+    if "model" in own and own["model"] != cfg["model"]:
         raise CheckpointError(f"{run_dir}: config.json does not match the checkpoint's own config; "
                               "it was edited or copied from another run")
     model = build_model(model_cfg)

@@ -1,0 +1,35 @@
+"""Data-parallel training with torchrun: two CPU processes (gloo) behave like one."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def launch(args, tmp_path, nproc=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(WORKER), *args, str(tmp_path)]
+    if nproc:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd[1:]]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["rnn", "pcode"])
+def test_two_processes_with_half_batches_match_one_with_the_full_batch(tmp_path, kind):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    launch([kind, "5"], tmp_path / "one")
+    launch([kind, "5"], tmp_path / "two", nproc=2)
+    single = load_file(tmp_path / "one" / "rank0.safetensors")
+    rank0 = load_file(tmp_path / "two" / "rank0.safetensors")
+    rank1 = load_file(tmp_path / "two" / "rank1.safetensors")
+    for name in single:
+        assert torch.equal(rank0[name], rank1[name]), f"ranks disagree on {name}"
+        assert torch.allclose(rank0[name], single[name], rtol=1e-9, atol=1e-11), name
+    assert not torch.allclose(single["cell.weight_hh"], single["initial.cell.weight_hh"]), "training changed nothing"
