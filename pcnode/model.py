@@ -356,6 +356,8 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     carried = torch.zeros_like(dx[:, 0])  # change since that frame, up to the current one
     h_now = h                  # h advanced to the current frame
     every_row = torch.arange(B, device=seq.device)
+    last = mask.long().sum(1, keepdim=True) - 1  # each row's last real transition, (B, 1)
+    end_h, end_start = h, start  # the segment still open at that transition
     predicted, targets, updated, fresh = [], [], [], []
     ended_len, ended_at, opened_by = [], [], []
     for i in range(T):
@@ -377,6 +379,8 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
             h = h.index_copy(0, rows, new)
             start = torch.where(skip, start, t_i)
             carried = torch.where(skip, carried + dx[:, i], dx[:, i])
+        at_end = last == i
+        end_h, end_start = torch.where(at_end, h, end_h), torch.where(at_end, start, end_start)
         updated.append(torch.zeros(B, dtype=torch.bool, device=seq.device).index_fill(0, rows, True))
         fresh.append((rows, new))
         h_now = model.advance(h, t_next - start)
@@ -393,8 +397,8 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     dt_loss, mean_dt, zero_span = zero, 1.0, zero
     if jumpy:
         zero_span = _zero_span_loss(model, fresh, updated, w, keep) / n
-        dt_loss, mean_dt = _dt_loss(model, ended_len, ended_at, opened_by, h, start, times[:, -1],
-                                    mask[:, burn:])
+        t_end = times.squeeze(-1).gather(1, last + 1)
+        dt_loss, mean_dt = _dt_loss(model, ended_len, ended_at, opened_by, end_h, end_start, t_end, mask[:, burn:])
     total = displacement + rule.zero_span_weight * zero_span + rule.dt_weight * dt_loss
     return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt, updated)
 

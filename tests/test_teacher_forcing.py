@@ -20,6 +20,8 @@ def reference(model, seq, rule, times=None, mask=None):
     start = times[:, :1]
     carried = seq.new_zeros(B, D)
     disp, zero, dt_terms, seg_lengths, updated = [], [], [], [], []
+    last = mask.sum(1) - 1
+    open_h, open_len = [None] * B, [None] * B
     for i in range(T):
         t_i, t_next = times[:, i:i + 1], times[:, i + 1:i + 2]
         dx = seq[:, i + 1] - seq[:, i]
@@ -39,6 +41,9 @@ def reference(model, seq, rule, times=None, mask=None):
         else:
             h, start, carried = h_tick, t_i, dx
             updated.append(torch.ones(B, dtype=torch.bool))
+        for b in range(B):
+            if last[b] == i:  # the segment still open when this row's real data ends
+                open_h[b], open_len[b] = h[b], times[b, i + 1] - start[b, 0]
         m = mask[:, i:i + 1].to(seq.dtype)
         disp.append(((model.decode(model.advance(h, t_next - start)) - carried)[:, :keep].pow(2) * m).sum())
         if model.jumpy:
@@ -47,8 +52,8 @@ def reference(model, seq, rule, times=None, mask=None):
     displacement = sum(disp) / n
     total = displacement
     if model.jumpy:
-        open_len = (times[:, -1:] - start).squeeze(-1)
-        dt_terms.append((model.dt_raw(h).squeeze(-1) - open_len).clamp(max=0).pow(2))
+        dt_open = model.dt_raw(torch.stack(open_h)).squeeze(-1)
+        dt_terms.append((dt_open - torch.stack(open_len)).clamp(max=0).pow(2))
         total = total + rule.zero_span_weight * sum(zero) / n + rule.dt_weight * torch.cat(dt_terms).mean()
     return total, displacement, torch.stack(updated, 1)
 
