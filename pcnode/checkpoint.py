@@ -24,6 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 CHECKPOINT = "checkpoint.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -34,6 +37,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; results should read like any other file
     try:
         write(Path(tmp))
         with open(tmp, "rb+") as f:

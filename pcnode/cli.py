@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .data import load_npz, save_npz, split, task_data
-from .errors import ConfigError, DataError, PCNodeError
+from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .model import MODELS, ModelConfig, SkipRule, build_model
 from .tasks import TASKS
@@ -234,6 +234,9 @@ def _train_series(args, train_cfg: TrainConfig) -> None:
     from .series import prepare
     out = args.out or Path("runs") / f"{args.data.stem}-{args.model}"
     stored = ckpt.read_json(out / ckpt.CONFIG).get("data") if args.resume and (out / ckpt.CONFIG).exists() else None
+    if stored is not None and "scaling" not in stored:
+        raise CheckpointError(f"{out} holds a run trained on a built-in task, not on a data file; "
+                              "resume it with --task or choose another --out")
     # A resumed run keeps the scaling it started with, so its data config still matches.
     train, test, spec = prepare(_series_spec(args, {"scaling": stored["scaling"]} if stored else None))
     short = (test.lengths <= train_cfg.rule.n_burn).nonzero()

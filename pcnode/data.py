@@ -69,7 +69,10 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         s, f, d = np.argwhere(~np.isfinite(x))[0]
         raise DataError(f"{path}: x[{s}, {f}, {d}] (sequence {s}, frame {f}, dim {d}) is {x[s, f, d]}; "
                         "fill or drop the gaps first")
-    arrays["x"] = x.astype(np.float32)
+    with np.errstate(over="ignore"):
+        arrays["x"] = x.astype(np.float32)
+    if not np.isfinite(arrays["x"]).all():
+        raise DataError(f"{path}: x holds values beyond float32's range (about 3.4e38); rescale the data first")
     return arrays
 
 

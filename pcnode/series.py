@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -191,7 +192,12 @@ def from_csv(path: str | Path, time_column: str | None = None, id_column: str | 
         raise DataError(f"data file {path} not found; check the path")
     if duplicates not in ("error", "first"):
         raise ConfigError(f"duplicates must be 'error' or 'first', got '{duplicates}'")
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a UTF-8 CSV file; pass a CSV with a header row, "
+                        "or an .npz holding an array x") from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         if not header:
