@@ -5,7 +5,7 @@ evaluates on the held-out 10%, and prints one JSON line per (task, model) follow
 a markdown table.
 
     python benchmarks/quality.py [--out runs/quality] [--tasks lines circles billiards2d]
-                                 [--models pcode rnn odernn] [--n 4000] [--threads 1]
+                                 [--models pcode rnn odernn] [--n 4000] [--threads 1] [--device cpu]
 """
 import argparse
 import json
@@ -28,6 +28,7 @@ def main():
     p.add_argument("--models", nargs="+", default=["pcode", "rnn", "odernn"])
     p.add_argument("--n", type=int, default=4000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -39,14 +40,14 @@ def main():
                 torch.manual_seed(0)
                 model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1]))
                 cfg = TrainConfig(steps=STEPS[task], eval_every=STEPS[task], checkpoint_every=STEPS[task],
-                                  rule=SkipRule())
+                                  device=args.device, rule=SkipRule())
                 tick = time.perf_counter()
                 fit(model, train, cfg, test=test, run_dir=run, data={"task": task, "n": args.n, "seed": 0})
                 train_s = time.perf_counter() - tick
             else:
-                model, _ = load_run(run)
+                model, _ = load_run(run, device=args.device)
                 train_s = float("nan")
-            m = evaluate(model, test)
+            m = evaluate(model, test.to(args.device))
             row = {"task": task, "model": kind, "steps": STEPS[task], **{k: round(v, 8) for k, v in m.items()},
                    "train_s": round(train_s, 1)}
             rows.append(row)

@@ -8,7 +8,7 @@ initialisation, where the PC-ODE's skip rate is what training really sees.
 row runs the cell and every loss term is decoded at every frame), which is what our
 teacher forcing must match exactly.
 
-    python benchmarks/train_speed.py [--threads 1] [--steps 30] [--models pcode rnn odernn] [--reference]
+    python benchmarks/train_speed.py [--threads 1] [--device cpu] [--steps 30] [--models pcode rnn odernn] [--reference]
                                      [--init RUN]
 """
 import argparse
@@ -23,17 +23,19 @@ from pcnode import ModelConfig, SkipRule, build_model, load_run, teacher_forcing
 from pcnode.data import split, task_data
 
 
-def time_steps(model, data, steps, batch, loss_fn, lr=1e-3):
+def time_steps(model, data, steps, batch, loss_fn, lr=1e-3, device="cpu"):
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-7)
     gen = torch.Generator().manual_seed(0)
     times, dts = [], []
     for k in range(steps + 3):
-        seq = data[torch.randint(len(data), (batch,), generator=gen)]
+        seq = data[torch.randint(len(data), (batch,), generator=gen)].to(device)
         tick = time.perf_counter()
         total, mean_dt = loss_fn(model, seq)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         if k >= 3:  # warm-up steps excluded
             times.append(time.perf_counter() - tick)
             dts.append(mean_dt)
@@ -44,6 +46,7 @@ def time_steps(model, data, steps, batch, loss_fn, lr=1e-3):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--models", nargs="+", default=["pcode", "rnn", "odernn"])
@@ -69,16 +72,16 @@ def main():
         runs += [(kind, plain) for kind in args.models if kind == "pcode"]
     for kind, fn in runs:
         torch.manual_seed(0)
-        model = build_model(ModelConfig(kind=kind, state_dim=4))
+        model = build_model(ModelConfig(kind=kind, state_dim=4)).to(args.device)
         if args.init and kind == "pcode":
             model.load_state_dict(load_run(args.init)[0].state_dict())
         # A fresh Adam would knock a trained model off its skip rate in its first
         # steps; with --init the steps are timed at a negligible learning rate.
         lr = 1e-7 if args.init and kind == "pcode" else 1e-3
-        ms, mean_dt = time_steps(model, train, args.steps, args.batch, fn, lr=lr)
+        ms, mean_dt = time_steps(model, train, args.steps, args.batch, fn, lr=lr, device=args.device)
         print(json.dumps({"model": kind, "impl": "pcnode" if fn is ours else "plain-reference",
                           "ms_per_step": round(ms, 1), "mean_dt": round(mean_dt, 2),
-                          "threads": args.threads, "batch": args.batch}), flush=True)
+                          "threads": args.threads, "batch": args.batch, "device": args.device}), flush=True)
 
 
 if __name__ == "__main__":

@@ -47,18 +47,18 @@ def test_padding_steps_have_infinite_times():
         assert torch.isinf(ro.t[b, used[b]:]).all()
 
 
-def test_rnn_updates_once_per_frame():
-    ro = rollout(RNN(ModelConfig(state_dim=2)), torch.rand(5, 4, 2), horizon=20)
+def test_rnn_updates_once_per_frame(device):
+    ro = rollout(RNN(ModelConfig(state_dim=2)).to(device), torch.rand(5, 4, 2, device=device), horizon=20)
     assert ro.updates.tolist() == [17] * 5
-    assert torch.equal(ro.dt[:, 3:20], torch.ones(5, 17))
+    assert torch.equal(ro.dt[:, 3:20].cpu(), torch.ones(5, 17))
 
 
-def test_query_at_an_update_time_equals_that_updates_prediction():
+def test_query_at_an_update_time_equals_that_updates_prediction(device):
     torch.manual_seed(0)
-    model = PCODE(ModelConfig(state_dim=2))
+    model = PCODE(ModelConfig(state_dim=2)).to(device)
     with torch.no_grad():
         model.dt_head.bias.fill_(1.5)  # dt about 2.5 frames: a few jumps
-    ro = rollout(model, torch.rand(4, 4, 2), horizon=30)
+    ro = rollout(model, torch.rand(4, 4, 2, device=device), horizon=30)
     for b in range(4):
         n = 3 + ro.updates[b].item()
         for k in range(3, n - 1):

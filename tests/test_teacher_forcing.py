@@ -13,8 +13,8 @@ from pcnode import ModelConfig, SkipRule, build_model, teacher_forcing
 def reference(model, seq, rule, times=None, mask=None):
     B, T1, D = seq.shape
     T = T1 - 1
-    times = torch.arange(T1, dtype=seq.dtype).expand(B, T1) if times is None else times
-    mask = torch.ones(B, T, dtype=torch.bool) if mask is None else mask
+    times = torch.arange(T1, dtype=seq.dtype, device=seq.device).expand(B, T1) if times is None else times
+    mask = torch.ones(B, T, dtype=torch.bool, device=seq.device) if mask is None else mask
     keep = D - model.config.aux_dims
     h = seq.new_zeros(B, model.config.latent)
     start = times[:, :1]
@@ -40,7 +40,7 @@ def reference(model, seq, rule, times=None, mask=None):
             updated.append(~skip.squeeze(-1))
         else:
             h, start, carried = h_tick, t_i, dx
-            updated.append(torch.ones(B, dtype=torch.bool))
+            updated.append(torch.ones(B, dtype=torch.bool, device=seq.device))
         for b in range(B):
             if last[b] == i:  # the segment still open when this row's real data ends
                 open_h[b], open_len[b] = h[b], times[b, i + 1] - start[b, 0]
@@ -68,12 +68,12 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("irregular", [False, True])
-def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular):
+def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, device):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(state_dim=3, hidden=32, latent=32, **CASES[case])).double()
-    seq = torch.cumsum(torch.rand(16, 14, 3, dtype=torch.float64) * 0.05, 1)
-    times = torch.cumsum(torch.rand(16, 14, dtype=torch.float64) + 0.5, 1) if irregular else None
-    mask = torch.ones(16, 13, dtype=torch.bool)
+    model = build_model(ModelConfig(state_dim=3, hidden=32, latent=32, **CASES[case])).double().to(device)
+    seq = torch.cumsum(torch.rand(16, 14, 3, dtype=torch.float64) * 0.05, 1).to(device)
+    times = torch.cumsum(torch.rand(16, 14, dtype=torch.float64) + 0.5, 1).to(device) if irregular else None
+    mask = torch.ones(16, 13, dtype=torch.bool, device=device)
     mask[:4, 9:] = False  # four shorter sequences
     rule = SkipRule(epsilon=2e-4, jump_prob=0.1)
 

@@ -22,12 +22,12 @@ def small_run(tmp_path, kind="pcode", steps=6, **kw):
 
 
 @pytest.mark.parametrize("kind", ["pcode", "rnn", "odernn"])
-def test_checkpoint_round_trip_reproduces_outputs_exactly(tmp_path, kind):
-    model, data, _ = small_run(tmp_path, kind)
-    loaded, cfg = load_run(tmp_path / "run")
+def test_checkpoint_round_trip_reproduces_outputs_exactly(tmp_path, kind, device):
+    model, data, _ = small_run(tmp_path, kind, device=device)
+    loaded, cfg = load_run(tmp_path / "run", device=device)
     model.eval()
-    a = model.rollout(data[32:, :4], 11).frames()
-    b = loaded.rollout(data[32:, :4], 11).frames()
+    a = model.rollout(data[32:, :4].to(device), 11).frames()
+    b = loaded.rollout(data[32:, :4].to(device), 11).frames()
     assert torch.equal(a, b)
     assert cfg["model"]["kind"] == kind and cfg["data"] == {"note": "test"}
 
