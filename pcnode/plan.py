@@ -1,0 +1,416 @@
+"""Billiards planning with learned models: the application of Greydanus, Lee & Fern (2021).
+
+Choose the cue ball's initial velocity so that it strikes the object ball and sends it
+into a circular target region within a fixed horizon.
+
+The problem. Two balls of radius `BALL_RADIUS` in the unit box, as in Billiards2D: the
+cue ball (ball 1) and the object ball (ball 2) start at random non-overlapping places,
+the object ball at rest. The action is the cue velocity, `(angle, speed)` with the angle
+in [0, 2 pi) and the speed in `SPEED_RANGE`. A problem succeeds when the object ball's
+centre comes within `TARGET_RADIUS` of the target centre at some simulator step
+(`SIM_DT`) within `HORIZON` frames, judged by the true simulator on the chosen action.
+Targets are reachable by construction: each is a place the object ball passes when a
+witness action aimed at it is simulated (`make_problems`).
+
+Models. State = `[x1, y1, x2, y2]` per frame, as in Billiards2D. The action reaches a
+model through its burn-in: the simulated first `N_BURN` frames of the cue ball's motion
+under that action. A rollout from those frames to `HORIZON` predicts the outcome.
+`plan_data` makes training trajectories from the same distribution.
+
+Planners. `plan` scores candidate actions by rolling every candidate of a round out in
+one batch: round 1 is random shooting, later rounds refine by the cross-entropy method.
+The score is the closest the object ball's path comes to the target centre, the path
+being the straight segments between the predictor's own steps (every frame for the
+simulator and the RNN, every jump for the PC-ODE). The same planner with the true
+simulator as the predictor is the upper bound; uniformly random actions are the floor.
+
+Time is in frames throughout; one frame is `EVERY` simulator steps of `SIM_DT`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import ConfigError
+from .model import SequenceModel
+from .rollout import rollout
+from .tasks import BALL_RADIUS, billiards
+
+# Simulator settings of Billiards2D: a frame is EVERY steps of SIM_DT (0.05 time units).
+SIM_DT = 0.01
+EVERY = 5
+# Frames after the first in which the object ball must reach the target. At the slowest
+# cue speed the cue ball still crosses the box diagonal (about 1.1) within it.
+HORIZON = 30
+# Frames of the cue ball's simulated motion that convey the action to a model (the
+# authors' burn-in length).
+N_BURN = 4
+# Cue speeds, in box lengths per simulator time unit; Billiards2D balls move at speed 1.
+SPEED_RANGE = (0.5, 1.5)
+# Radius of the target region. Chosen so that random actions succeed about as often as
+# in the paper (about 9%): 9.3% over 3000 problems of seed 123 (radius 0.1 gives 11.7%).
+TARGET_RADIUS = 0.07
+# A target centre lies at least this far from the object ball's start, so the object
+# ball never starts inside its target and must be struck.
+MIN_TARGET_TRAVEL = 0.3
+# Fraction of training trajectories whose cue ball is aimed at the object ball (the
+# rest go in uniformly random directions): planning concentrates candidates on
+# striking actions, so the models must see many collisions.
+AIM_FRACTION = 0.5
+# Aimed shots deviate from the line of centres by up to this fraction of the widest
+# angle that still makes contact, so that witness shots strike rather than graze.
+AIM_SPREAD = 0.9
+
+
+@dataclass
+class Problems:
+    """A replayable set of planning problems: positions (P, 2) in the unit box."""
+
+    cue: np.ndarray
+    obj: np.ndarray
+    target: np.ndarray
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.cue)
+
+
+def make_problems(n: int, seed: int = 0) -> Problems:
+    """`n` planning problems drawn from `seed`; the same seed gives the same problems.
+
+    The balls are placed uniformly in the box without overlap. A witness shot aimed at
+    the object ball is simulated, and the target is the object ball's position at a
+    random frame where it is at least `MIN_TARGET_TRAVEL` from its start; scenes whose
+    witness does not move the object ball that far are drawn again.
+    """
+    if n < 1:
+        raise ConfigError(f"need at least one planning problem, got {n}")
+    rng = np.random.default_rng(seed)
+    r = BALL_RADIUS
+    cue, obj, target = np.empty((n, 2)), np.empty((n, 2)), np.empty((n, 2))
+    todo = np.arange(n)
+    while todo.size:
+        m = todo.size
+        c, o = rng.uniform(r, 1 - r, (m, 2)), rng.uniform(r, 1 - r, (m, 2))
+        path = simulate_actions(c, o, aimed_actions(rng, c, o), HORIZON + 1)[..., 2:]
+        far = np.linalg.norm(path - o[:, None], axis=-1) >= MIN_TARGET_TRAVEL
+        ok = far.any(1) & (np.linalg.norm(o - c, axis=-1) > 2 * r)
+        frame = (rng.random(far.shape) * far).argmax(1)  # uniform among the far frames
+        rows = np.flatnonzero(ok)
+        done = todo[rows]
+        cue[done], obj[done], target[done] = c[rows], o[rows], path[rows, frame[rows]]
+        todo = todo[~ok]
+    return Problems(cue, obj, target, seed)
+
+
+def random_actions(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 2) actions `(angle, speed)` drawn uniformly from the action space."""
+    return np.stack([rng.uniform(0, 2 * np.pi, n), rng.uniform(*SPEED_RANGE, n)], -1)
+
+
+def aimed_actions(rng: np.random.Generator, cue: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    """(n, 2) actions that send the cue ball (n, 2) into the object ball (n, 2) if fast enough."""
+    d = obj - cue
+    reach = np.arcsin(np.clip(2 * BALL_RADIUS / np.linalg.norm(d, axis=-1), 0, 1))
+    angle = np.arctan2(d[:, 1], d[:, 0]) + AIM_SPREAD * reach * rng.uniform(-1, 1, len(d))
+    return np.stack([np.mod(angle, 2 * np.pi), rng.uniform(*SPEED_RANGE, len(d))], -1)
+
+
+def simulate_actions(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray, frames: int,
+                     every: int = EVERY) -> np.ndarray:
+    """Simulate each action: cue (2,) or (n, 2), obj likewise, actions (n, 2) -> (n, frames, 4) float32.
+
+    Frame 0 is the start; frames are `every` simulator steps of `SIM_DT` apart.
+    """
+    n = len(actions)
+    pos = np.stack([np.broadcast_to(cue, (n, 2)), np.broadcast_to(obj, (n, 2))], 1)
+    vel = np.zeros((n, 2, 2))
+    vel[:, 0] = actions[:, 1:] * np.stack([np.cos(actions[:, 0]), np.sin(actions[:, 0])], -1)
+    return billiards(pos, vel, frames, radius=BALL_RADIUS, sim_dt=SIM_DT, every=every)
+
+
+def succeeded(problems: Problems, actions: np.ndarray) -> np.ndarray:
+    """(P,) bool: did the true simulator take each object ball into its target, checked every step?"""
+    path = simulate_actions(problems.cue, problems.obj, actions, HORIZON * EVERY + 1, every=1)[..., 2:]
+    return (np.linalg.norm(path - problems.target[:, None], axis=-1) <= TARGET_RADIUS).any(1)
+
+
+def plan_data(n: int, seed: int = 0) -> np.ndarray:
+    """(n, HORIZON + 1, 4) float32 training trajectories of the planning distribution.
+
+    Scenes as in `make_problems` (object ball at rest); a fraction `AIM_FRACTION` of cue
+    shots is aimed at the object ball, the rest are uniformly random actions.
+    """
+    rng = np.random.default_rng(seed)
+    r = BALL_RADIUS
+    cue, obj = np.empty((n, 2)), np.empty((n, 2))
+    todo = np.arange(n)
+    while todo.size:
+        cue[todo], obj[todo] = rng.uniform(r, 1 - r, (todo.size, 2)), rng.uniform(r, 1 - r, (todo.size, 2))
+        todo = todo[np.linalg.norm(obj[todo] - cue[todo], axis=-1) <= 2 * r]
+    actions = np.where((rng.random(n) < AIM_FRACTION)[:, None], aimed_actions(rng, cue, obj), random_actions(rng, n))
+    return simulate_actions(cue, obj, actions, HORIZON + 1)
+
+
+class Paths(NamedTuple):
+    """Predicted paths of a batch of candidates: `points` (N, K, 4) joined by straight
+    segments; `updates` (N,) model updates each rollout spent (None for the simulator)."""
+
+    points: Tensor
+    updates: Tensor | None
+
+
+Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], Paths]
+
+
+def simulator_predictor(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -> Paths:
+    """The true simulator as a predictor: one point per frame."""
+    return Paths(torch.from_numpy(simulate_actions(cue, obj, actions, HORIZON + 1)), None)
+
+
+def model_predictor(model: SequenceModel) -> Predictor:
+    """A predictor that rolls `model` out from each action's simulated burn-in frames.
+
+    Its points are the frames the model updated from, then its prediction at the horizon;
+    a PC-ODE's path is therefore its own straight segments between jumps.
+    """
+    def predict(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -> Paths:
+        x_burn = torch.from_numpy(simulate_actions(cue, obj, actions, N_BURN))
+        ro = rollout(model, x_burn, float(HORIZON))
+        end = ro.at(float(HORIZON)).unsqueeze(1)  # (N, 1, 4)
+        # Padding steps repeat the end point: zero-length segments that change no distance.
+        points = torch.where(torch.isfinite(ro.t).unsqueeze(-1), ro.x, end)
+        return Paths(torch.cat([points, end], 1), ro.updates)
+    return predict
+
+
+def closest_approach(points: Tensor, target: Tensor) -> Tensor:
+    """Smallest distance from `target` (2,) to the object ball's path (N, K, 4) -> (N,)."""
+    a, b = points[:, :-1, 2:], points[:, 1:, 2:]
+    ab = b - a
+    s = ((target - a) * ab).sum(-1) / ab.pow(2).sum(-1).clamp(min=1e-12)
+    nearest = a + s.clamp(0, 1).unsqueeze(-1) * ab
+    return (nearest - target).norm(dim=-1).amin(-1)
+
+
+@dataclass
+class PlanConfig:
+    """How a model-based plan searches; equal for every predictor being compared.
+
+    `candidates` actions are scored per round in one batch; the first round is random
+    shooting, each later round samples from a Gaussian fitted to the `elite_fraction`
+    best actions seen so far (angles measured around the best one), its standard
+    deviations floored at `min_std` (radians, speed units). Budget = candidates * rounds.
+    """
+
+    candidates: int = 128
+    rounds: int = 3
+    elite_fraction: float = 0.1
+    min_std: tuple[float, float] = (0.01, 0.01)
+
+    def validate(self) -> "PlanConfig":
+        if self.candidates < 2 or self.rounds < 1:
+            raise ConfigError(f"need at least 2 candidates and 1 round, got {self.candidates} and {self.rounds}")
+        if not 0 < self.elite_fraction <= 1:
+            raise ConfigError(f"elite_fraction must be in (0, 1], got {self.elite_fraction}")
+        return self
+
+    @property
+    def budget(self) -> int:
+        return self.candidates * self.rounds
+
+
+class Plan(NamedTuple):
+    """The chosen action (2,), its predicted closest approach, and the updates per candidate rollout."""
+
+    action: np.ndarray
+    score: float
+    updates: float
+
+
+@torch.no_grad()
+def plan(predict: Predictor, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, config: PlanConfig,
+         rng: np.random.Generator) -> Plan:
+    """Choose the action whose predicted object-ball path comes closest to `target`.
+
+    cue, obj, target: (2,) positions of one problem.
+    """
+    config.validate()
+    target_t = torch.as_tensor(target, dtype=torch.float32)
+    n_elite = max(2, round(config.elite_fraction * config.candidates))
+    actions, scores, updates = np.empty((0, 2)), np.empty(0), []
+    for r in range(config.rounds):
+        if r == 0:
+            batch = random_actions(rng, config.candidates)
+        else:
+            elite = actions[np.argsort(scores)[:n_elite]]
+            # Angles wrap: measure them from the best elite so the mean is not torn across 0.
+            turn = np.mod(elite[:, 0] - elite[0, 0] + np.pi, 2 * np.pi) - np.pi + elite[0, 0]
+            mean = np.array([turn.mean(), elite[:, 1].mean()])
+            std = np.maximum([turn.std(), elite[:, 1].std()], config.min_std)
+            batch = rng.normal(mean, std, (config.candidates, 2))
+            batch[:, 0] = np.mod(batch[:, 0], 2 * np.pi)
+            batch[:, 1] = np.clip(batch[:, 1], *SPEED_RANGE)
+        paths = predict(cue, obj, batch)
+        actions = np.concatenate([actions, batch])
+        scores = np.concatenate([scores, closest_approach(paths.points, target_t).numpy()])
+        if paths.updates is not None:
+            updates.append(paths.updates.double().mean().item())
+    best = int(np.argmin(scores))
+    return Plan(actions[best], float(scores[best]), float(np.mean(updates)) if updates else math.nan)
+
+
+class PlannerResult(NamedTuple):
+    """One planner on a problem set: chosen actions (P, 2), success (P,), wall seconds (P,),
+    mean updates per candidate rollout (nan for the simulator and random planners)."""
+
+    actions: np.ndarray
+    success: np.ndarray
+    wall_s: np.ndarray
+    updates_per_rollout: float
+
+    def summary(self) -> dict:
+        k, n = int(self.success.sum()), len(self.success)
+        ups = self.updates_per_rollout
+        return {"success": k / n, "ci95": list(wilson_interval(k, n)), "solved": k, "problems": n,
+                "wall_s_per_plan": float(self.wall_s.mean()),
+                "updates_per_rollout": None if math.isnan(ups) else ups}
+
+
+def compare(predictors: dict[str, Predictor | None], problems: Problems, config: PlanConfig, seed: int = 0,
+            progress: Callable[[int], None] | None = None) -> dict[str, PlannerResult]:
+    """Plan every problem with every predictor (None: random actions) and judge the plans by simulation.
+
+    Planners take turns problem by problem, so a change in machine load hits them alike.
+    Each plan draws its candidates from a generator seeded by `(seed, problem index)`,
+    so every predictor sees the same first-round candidates.
+    """
+    P = len(problems)
+    actions = {name: np.empty((P, 2)) for name in predictors}
+    wall = {name: np.empty(P) for name in predictors}
+    updates: dict[str, list[float]] = {name: [] for name in predictors}
+    for i in range(P):
+        for name, predict in predictors.items():
+            rng = np.random.default_rng([seed, i])
+            tick = time.perf_counter()
+            if predict is None:
+                actions[name][i] = random_actions(rng, 1)[0]
+            else:
+                chosen = plan(predict, problems.cue[i], problems.obj[i], problems.target[i], config, rng)
+                actions[name][i] = chosen.action
+                updates[name].append(chosen.updates)
+            wall[name][i] = time.perf_counter() - tick
+        if progress is not None:
+            progress(1)
+    return {name: PlannerResult(actions[name], succeeded(problems, actions[name]), wall[name],
+                                float(np.mean(updates[name])) if updates[name] else math.nan)
+            for name in predictors}
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a success rate of k out of n."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def plot_budget_curve(path: Path, curve: dict[str, list[dict]]) -> None:
+    """Tasks solved vs planning budget: success (with 95% intervals) and wall time per plan.
+
+    Args:
+        curve: planner name -> rows with `budget`, `success`, `ci95` and `wall_s_per_plan`.
+    """
+    import matplotlib.pyplot as plt
+    from .plots import COLORS, LABELS, _save_figure
+    colors = {**COLORS, "simulator": "black", "random": "0.5"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, rows in curve.items():
+        b = [r["budget"] for r in rows]
+        s = np.array([r["success"] for r in rows])
+        ci = np.array([r["ci95"] for r in rows]).reshape(-1, 2)
+        label = LABELS.get(name, name)
+        left.errorbar(b, s, yerr=[s - ci[:, 0], ci[:, 1] - s], marker="o", capsize=3, color=colors.get(name),
+                      label=label)
+        right.plot(b, [r["wall_s_per_plan"] for r in rows], marker="o", color=colors.get(name), label=label)
+    budgets = sorted({r["budget"] for rows in curve.values() for r in rows})
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.set_xlabel("candidate actions per plan")
+    left.set_ylabel("tasks solved")
+    left.set_ylim(0, 1)
+    right.set_ylabel("wall time per plan (s)")
+    right.set_yscale("log")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def plan_gif(path: Path, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, times: np.ndarray,
+             shown: dict[str, tuple[np.ndarray, np.ndarray | None, bool]], fps: int = 12) -> None:
+    """Animate one problem as each planner solved it, one panel per planner.
+
+    Args:
+        cue, obj, target: (2,) positions of the problem.
+        times: (Q,) animation times in frames.
+        shown: planner name -> (true states (Q, 4) under its chosen action, the model's
+            predicted states (Q, 4) or None, whether the plan succeeded). True balls are
+            filled, predicted balls are outlines; lines trace the object ball's paths.
+    """
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    from . import checkpoint as ckpt
+    from .plots import LABELS
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.7 * len(shown), 3.0), squeeze=False)
+    frames = []
+    for q, tq in enumerate(times):
+        for ax, (name, (true, pred, ok)) in zip(axes[0], shown.items()):
+            ax.clear()
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{LABELS.get(name, name)}: {'hit' if ok else 'miss'}  t={tq:4.1f}", fontsize=9,
+                         color="tab:green" if ok else "tab:red")
+            ax.add_patch(plt.Circle(tuple(target), TARGET_RADIUS, color="tab:green", alpha=0.35))
+            ax.plot(true[: q + 1, 2], true[: q + 1, 3], color="tab:blue", lw=1)
+            for k, color in ((0, "tab:orange"), (1, "tab:blue")):
+                ax.add_patch(plt.Circle(tuple(true[q, 2 * k:2 * k + 2]), BALL_RADIUS, color=color, alpha=0.8))
+            if pred is not None:
+                ax.plot(pred[: q + 1, 2], pred[: q + 1, 3], "--", color="tab:blue", lw=1)
+                for k, color in ((0, "tab:orange"), (1, "tab:blue")):
+                    ax.add_patch(plt.Circle(tuple(pred[q, 2 * k:2 * k + 2]), BALL_RADIUS, fill=False, ls="--",
+                                            lw=1.5, color=color))
+        fig.canvas.draw()
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+    plt.close(fig)
+    palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
+    ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
+                                                             append_images=palette[1:],
+                                                             duration=int(1000 / fps), loop=0))
+
+
+@torch.no_grad()
+def trace(cue: np.ndarray, obj: np.ndarray, action: np.ndarray, times: np.ndarray,
+          model: SequenceModel | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """True states (Q, 4) under `action` at `times` (frames, multiples of 1/EVERY), and `model`'s
+    prediction (Q, 4) from that action's burn-in (the true frames during the burn-in), or None."""
+    fine = simulate_actions(cue, obj, action[None], int(round(times.max() * EVERY)) + 1, every=1)[0]
+    true = fine[np.round(times * EVERY).astype(int)]
+    if model is None:
+        return true, None
+    x_burn = torch.from_numpy(simulate_actions(cue, obj, action[None], N_BURN))
+    pred = rollout(model, x_burn, float(HORIZON)).at(torch.as_tensor(times, dtype=torch.float32))[0].numpy()
+    burn = times <= N_BURN - 1
+    pred[burn] = true[burn]
+    return true, pred
