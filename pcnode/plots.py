@@ -69,14 +69,14 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
 
 def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.ndarray,
                 preds: dict[str, np.ndarray], update_times: dict[str, np.ndarray], radius: float = 0.1,
-                fps: int = 12) -> None:
+                fps: int = 12, marked: tuple[str, ...] = ("pcode",)) -> None:
     """Animate one rollout per model beside the truth.
 
     Args:
         truth_t: (T,) frame times of `truth` (T, 2k).
         times: (Q,) animation times; preds: model name -> (Q, 2k) states at those times.
-        update_times: model name -> times at which that model updated; frames at or just
-            after an update are marked.
+        update_times: model name -> times at which that model updated (counted in the titles).
+        marked: models whose frames flash red at an update (a baseline updates every frame).
     """
     names = ["truth", *preds]
     fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.9))
@@ -97,7 +97,7 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
                 state = preds[name][q]
                 ups = update_times.get(name, np.array([]))
                 n_up = int((ups <= tq + 1e-9).sum())
-                flash = bool(((ups > tq - step) & (ups <= tq + 1e-9)).any())
+                flash = name in marked and bool(((ups > tq - step) & (ups <= tq + 1e-9)).any())
                 ax.set_title(f"{LABELS.get(name, name)}  updates={n_up}", fontsize=9,
                              color="tab:red" if flash else "black")
                 if flash:
