@@ -187,7 +187,7 @@ def _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask
         sched.step()
         step += 1
         train_s += time.perf_counter() - tick
-        window.append(losses)
+        window.append(losses._replace(total=losses.total.detach()))  # keep no graph alive
         if on_step is not None:
             on_step(step, losses)
         if lead and (step % config.eval_every == 0 or step == config.steps):
