@@ -100,10 +100,9 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
                 flash = name in marked and bool(((ups > tq - step) & (ups <= tq + 1e-9)).any())
                 ax.set_title(f"{LABELS.get(name, name)}  updates={n_up}", fontsize=9,
                              color="tab:red" if flash else "black")
-                if flash:
-                    for side in ax.spines.values():
-                        side.set_color("tab:red")
-                        side.set_linewidth(3)
+                for side in ax.spines.values():  # clear() keeps the spines' style: set it every frame
+                    side.set_color("tab:red" if flash else "black")
+                    side.set_linewidth(3 if flash else 0.8)
             for k, (x, y) in enumerate(_points(state)):
                 ax.add_patch(plt.Circle((x, y), radius, color=("tab:orange", "tab:blue", "tab:green")[k % 3]))
         fig.canvas.draw()
