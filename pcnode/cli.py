@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -25,9 +26,12 @@ from .tasks import TASKS
 from .train import TrainConfig, fit, load_run
 
 DATA_DIR = Path("data")
-# Measured on a 2-core machine (benchmarks/train_speed.py): one thread is fastest for
-# these small recurrent steps; a second thread only adds synchronisation.
-DEFAULT_THREADS = 1
+# Measured on an idle 2-core machine (benchmarks/train_speed.py, batch 256): two threads
+# take a Billiards2D step in 276 ms (PC-ODE) and 183 ms (RNN) against 334 and 266 ms
+# with one; while another process holds a core, two threads are 2.2x slower than one
+# (542 against 252 ms), so pass --threads 1 when sharing the machine. More than two
+# threads only add synchronisation to these small per-frame operations.
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +107,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="the main job: Billiards2D, PC-ODE vs RNN, report, figure, GIF")
     m.add_argument("--out", type=Path, default=Path("runs/demo"))
-    m.add_argument("--steps", type=int, default=1500)
+    m.add_argument("--steps", type=int, default=900, help="training steps per model (default %(default)s: "
+                   "under 10 minutes on 2 cores, setup included)")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_demo)
 
