@@ -108,10 +108,7 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
         fig.canvas.draw()
         frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
     plt.close(fig)
-    palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
-    ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
-                                                             append_images=palette[1:],
-                                                             duration=int(1000 / fps), loop=0))
+    _save_gif(path, frames, fps)
 
 
 def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...] = ("test_mse", "test_mean_dt")) -> None:
@@ -128,6 +125,13 @@ def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...]
         ax.legend(fontsize=8)
     fig.tight_layout()
     _save_figure(fig, path)
+
+
+def _save_gif(path: Path, frames: list, fps: int) -> None:
+    palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
+    ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
+                                                             append_images=palette[1:],
+                                                             duration=int(1000 / fps), loop=0))
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -205,11 +209,13 @@ def plot_pixel_strip(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray]
 
 
 def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str, np.ndarray],
-              update_times: dict[str, np.ndarray], size: int, fps: int = 6) -> None:
-    """Animate pixel rollouts beside the truth, flashing a model's frame red when it updated.
+              update_times: dict[str, np.ndarray], size: int, fps: int = 6,
+              marked: tuple[str, ...] = ("pcode",)) -> None:
+    """Animate pixel rollouts beside the truth, flashing a marked model's frame red when it updated.
 
     Args:
         times: (Q,) frame times; truth: (Q, size*size); preds: model name -> (Q, size*size).
+        marked: models whose updates flash (a baseline updates every frame).
     """
     names = ["truth", *preds]
     fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.5))
@@ -229,7 +235,7 @@ def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str,
                 continue
             images[name].set_data(preds[name][q].reshape(size, size))
             ups = update_times.get(name, np.array([]))
-            flash = _updated_near(ups, tq, span)
+            flash = name in marked and _updated_near(ups, tq, span)
             ax.set_title(f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}", fontsize=9,
                          color="tab:red" if flash else "black")
             for side in ax.spines.values():
@@ -238,10 +244,7 @@ def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str,
         fig.canvas.draw()
         frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
     plt.close(fig)
-    palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
-    ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
-                                                             append_images=palette[1:],
-                                                             duration=int(1000 / fps), loop=0))
+    _save_gif(path, frames, fps)
 
 
 def plot_ablation(path: Path, ablation: list[dict], results: list[dict]) -> None:
