@@ -367,19 +367,12 @@ def plan_gif(path: Path, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, t
             filled, predicted balls are outlines; lines trace the object ball's paths.
     """
     import matplotlib.pyplot as plt
-    from PIL import Image
-    from . import checkpoint as ckpt
-    from .plots import LABELS
+    from .plots import LABELS, grab, save_gif, table
     fig, axes = plt.subplots(1, len(shown), figsize=(2.7 * len(shown), 3.0), squeeze=False)
     frames = []
     for q, tq in enumerate(times):
         for ax, (name, (true, pred, ok)) in zip(axes[0], shown.items()):
-            ax.clear()
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            table(ax)
             ax.set_title(f"{LABELS.get(name, name)}: {'hit' if ok else 'miss'}  t={tq:4.1f}", fontsize=9,
                          color="tab:green" if ok else "tab:red")
             ax.add_patch(plt.Circle(tuple(target), TARGET_RADIUS, color="tab:green", alpha=0.35))
@@ -391,13 +384,9 @@ def plan_gif(path: Path, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, t
                 for k, color in ((0, "tab:orange"), (1, "tab:blue")):
                     ax.add_patch(plt.Circle(tuple(pred[q, 2 * k:2 * k + 2]), BALL_RADIUS, fill=False, ls="--",
                                             lw=1.5, color=color))
-        fig.canvas.draw()
-        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+        frames.append(grab(fig))
     plt.close(fig)
-    palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
-    ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
-                                                             append_images=palette[1:],
-                                                             duration=int(1000 / fps), loop=0))
+    save_gif(path, frames, fps)
 
 
 @torch.no_grad()

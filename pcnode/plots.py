@@ -84,12 +84,7 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
     frames = []
     for q, tq in enumerate(times):
         for ax, name in zip(axes, names):
-            ax.clear()
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            table(ax)
             if name == "truth":
                 state = np.array([np.interp(tq, truth_t, truth[:, d]) for d in range(truth.shape[1])])
                 ax.set_title(f"truth  t={tq:4.1f}", fontsize=9)
@@ -105,10 +100,9 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
                     side.set_linewidth(3 if flash else 0.8)
             for k, (x, y) in enumerate(_points(state)):
                 ax.add_patch(plt.Circle((x, y), radius, color=("tab:orange", "tab:blue", "tab:green")[k % 3]))
-        fig.canvas.draw()
-        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+        frames.append(grab(fig))
     plt.close(fig)
-    _save_gif(path, frames, fps)
+    save_gif(path, frames, fps)
 
 
 def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...] = ("test_mse", "test_mean_dt")) -> None:
@@ -127,7 +121,24 @@ def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...]
     _save_figure(fig, path)
 
 
-def _save_gif(path: Path, frames: list, fps: int) -> None:
+def table(ax) -> None:
+    """Clear `ax` and draw it as the empty unit table of the billiards tasks."""
+    ax.clear()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def grab(fig) -> Image.Image:
+    """The figure as drawn now, as an RGB image (one frame of an animation)."""
+    fig.canvas.draw()
+    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+
+
+def save_gif(path: Path, frames: list, fps: int) -> None:
+    """Write PIL frames as a looping GIF, atomically."""
     palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
     ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
                                                              append_images=palette[1:],
@@ -241,10 +252,9 @@ def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str,
             for side in ax.spines.values():
                 side.set_color("tab:red" if flash else "black")
                 side.set_linewidth(3 if flash else 0.8)
-        fig.canvas.draw()
-        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+        frames.append(grab(fig))
     plt.close(fig)
-    _save_gif(path, frames, fps)
+    save_gif(path, frames, fps)
 
 
 def plot_ablation(path: Path, ablation: list[dict], results: list[dict]) -> None:
