@@ -188,3 +188,28 @@ def test_eval_refuses_a_file_with_more_columns_than_the_run(tmp_path, capsys):
     assert main(["eval", str(run), "--data", str(tmp_path / "wide.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "3 columns" in err and "expects 2 (a, b)" in err
+
+
+def test_lines_sampled_at_random_times_are_learned_in_a_jump_or_two():
+    # Straight paths read at uneven times. The best a model blind to the real gaps
+    # could do is extrapolate each path's true velocity over evenly spaced readings;
+    # the PC-ODE, whose clock runs in real time, must beat that and cross each held-out
+    # path in one or two jumps (one update per reading would be 17).
+    rng = torch.Generator().manual_seed(0)
+    n, frames = 1200, 21
+    gaps = torch.rand(n, frames, generator=rng) + 0.5           # 0.5 to 1.5 frames apart
+    t = torch.cumsum(gaps, 1) - gaps[:, :1]
+    start = torch.rand(n, 1, 2, generator=rng)
+    velocity = (torch.rand(n, 1, 2, generator=rng) - 0.5) * 0.2
+    x = start + velocity * t.unsqueeze(-1)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="pcode", state_dim=2))
+    fit(model, x[:1000], TrainConfig(steps=1200, eval_every=1200), times=t[:1000])
+    metrics = evaluate(model, x[1000:], times=t[1000:])
+
+    test_x, test_t = x[1000:], t[1000:]
+    even = test_t[:, 3:4] + torch.arange(1, frames - 3) * gaps.mean()
+    blind = test_x[:, 3:4] + velocity[1000:] * (even - test_t[:, 3:4]).unsqueeze(-1)
+    blind_mse = (blind - test_x[:, 4:]).pow(2).mean().item()
+    assert metrics["updates"] <= 2, metrics
+    assert metrics["mse"] < blind_mse / 3, (metrics, blind_mse)
