@@ -6,7 +6,6 @@ A dataset file holds `x`, float (sequences, frames, dims), and for pixel tasks
 """
 from __future__ import annotations
 
-import io
 import zipfile
 import zlib
 from pathlib import Path

@@ -7,7 +7,6 @@ report, a figure and an animation.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np

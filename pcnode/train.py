@@ -26,7 +26,7 @@ from torch import Tensor
 from . import checkpoint as ckpt
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
-from .model import Losses, ModelConfig, SequenceModel, SkipRule, build_model, teacher_forcing
+from .model import Losses, ModelConfig, SequenceModel, SkipRule, build_model
 
 METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt", "test_mse",
                  "test_mean_dt", "test_updates", "lr", "train_s")

@@ -1,7 +1,6 @@
 """Reliability and security: nothing loaded runs code, training survives SIGKILL, rollouts stay bounded."""
 import json
 import math
-import os
 import pathlib
 import pickle
 import random
@@ -9,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 
 import numpy as np
 import pytest
