@@ -1,4 +1,4 @@
-"""The `pcnode` command line: data, train, eval, rollout, demo.
+"""The `pcnode` command line: data, train, eval, rollout, demo, reproduce, plan.
 
 The library raises; this layer shows progress, writes results and turns every
 `PCNodeError` into one line on stderr with exit code 2.
