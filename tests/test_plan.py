@@ -6,6 +6,7 @@ import torch
 
 from pcnode import PCODE, ModelConfig
 from pcnode import plan as pl
+from pcnode.tasks import billiards
 from pcnode.cli import main
 
 torch.set_num_threads(1)
@@ -88,3 +89,16 @@ def test_plan_command_writes_each_planners_results(tmp_path, monkeypatch):
 def test_plan_command_refuses_an_unknown_model_kind(tmp_path, capsys):
     assert main(["plan", "--models", "lstm", "--out", str(tmp_path)]) == 2
     assert "not a model kind" in capsys.readouterr().err
+
+
+def test_one_simulator_step_per_frame_gives_the_frames_of_small_steps():
+    problems = pl.make_problems(20, seed=3)
+    for i in range(20):
+        actions = pl.random_actions(np.random.default_rng(i), 32)
+        n = len(actions)
+        pos = np.stack([np.broadcast_to(problems.cue[i], (n, 2)), np.broadcast_to(problems.obj[i], (n, 2))], 1)
+        vel = np.zeros((n, 2, 2))
+        vel[:, 0] = actions[:, 1:] * np.stack([np.cos(actions[:, 0]), np.sin(actions[:, 0])], -1)
+        fine = billiards(pos, vel, pl.HORIZON + 1, radius=pl.BALL_RADIUS, sim_dt=pl.SIM_DT, every=pl.EVERY)
+        coarse = pl.simulate_actions(problems.cue[i], problems.obj[i], actions, pl.HORIZON + 1)
+        np.testing.assert_allclose(coarse, fine, atol=1e-6)
