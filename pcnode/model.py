@@ -111,11 +111,19 @@ class ResidualMLP(nn.Module):
         self.res2 = nn.Linear(width, width)
         self.out = nn.Linear(width, n_out)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.inp(x).relu()
+    @property
+    def first(self) -> nn.Linear:
+        return self.inp
+
+    def tail(self, pre: Tensor) -> Tensor:
+        """Everything after the first linear layer, from its output `pre`."""
+        h = pre.relu()
         h = h + self.res1(h).relu()
         h = h + self.res2(h).relu()
         return self.out(h)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.tail(self.inp(x))
 
 
 class ConvEncoder(nn.Module):
@@ -148,10 +156,18 @@ class ConvDecoder(nn.Module):
             nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1),
         )
 
-    def forward(self, h: Tensor) -> Tensor:
-        lead = h.shape[:-1]
-        y = self.fc(h).reshape(-1, 32, self.size // 4, self.size // 4)
+    @property
+    def first(self) -> nn.Linear:
+        return self.fc[0]
+
+    def tail(self, pre: Tensor) -> Tensor:
+        """Everything after the first linear layer, from its output `pre`."""
+        lead = pre.shape[:-1]
+        y = self.fc[1:](pre).reshape(-1, 32, self.size // 4, self.size // 4)
         return self.net(y).reshape(*lead, self.size * self.size)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.tail(self.fc[0](h))
 
 
 class SequenceModel(nn.Module):
@@ -229,6 +245,20 @@ class PCODE(SequenceModel):
         """Exact Euler step over any real span: `z + c * v * span`, `v` unchanged."""
         z, v = h.chunk(2, dim=-1)
         return torch.cat([z + self.config.time_constant * v * span, v], dim=-1)
+
+    def decoder_line(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The decoder's first layer along the straight latent path from `h`.
+
+        The path is linear in the span and so is the first layer, so its output at span
+        `s` is `a + s * g`: `decode(advance(h, s)) == decoder.tail(a + s * g)`. Teacher
+        forcing decodes each state at many spans and pays for the first layer once.
+        """
+        c = self.config.time_constant
+        first = self.decoder.first
+        v = h[..., self.config.latent // 2:]
+        a = first(h * c)
+        g = nn.functional.linear(v * (c * c), first.weight[:, :self.config.latent // 2])
+        return a, g
 
     def dt_raw(self, h: Tensor) -> Tensor:
         """The authors' dt head, `LeakyReLU(Linear(h)) + 1`: (..., latent) -> (..., 1), unbounded."""
@@ -338,69 +368,121 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     since the segment began. The whole batch moves in step; there is no loop over
     trajectories.
     """
-    B, T1, D = seq.shape
-    T = T1 - 1
+    B, T1, _ = seq.shape
     if times is None:
         times = torch.arange(T1, dtype=seq.dtype, device=seq.device).expand(B, T1)
-    times = times.unsqueeze(-1)  # (B, T+1, 1)
     if mask is None:
-        mask = torch.ones(B, T, dtype=torch.bool, device=seq.device)
+        mask = torch.ones(B, T1 - 1, dtype=torch.bool, device=seq.device)
+    if model.jumpy:
+        return _jumpy_teacher_forcing(model, seq, rule, times.unsqueeze(-1), mask)
+    return _plain_teacher_forcing(model, seq, times.unsqueeze(-1), mask)
+
+
+def _plain_teacher_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tensor) -> Losses:
+    """The cell updates at every frame; the state advanced to the next frame decodes its change."""
+    B, T1, _ = seq.shape
+    enc = _framewise(model.encode, seq[:, :-1].unbind(1))
+    h_now = seq.new_zeros(B, model.config.latent)
+    predicted = []
+    for i in range(T1 - 1):
+        h_now = model.advance(model.update(enc[:, i], h_now), times[:, i + 1] - times[:, i])
+        predicted.append(h_now)
+    pred = _framewise(model.decode, predicted)
+    displacement = _displacement_loss(model, pred, seq[:, 1:] - seq[:, :-1], mask)
+    zero = seq.new_zeros(())
+    return Losses(displacement, displacement.detach(), zero, zero, 1.0, mask.new_ones(mask.shape))
+
+
+def _jumpy_teacher_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mask: Tensor) -> Losses:
+    """The PC-ODE's pass. `times` is (B, T+1, 1).
+
+    Per row it carries the current segment: the state `h` that opened it, the time
+    `start` of that update, the change `carried` since then, and the decoder's first
+    layer along the segment's straight path (`a`, `g`, see `PCODE.decoder_line`). Only
+    the rows that update pay for the encoder, the cell and the decoder's first layer.
+    """
+    B, T1, D = seq.shape
+    T = T1 - 1
     keep = slice(0, D - model.config.aux_dims)
     x, dx = seq[:, :-1], seq[:, 1:] - seq[:, :-1]
-    jumpy = model.jumpy
-    burn = min(rule.n_burn, T) if jumpy else T  # frames where every row updates
+    burn = min(rule.n_burn, T)  # frames where every row updates
     enc = model.encode(x[:, :burn])
-
-    h = seq.new_zeros(B, model.config.latent)
-    start = times[:, 0]        # time of the frame that opened the current segment, (B, 1)
-    carried = torch.zeros_like(dx[:, 0])  # change since that frame, up to the current one
-    h_now = h                  # h advanced to the current frame
     every_row = torch.arange(B, device=seq.device)
     last = mask.long().sum(1, keepdim=True) - 1  # each row's last real transition, (B, 1)
-    end_h, end_start = h, start  # the segment still open at that transition
+    last_frames = set(last.flatten().tolist())
+
+    h = seq.new_zeros(B, model.config.latent)
+    a = g = dt = None
+    start = times[:, 0]
+    carried = torch.zeros_like(dx[:, 0])
+    open_dt, open_start = seq.new_zeros(B, 1), start  # the segment still open at each row's last transition
     predicted, targets, updated, fresh = [], [], [], []
-    ended_len, ended_at, opened_by = [], [], []
+    ended_len, ended_at, ended_dt = [], [], []
     for i in range(T):
         t_i, t_next = times[:, i], times[:, i + 1]
         if i < burn:
-            h, start, carried = model.update(enc[:, i], h_now), t_i, dx[:, i]
-            rows, new = every_row, h
+            rows, skip = every_row, None
+            new = model.update(enc[:, i], model.advance(h, t_i - start))
+            h, (a, g), dt = new, model.decoder_line(new), model.dt_raw(new)
+            new_a = a
         else:
             with torch.no_grad():
-                stretch = model.decode(model.advance(h, t_next - start)) - (carried + dx[:, i])
+                stretch = model.decoder.tail(a + (t_next - start) * g) - (carried + dx[:, i])
                 err = stretch[..., keep].pow(2).mean(-1, keepdim=True)
                 skip = (err < rule.epsilon) | (torch.rand_like(err) < rule.jump_prob)
             ended_len.append(t_i - start)
             ended_at.append(~skip)
-            opened_by.append(h)
-            # Only the rows that update pay for the encoder and the cell.
+            ended_dt.append(dt)
             rows = (~skip).squeeze(-1).nonzero().squeeze(-1)
-            new = model.update(model.encode(x[rows, i]), h_now[rows])
+            new = model.update(model.encode(x[rows, i]), model.advance(h[rows], t_i[rows] - start[rows]))
+            new_a, new_g = model.decoder_line(new)
             h = h.index_copy(0, rows, new)
-            start = torch.where(skip, start, t_i)
-            carried = torch.where(skip, carried + dx[:, i], dx[:, i])
-        at_end = last == i
-        end_h, end_start = torch.where(at_end, h, end_h), torch.where(at_end, start, end_start)
-        updated.append(torch.zeros(B, dtype=torch.bool, device=seq.device).index_fill(0, rows, True))
-        fresh.append((rows, new))
-        h_now = model.advance(h, t_next - start)
-        predicted.append(h_now)
+            a, g = a.index_copy(0, rows, new_a), g.index_copy(0, rows, new_g)
+            dt = dt.index_copy(0, rows, model.dt_raw(new))
+        start = t_i if skip is None else torch.where(skip, start, t_i)
+        carried = dx[:, i] if skip is None else torch.where(skip, carried + dx[:, i], dx[:, i])
+        if i in last_frames:
+            at_end = last == i
+            open_dt, open_start = torch.where(at_end, dt, open_dt), torch.where(at_end, start, open_start)
+        updated.append(every_row.new_ones(B, dtype=torch.bool) if skip is None else ~skip.squeeze(-1))
+        fresh.append((rows, new_a))
+        predicted.append(a + (t_next - start) * g)
         targets.append(carried)
 
+    pred = _framewise(model.decoder.tail, predicted)
+    displacement = _displacement_loss(model, pred, torch.stack(targets, 1), mask)
     updated = torch.stack(updated, 1)
-    w = mask.to(seq.dtype)  # (B, T)
-    pred = model.decode(torch.stack(predicted, 1))[..., keep]
-    target = torch.stack(targets, 1)[..., keep]
-    n = w.sum().clamp(min=1) * pred.shape[-1]
-    displacement = ((pred - target).pow(2) * w.unsqueeze(-1)).sum() / n
-    zero = seq.new_zeros(())
-    dt_loss, mean_dt, zero_span = zero, 1.0, zero
-    if jumpy:
-        zero_span = _zero_span_loss(model, fresh, updated, w, keep) / n
-        t_end = times.squeeze(-1).gather(1, last + 1)
-        dt_loss, mean_dt = _dt_loss(model, ended_len, ended_at, opened_by, end_h, end_start, t_end, mask[:, burn:])
+    n = mask.sum().clamp(min=1) * pred[..., keep].shape[-1]
+    zero_span = _zero_span_loss(model, fresh, updated, mask.to(seq.dtype), keep) / n
+    t_end = times.squeeze(-1).gather(1, last + 1)
+    dt_loss, mean_dt = _dt_loss(ended_len, ended_at, ended_dt, open_dt, t_end - open_start, mask[:, burn:])
     total = displacement + rule.zero_span_weight * zero_span + rule.dt_weight * dt_loss
     return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt, updated)
+
+
+# Rows of work per layer call that stay in a CPU core's cache; see `_framewise`.
+CPU_CHUNK_ROWS = 1024
+
+
+def _framewise(fn, frames: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+    """`fn(torch.stack(frames, 1))` for frames (B, ...) each, a few frames at a time on a CPU.
+
+    All B*T rows at once make every layer's input and output several MB, which spill out
+    of a CPU core's cache; a few frames at a time keeps them in it (a Billiards2D training
+    step at batch 256 is about 15% faster, benchmarks/train_speed.py). Accelerators
+    take all frames at once.
+    """
+    B = frames[0].shape[0]
+    step = len(frames) if frames[0].device.type != "cpu" else max(1, CPU_CHUNK_ROWS // B)
+    return torch.cat([fn(torch.stack(frames[k:k + step], 1)) for k in range(0, len(frames), step)], 1)
+
+
+def _displacement_loss(model: SequenceModel, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error over the real (unmasked) frames and the non-auxiliary dims. (B, T, D) each."""
+    keep = slice(0, pred.shape[-1] - model.config.aux_dims)
+    w = mask.to(pred.dtype).unsqueeze(-1)
+    n = w.sum().clamp(min=1) * (pred.shape[-1] - model.config.aux_dims)
+    return ((pred[..., keep] - target[..., keep]).pow(2) * w).sum() / n
 
 
 def _zero_span_loss(model: PCODE, fresh: list, updated: Tensor, w: Tensor, keep: slice) -> Tensor:
@@ -408,8 +490,9 @@ def _zero_span_loss(model: PCODE, fresh: list, updated: Tensor, w: Tensor, keep:
 
     A state persists unchanged over the frames its segment skips, so each distinct
     state is decoded once and weighted by the number of (unmasked) frames it stays.
-    `fresh` holds, per frame, the rows that updated there and their new states;
-    `updated` is the (B, T) update mask and `w` the (B, T) frame weights.
+    `fresh` holds, per frame, the rows that updated there and the decoder's first layer
+    at their new states (`a` of `decoder_line`, the span-0 point); `updated` is the
+    (B, T) update mask and `w` the (B, T) frame weights.
     """
     B, T = updated.shape
     frame = torch.arange(T, device=updated.device).expand(B, T)
@@ -421,27 +504,27 @@ def _zero_span_loss(model: PCODE, fresh: list, updated: Tensor, w: Tensor, keep:
     stays = weight_before.gather(1, next_update) - weight_before[:, :T]
     rows = torch.cat([r for r, _ in fresh])
     frames = torch.cat([torch.full_like(r, i) for i, (r, _) in enumerate(fresh)])
-    states = torch.cat([s for _, s in fresh])
-    sq = model.change(states, 0.0)[..., keep].pow(2).sum(-1)
+    sq = model.decoder.tail(torch.cat([a for _, a in fresh]))[..., keep].pow(2).sum(-1)
     return (sq * stays[rows, frames]).sum()
 
 
-def _dt_loss(model: PCODE, ended_len: list, ended_at: list, opened_by: list, h_last: Tensor,
-             start_last: Tensor, t_end: Tensor, mask: Tensor) -> tuple[Tensor, float]:
+def _dt_loss(ended_len: list, ended_at: list, ended_dt: list, open_dt: Tensor, open_len: Tensor,
+             mask: Tensor) -> tuple[Tensor, float]:
     """Regress the dt head on the lengths of the segments that ended.
 
-    A segment still open when the sequence ends has only a lower bound on its length;
-    it is penalised only for predicting less than that bound. Without this the head
-    never learns that a segment can outlast the window (on Lines nothing else ends).
+    Per frame after the burn-in: the length of the current segment, whether it ended
+    there, and the dt head's raw guess at the state that opened it. A segment still open
+    when a row's data ends (guess `open_dt`, (B, 1)) has only a lower bound on its
+    length, `open_len`; it is penalised only for predicting less than that. Without this
+    the head never learns that a segment can outlast the window (on Lines nothing else ends).
     """
     if not ended_len:
-        return h_last.new_zeros(()), 1.0
+        return open_dt.new_zeros(()), 1.0
     lengths = torch.stack(ended_len, 1).squeeze(-1)           # (B, T - n_burn)
     ended = torch.stack(ended_at, 1).squeeze(-1) & mask & (lengths > 0)
-    guess = model.dt_raw(torch.stack(opened_by, 1)).squeeze(-1)
+    guess = torch.stack(ended_dt, 1).squeeze(-1)
     closed = (guess - lengths).pow(2)[ended]
-    open_len = (t_end - start_last).squeeze(-1)
-    still_open = (model.dt_raw(h_last).squeeze(-1) - open_len).clamp(max=0).pow(2)
+    still_open = (open_dt - open_len).squeeze(-1).clamp(max=0).pow(2)
     loss = torch.cat([closed, still_open]).mean()
     mean_dt = lengths[ended].mean().item() if ended.any() else float(open_len.mean())
     return loss, mean_dt
