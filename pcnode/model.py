@@ -397,34 +397,31 @@ def _jumpy_teacher_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Ten
     """The PC-ODE's pass. `times` is (B, T+1, 1).
 
     Per row it carries the current segment: the state `h` that opened it, the time
-    `start` of that update, the change `carried` since then, and the decoder's first
-    layer along the segment's straight path (`a`, `g`, see `PCODE.decoder_line`). Only
-    the rows that update pay for the encoder, the cell and the decoder's first layer.
+    `start` of that update, the change `carried` since then, the decoder's first
+    layer along the segment's straight path (`a`, `g`, see `PCODE.decoder_line`), and
+    the dt head's guess `dt` at `h`.
     """
     B, T1, D = seq.shape
     T = T1 - 1
     keep = slice(0, D - model.config.aux_dims)
     x, dx = seq[:, :-1], seq[:, 1:] - seq[:, :-1]
     burn = min(rule.n_burn, T)  # frames where every row updates
-    enc = model.encode(x[:, :burn])
-    every_row = torch.arange(B, device=seq.device)
+    never = torch.zeros(B, 1, dtype=torch.bool, device=seq.device)
     last = mask.long().sum(1, keepdim=True) - 1  # each row's last real transition, (B, 1)
     last_frames = set(last.flatten().tolist())
 
     h = seq.new_zeros(B, model.config.latent)
-    a = g = dt = None
+    a = g = seq.new_zeros(B, model.decoder.first.out_features)
+    dt = seq.new_zeros(B, 1)
     start = times[:, 0]
     carried = torch.zeros_like(dx[:, 0])
-    open_dt, open_start = seq.new_zeros(B, 1), start  # the segment still open at each row's last transition
+    open_dt, open_start = dt, start  # the segment still open at each row's last transition
     predicted, targets, updated, fresh = [], [], [], []
     ended_len, ended_at, ended_dt = [], [], []
     for i in range(T):
         t_i, t_next = times[:, i], times[:, i + 1]
         if i < burn:
-            rows, skip = every_row, None
-            new = model.update(enc[:, i], model.advance(h, t_i - start))
-            h, (a, g), dt = new, model.decoder_line(new), model.dt_raw(new)
-            new_a = a
+            skip = never
         else:
             with torch.no_grad():
                 stretch = model.decoder.tail(a + (t_next - start) * g) - (carried + dx[:, i])
@@ -433,18 +430,18 @@ def _jumpy_teacher_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Ten
             ended_len.append(t_i - start)
             ended_at.append(~skip)
             ended_dt.append(dt)
-            rows = (~skip).squeeze(-1).nonzero().squeeze(-1)
-            new = model.update(model.encode(x[rows, i]), model.advance(h[rows], t_i[rows] - start[rows]))
-            new_a, new_g = model.decoder_line(new)
-            h = h.index_copy(0, rows, new)
-            a, g = a.index_copy(0, rows, new_a), g.index_copy(0, rows, new_g)
-            dt = dt.index_copy(0, rows, model.dt_raw(new))
-        start = t_i if skip is None else torch.where(skip, start, t_i)
-        carried = dx[:, i] if skip is None else torch.where(skip, carried + dx[:, i], dx[:, i])
+        # Only the rows that update pay for the encoder, the cell and the decoder's first layer.
+        rows = (~skip).squeeze(-1).nonzero().squeeze(-1)
+        new = model.update(model.encode(x[rows, i]), model.advance(h[rows], (t_i - start)[rows]))
+        new_a, new_g = model.decoder_line(new)
+        h, a, g = h.index_copy(0, rows, new), a.index_copy(0, rows, new_a), g.index_copy(0, rows, new_g)
+        dt = dt.index_copy(0, rows, model.dt_raw(new))
+        start = torch.where(skip, start, t_i)
+        carried = torch.where(skip, carried + dx[:, i], dx[:, i])
         if i in last_frames:
             at_end = last == i
             open_dt, open_start = torch.where(at_end, dt, open_dt), torch.where(at_end, start, open_start)
-        updated.append(every_row.new_ones(B, dtype=torch.bool) if skip is None else ~skip.squeeze(-1))
+        updated.append(~skip.squeeze(-1))
         fresh.append((rows, new_a))
         predicted.append(a + (t_next - start) * g)
         targets.append(carried)
