@@ -28,6 +28,7 @@ from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .model import Losses, ModelConfig, SequenceModel, SkipRule, build_model
 
+PRECISIONS = ("float32", "bfloat16")
 METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt", "test_mse",
                  "test_mean_dt", "test_updates", "lr", "train_s")
 
@@ -47,6 +48,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     seed: int = 0
     device: str = "cpu"
+    # "bfloat16" runs the forward pass under torch.autocast (matrix products in bfloat16,
+    # losses and weights in float32); see the README's measurements before choosing it.
+    precision: str = "float32"
     rule: SkipRule = field(default_factory=SkipRule)
 
     def validate(self) -> "TrainConfig":
@@ -70,6 +74,8 @@ class TrainConfig:
             raise ConfigError("need weight_decay >= 0 and 0 < decay_gamma <= 1")
         if not (r.epsilon >= 0 and 0 <= r.jump_prob <= 1 and r.zero_span_weight >= 0 and r.dt_weight >= 0):
             raise ConfigError("need epsilon >= 0, 0 <= jump_prob <= 1, zero_span_weight >= 0 and dt_weight >= 0")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check_device(self.device)
         return self
 
@@ -176,8 +182,9 @@ def _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask
         tick = time.perf_counter()
         idx = torch.randint(len(train), (config.batch_size,), generator=batches)
         idx = idx[rank * per_rank:(rank + 1) * per_rank].to(device)
-        losses = net(train[idx], config.rule, times=None if times is None else times[idx],
-                     mask=None if mask is None else mask[idx])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
+            losses = net(train[idx], config.rule, times=None if times is None else times[idx],
+                         mask=None if mask is None else mask[idx])
         if not torch.isfinite(losses.total):
             raise PCNodeError(f"training diverged at step {step + 1} (loss is {losses.total.item()}); "
                               "lower the learning rate or check the data scale")

@@ -105,6 +105,7 @@ def test_a_folder_holding_a_run_is_not_overwritten(tmp_path):
     ({"lr": -1.0}, ConfigError),
     ({"batch_size": -4}, ConfigError),
     ({"steps": 0}, ConfigError),
+    ({"precision": "float16"}, ConfigError),
 ])
 def test_bad_training_settings_are_refused(tmp_path, change, error):
     with pytest.raises(error):
@@ -122,3 +123,24 @@ def test_bad_training_data_is_refused(data, message):
     model = build_model(ModelConfig(state_dim=2))
     with pytest.raises(DataError, match=message):
         fit(model, data, TrainConfig(steps=1))
+
+
+@pytest.mark.parametrize("kind", ["pcode", "rnn", "odernn"])
+def test_bfloat16_autocast_trains_with_float32_weights(tmp_path, kind):
+    model, data, history = small_run(tmp_path, kind=kind, precision="bfloat16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(r["loss"] > 0 and r["loss"] < 1 for r in history)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["precision"] == "bfloat16"
+
+
+def test_bfloat16_losses_are_close_to_float32():
+    from pcnode import SkipRule, teacher_forcing
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="pcode", state_dim=2))
+    seq = torch.cumsum(torch.rand(64, 20, 2) * 0.1, 1)
+    rule = SkipRule(epsilon=0.0, jump_prob=0.0)  # the same decisions in both precisions
+    full = teacher_forcing(model, seq, rule)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = teacher_forcing(model, seq, rule)
+    assert half.total.dtype == torch.float32
+    assert torch.allclose(half.total, full.total, rtol=0.05)
