@@ -126,21 +126,21 @@ def test_bad_training_data_is_refused(data, message):
 
 
 @pytest.mark.parametrize("kind", ["pcode", "rnn", "odernn"])
-def test_bfloat16_autocast_trains_with_float32_weights(tmp_path, kind):
-    model, data, history = small_run(tmp_path, kind=kind, precision="bfloat16")
+def test_bfloat16_autocast_trains_with_float32_weights(tmp_path, kind, device):
+    model, data, history = small_run(tmp_path, kind=kind, precision="bfloat16", device=device)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(r["loss"] > 0 and r["loss"] < 1 for r in history)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["precision"] == "bfloat16"
 
 
-def test_bfloat16_losses_are_close_to_float32():
+def test_bfloat16_losses_are_close_to_float32(device):
     from pcnode import SkipRule, teacher_forcing
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind="pcode", state_dim=2))
-    seq = torch.cumsum(torch.rand(64, 20, 2) * 0.1, 1)
+    model = build_model(ModelConfig(kind="pcode", state_dim=2)).to(device)
+    seq = torch.cumsum(torch.rand(64, 20, 2) * 0.1, 1).to(device)
     rule = SkipRule(epsilon=0.0, jump_prob=0.0)  # the same decisions in both precisions
     full = teacher_forcing(model, seq, rule)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
         half = teacher_forcing(model, seq, rule)
     assert half.total.dtype == torch.float32
     assert torch.allclose(half.total, full.total, rtol=0.05)
