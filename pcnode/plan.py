@@ -21,8 +21,11 @@ Planners. `plan` scores candidate actions by rolling every candidate of a round 
 one batch: round 1 is random shooting, later rounds refine by the cross-entropy method.
 The score is the closest the object ball's path comes to the target centre, the path
 being the straight segments between the predictor's own steps (every frame for the
-simulator and the RNN, every jump for the PC-ODE). The same planner with the true
-simulator as the predictor is the upper bound; uniformly random actions are the floor.
+simulator and the RNN, every jump for the PC-ODE). A jumping model's path bends between
+its steps (the decoder is nonlinear in the straight latent path), so the few best
+candidates of each round are scored again on their path read at every frame: decoding
+only, no model update. The same planner with the true simulator as the predictor is the
+upper bound; uniformly random actions are the floor.
 
 Time is in frames throughout; one frame is `EVERY` simulator steps of `SIM_DT`.
 """
@@ -163,10 +166,13 @@ def plan_data(n: int, seed: int = 0) -> np.ndarray:
 
 class Paths(NamedTuple):
     """Predicted paths of a batch of candidates: `points` (N, K, 4) joined by straight
-    segments; `updates` (N,) model updates each rollout spent (None for the simulator)."""
+    segments; `updates` (N,) model updates each rollout spent (None for the simulator);
+    `every_frame(rows)` (M,) -> (M, F, 4), the paths of candidates `rows` read at every
+    frame, for predictors whose points skip frames (None when they do not)."""
 
     points: Tensor
     updates: Tensor | None
+    every_frame: Callable[[Tensor], Tensor] | None = None
 
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], Paths]
@@ -181,7 +187,8 @@ def model_predictor(model: SequenceModel) -> Predictor:
     """A predictor that rolls `model` out from each action's simulated burn-in frames.
 
     Its points are the frames the model updated from, then its prediction at the horizon;
-    a PC-ODE's path is therefore its own straight segments between jumps.
+    a PC-ODE's path is therefore its own straight segments between jumps. When the model
+    jumped, `every_frame` reads the path at frames `N_BURN - 1 .. HORIZON` from the rollout.
     """
     def predict(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -> Paths:
         x_burn = torch.from_numpy(simulate_actions(cue, obj, actions, N_BURN))
@@ -189,7 +196,9 @@ def model_predictor(model: SequenceModel) -> Predictor:
         end = ro.at(float(HORIZON)).unsqueeze(1)  # (N, 1, 4)
         # Padding steps repeat the end point: zero-length segments that change no distance.
         points = torch.where(torch.isfinite(ro.t).unsqueeze(-1), ro.x, end)
-        return Paths(torch.cat([points, end], 1), ro.updates)
+        jumped = bool((ro.dt[:, N_BURN - 1:][torch.isfinite(ro.t[:, N_BURN - 1:])] > 1).any())
+        every_frame = (lambda rows: ro.select(rows).frames(N_BURN - 1)) if jumped else None
+        return Paths(torch.cat([points, end], 1), ro.updates, every_frame)
     return predict
 
 
@@ -210,18 +219,23 @@ class PlanConfig:
     shooting, each later round samples from a Gaussian fitted to the `elite_fraction`
     best actions seen so far (angles measured around the best one), its standard
     deviations floored at `min_std` (radians, speed units). Budget = candidates * rounds.
+    The `rescore` best candidates of each round are scored again on their path read at
+    every frame, where the predictor's own points skip frames (a jumping model).
     """
 
     candidates: int = 128
     rounds: int = 3
     elite_fraction: float = 0.1
     min_std: tuple[float, float] = (0.01, 0.01)
+    rescore: int = 8
 
     def validate(self) -> "PlanConfig":
         if self.candidates < 2 or self.rounds < 1:
             raise ConfigError(f"need at least 2 candidates and 1 round, got {self.candidates} and {self.rounds}")
         if not 0 < self.elite_fraction <= 1:
             raise ConfigError(f"elite_fraction must be in (0, 1], got {self.elite_fraction}")
+        if self.rescore < 0:
+            raise ConfigError(f"rescore must be 0 or more candidates, got {self.rescore}")
         return self
 
     @property
@@ -261,8 +275,12 @@ def plan(predict: Predictor, cue: np.ndarray, obj: np.ndarray, target: np.ndarra
             batch[:, 0] = np.mod(batch[:, 0], 2 * np.pi)
             batch[:, 1] = np.clip(batch[:, 1], *SPEED_RANGE)
         paths = predict(cue, obj, batch)
+        score = closest_approach(paths.points, target_t)
+        if paths.every_frame is not None and config.rescore:
+            best = score.argsort()[:config.rescore]
+            score[best] = closest_approach(paths.every_frame(best), target_t)
         actions = np.concatenate([actions, batch])
-        scores = np.concatenate([scores, closest_approach(paths.points, target_t).numpy()])
+        scores = np.concatenate([scores, score.numpy()])
         if paths.updates is not None:
             updates.append(paths.updates.double().mean().item())
     best = int(np.argmin(scores))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -94,6 +94,11 @@ class Rollout:
         k = (torch.searchsorted(self.t.contiguous(), t.contiguous(), right=False) - 1).clamp(min=0)
         rows = torch.arange(B, device=t.device).unsqueeze(-1)
         return rows, k, (t - self.t[rows, k]).unsqueeze(-1)
+
+    def select(self, rows: Tensor) -> "Rollout":
+        """The rollouts of the trajectories `rows` (indices or a bool mask over the batch)."""
+        return replace(self, t=self.t[rows], dt=self.dt[rows], x=self.x[rows], h=self.h[rows],
+                       updates=self.updates[rows])
 
     def frames(self, start: int | None = None) -> Tensor:
         """The rollout read at the integer frame times `start..horizon`: (B, frames, state_dim)."""

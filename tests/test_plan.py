@@ -2,9 +2,10 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
-from pcnode import PCODE, ModelConfig
+from pcnode import PCODE, RNN, ModelConfig, rollout
 from pcnode import plan as pl
 from pcnode.tasks import billiards
 from pcnode.cli import main
@@ -73,6 +74,45 @@ def test_a_jumping_model_spends_few_updates_per_candidate():
     assert chosen.updates <= 3  # 27 frames after the burn-in in jumps of about 10
 
 
+def test_a_jumping_models_path_is_read_at_every_frame_from_its_rollout():
+    torch.manual_seed(0)
+    model = PCODE(ModelConfig(state_dim=4, hidden=16, latent=16))
+    with torch.no_grad():
+        model.dt_head.bias.fill_(5.0)
+    p = pl.make_problems(1, seed=0)
+    actions = pl.random_actions(np.random.default_rng(0), 6)
+    paths = pl.model_predictor(model)(p.cue[0], p.obj[0], actions)
+    rows = torch.tensor([4, 1])
+    dense = paths.every_frame(rows)
+    assert dense.shape == (2, pl.HORIZON - pl.N_BURN + 2, 4)
+    x_burn = torch.from_numpy(pl.simulate_actions(p.cue[0], p.obj[0], actions, pl.N_BURN))
+    whole = rollout(model, x_burn, float(pl.HORIZON)).at(torch.arange(pl.N_BURN - 1, pl.HORIZON + 1.0))
+    assert torch.allclose(dense, whole[rows])
+    # A model that steps every frame already gives every frame.
+    assert pl.model_predictor(RNN(ModelConfig(state_dim=4, hidden=16, latent=16)))(
+        p.cue[0], p.obj[0], actions).every_frame is None
+
+
+def test_the_best_candidates_are_rescored_on_their_path_at_every_frame():
+    """Candidate 0 looks best on its coarse points, but its path read at every frame
+    misses; with rescoring the planner picks candidate 1 instead."""
+    target = np.array([0.5, 0.5])
+    near, off = torch.tensor([0.0, 0.0, 0.5, 0.5]), torch.tensor([0.0, 0.0, 0.9, 0.9])
+
+    def predict(cue, obj, actions):
+        points = off.repeat(len(actions), 2, 1)
+        points[0, 1] = near
+        points[1, 1] = torch.tensor([0.0, 0.0, 0.52, 0.5])
+        return pl.Paths(points, None, lambda rows: torch.stack([off.repeat(2, 1) if r == 0 else points[r]
+                                                                for r in rows.tolist()]))
+    for rescore, chosen in ((0, 0), (1, 1)):
+        cfg = pl.PlanConfig(candidates=4, rounds=1, rescore=rescore)
+        rng = np.random.default_rng(0)
+        candidates = pl.random_actions(np.random.default_rng(0), 4)
+        plan = pl.plan(predict, target, target, target, cfg, rng)
+        assert np.array_equal(plan.action, candidates[chosen])
+
+
 def test_plan_command_writes_each_planners_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = main(["plan", "--problems", "3", "--models", "rnn", "--out", "out", "--train-steps", "2",
@@ -102,3 +142,12 @@ def test_one_simulator_step_per_frame_gives_the_frames_of_small_steps():
         fine = billiards(pos, vel, pl.HORIZON + 1, radius=pl.BALL_RADIUS, sim_dt=pl.SIM_DT, every=pl.EVERY)
         coarse = pl.simulate_actions(problems.cue[i], problems.obj[i], actions, pl.HORIZON + 1)
         np.testing.assert_allclose(coarse, fine, atol=1e-6)
+
+
+@pytest.mark.parametrize("flag, value, words", [("--candidates", "1", "at least 2 candidates"),
+                                                ("--rounds", "0", "at least 2 candidates and 1 round"),
+                                                ("--rescore", "-1", "rescore must be")])
+def test_plan_command_refuses_a_bad_search_setting(tmp_path, capsys, flag, value, words):
+    assert main(["plan", flag, value, "--out", str(tmp_path / "out")]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -103,6 +103,15 @@ def test_frames_reads_the_rollout_at_integer_times_after_burn_in():
     assert torch.allclose(ro.frames()[:, 0], ro.at(4.0))
 
 
+def test_a_selection_reads_like_those_rows_of_the_whole_batch():
+    torch.manual_seed(0)
+    ro = rollout(PCODE(ModelConfig(state_dim=2, hidden=16, latent=16)), torch.rand(5, 4, 2), horizon=20)
+    rows = torch.tensor([3, 0])
+    grid = torch.arange(3, 20.001, 0.5)
+    assert torch.equal(ro.select(rows).at(grid), ro.at(grid)[rows])
+    assert torch.equal(ro.select(rows).updates, ro.updates[rows])
+
+
 @pytest.mark.parametrize("x, horizon, error", [
     (torch.rand(2, 4, 3), 10, DataError),                              # wrong state dim
     (torch.rand(4, 2), 10, DataError),                                 # missing batch dim
