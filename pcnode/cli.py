@@ -143,6 +143,9 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--train-batch", type=int, default=128, help="batch for models trained here (default %(default)s)")
     q.add_argument("--train-n", type=int, default=5000, help="planning trajectories to train on (default %(default)s)")
     q.add_argument("--train-seed", type=int, default=1, help="seed of the training data (default %(default)s)")
+    q.add_argument("--feed-predictions", type=float, default=0.0,
+                   help="for a PC-ODE trained here: probability that an update reads its own predicted frame "
+                        "(default %(default)s, the authors' teacher forcing)")
     q.set_defaults(func=cmd_plan)
     return p
 
@@ -407,6 +410,8 @@ def cmd_plan(args) -> None:
     config = pl.PlanConfig(candidates=args.candidates, rounds=args.rounds, rescore=args.rescore).validate()
     if args.problems < 1 or args.gifs < 0:
         raise ConfigError(f"need --problems >= 1 and --gifs >= 0, got {args.problems} and {args.gifs}")
+    if not 0 <= args.feed_predictions <= 1:  # also refuses NaN
+        raise ConfigError(f"need 0 <= --feed-predictions <= 1, got {args.feed_predictions}")
     args.out.mkdir(parents=True, exist_ok=True)
     models = {name: _plan_model(name, run, args) for name, run in (_model_spec(s) for s in args.models)}
     problems = pl.make_problems(args.problems, args.seed)
@@ -471,7 +476,8 @@ def _plan_model(name: str, run: Path | None, args):
     train, test = dataset(spec)
     steps = args.train_steps
     cfg = TrainConfig(steps=steps, batch_size=args.train_batch, eval_every=max(1, steps // 4), eval_size=256,
-                      checkpoint_every=max(1, steps // 4), seed=args.seed, rule=SkipRule(n_burn=pl.N_BURN))
+                      checkpoint_every=max(1, steps // 4), seed=args.seed,
+                      rule=SkipRule(n_burn=pl.N_BURN, feed_predictions=args.feed_predictions))
     model = build_model(ModelConfig(kind=name, state_dim=4))
     out = args.out / name
     train_model(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(), label=f"train {name}")

@@ -341,13 +341,19 @@ class Losses(NamedTuple):
 
 @dataclass
 class SkipRule:
-    """When the PC-ODE may skip a cell update during jumpy teacher forcing."""
+    """When the PC-ODE may skip a cell update during jumpy teacher forcing, and its loss weights.
+
+    The defaults are the authors'. `feed_predictions` is ours: the probability that an
+    update after the burn-in reads the model's own prediction of the frame instead of
+    the true frame, as every update of a rollout does (0: the authors' teacher forcing).
+    """
 
     n_burn: int = 4
     epsilon: float = 3e-3
     jump_prob: float = 0.01
     zero_span_weight: float = 0.1
     dt_weight: float = 1e-5
+    feed_predictions: float = 0.0
 
 
 def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Tensor | None = None,
@@ -367,6 +373,11 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     state after frame `i`, advanced to the time of frame `i+1`, must decode the change
     since the segment began. The whole batch moves in step; there is no loop over
     trajectories.
+
+    With `rule.feed_predictions > 0` an update may instead read the frame the ending
+    segment predicted (no gradient through it), and the new segment's targets are then
+    measured from that prediction, as in a rollout: the model learns to recover from
+    its own errors and its segments end where a rollout's would.
     """
     B, T1, _ = seq.shape
     if times is None:
@@ -432,12 +443,24 @@ def _jumpy_teacher_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Ten
             ended_dt.append(dt)
         # Only the rows that update pay for the encoder, the cell and the decoder's first layer.
         rows = (~skip).squeeze(-1).nonzero().squeeze(-1)
-        new = model.update(model.encode(x[rows, i]), model.advance(h[rows], (t_i - start)[rows]))
+        x_in, offset = x[rows, i], None
+        if i >= burn and rule.feed_predictions > 0:
+            # As in a rollout, the cell reads its own prediction of the frame, and the
+            # new segment's targets are measured from that prediction.
+            with torch.no_grad():
+                own = model.decoder.tail(a[rows] + (t_i - start)[rows] * g[rows])
+                fed = torch.rand_like(own[:, :1]) < rule.feed_predictions
+                offset = torch.where(fed, carried[rows] - own, 0.0)
+                offset[..., keep.stop:] = 0.0  # auxiliary inputs are given, never predicted
+                x_in = x_in - offset
+        new = model.update(model.encode(x_in), model.advance(h[rows], (t_i - start)[rows]))
         new_a, new_g = model.decoder_line(new)
         h, a, g = h.index_copy(0, rows, new), a.index_copy(0, rows, new_a), g.index_copy(0, rows, new_g)
         dt = dt.index_copy(0, rows, model.dt_raw(new))
         start = torch.where(skip, start, t_i)
         carried = torch.where(skip, carried + dx[:, i], dx[:, i])
+        if offset is not None:
+            carried = carried.index_add(0, rows, offset)
         if i in last_frames:
             at_end = last == i
             open_dt, open_start = torch.where(at_end, dt, open_dt), torch.where(at_end, start, open_start)

@@ -64,7 +64,7 @@ class TrainConfig:
         # Written as `not (x >= 0)` so that NaN, which compares false, is refused too.
         floats = {"lr": self.lr, "weight_decay": self.weight_decay, "decay_gamma": self.decay_gamma,
                   "epsilon": r.epsilon, "jump_prob": r.jump_prob, "zero_span_weight": r.zero_span_weight,
-                  "dt_weight": r.dt_weight}
+                  "dt_weight": r.dt_weight, "feed_predictions": r.feed_predictions}
         for name, value in floats.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -72,8 +72,10 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive and finite, got {self.lr}")
         if not (self.weight_decay >= 0 and 0 < self.decay_gamma <= 1):
             raise ConfigError("need weight_decay >= 0 and 0 < decay_gamma <= 1")
-        if not (r.epsilon >= 0 and 0 <= r.jump_prob <= 1 and r.zero_span_weight >= 0 and r.dt_weight >= 0):
-            raise ConfigError("need epsilon >= 0, 0 <= jump_prob <= 1, zero_span_weight >= 0 and dt_weight >= 0")
+        if not (r.epsilon >= 0 and 0 <= r.jump_prob <= 1 and r.zero_span_weight >= 0 and r.dt_weight >= 0
+                and 0 <= r.feed_predictions <= 1):
+            raise ConfigError("need epsilon >= 0, 0 <= jump_prob <= 1, zero_span_weight >= 0, dt_weight >= 0 "
+                              "and 0 <= feed_predictions <= 1")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check_device(self.device)
@@ -354,8 +356,16 @@ def _open_run(run_dir: Path, cfg: dict, resume: bool, model, opt, sched, batches
 
 
 def _comparable(cfg: dict) -> dict:
-    """A config without the settings that may change on resume (total steps, device)."""
+    """A config without the settings that may change on resume (total steps, device).
+
+    Settings newer than the run that wrote `cfg` take their defaults, which that run used.
+    """
     out = json.loads(json.dumps(cfg))
+    if isinstance(out.get("train"), dict) and isinstance(out["train"].get("rule", {}), dict):
+        rule = {**dataclasses.asdict(SkipRule()), **out["train"].get("rule", {})}
+        out["train"] = {**dataclasses.asdict(TrainConfig()), **out["train"], "rule": rule}
+    if isinstance(out.get("model"), dict):
+        out["model"] = {**dataclasses.asdict(ModelConfig()), **out["model"]}
     for key in ("steps", "device"):
         out.get("train", {}).pop(key, None)
     out.pop("pcnode", None)

@@ -154,6 +154,7 @@ CASES = [
     ("nan-weight-decay", nothing, [*GOOD_DATA, "--weight-decay", "nan", "--out", "out"], "weight_decay"),
     ("nan-epsilon", nothing, [*GOOD_DATA, "--epsilon", "nan", "--out", "out"], "epsilon"),
     ("jump-prob-above-one", nothing, [*GOOD_DATA, "--jump-prob", "1.5", "--out", "out"], "jump_prob"),
+    ("feed-predictions-above-one", nothing, [*GOOD_DATA, "--feed-predictions", "2", "--out", "out"], "feed_predictions"),
     ("negative-dt-weight", nothing, [*GOOD_DATA, "--dt-weight", "-1", "--out", "out"], "dt_weight"),
     ("zero-burn-in", nothing, [*GOOD_DATA, "--n-burn", "0", "--out", "out"], "n_burn"),
     ("odd-latent", nothing, [*GOOD_DATA, "--latent", "15", "--out", "out"], "latent must be even"),

@@ -25,20 +25,30 @@ def reference(model, seq, rule, times=None, mask=None):
     for i in range(T):
         t_i, t_next = times[:, i:i + 1], times[:, i + 1:i + 2]
         dx = seq[:, i + 1] - seq[:, i]
-        h_tick = model.update(model.encode(seq[:, i]), model.advance(h, t_i - start))
         if model.jumpy and i >= rule.n_burn:
             with torch.no_grad():
                 guess = model.decode(model.advance(h, t_next - start))
                 err = (guess - (carried + dx))[:, :keep].pow(2).mean(-1, keepdim=True)
                 skip = (err < rule.epsilon) | (torch.rand_like(err) < rule.jump_prob)
+                # Feeding predictions: an updating row reads the frame its segment predicted,
+                # `x_i - offset`, and measures the new segment's targets from it.
+                offset = torch.zeros_like(carried)
+                if rule.feed_predictions > 0:
+                    upd = ~skip.squeeze(-1)
+                    own = model.decode(model.advance(h, t_i - start))
+                    fed = torch.rand(int(upd.sum()), 1, dtype=seq.dtype, device=seq.device) < rule.feed_predictions
+                    offset[upd] = torch.where(fed, (carried - own)[upd], 0.0)
+                    offset[:, keep:] = 0.0
+            h_tick = model.update(model.encode(seq[:, i] - offset), model.advance(h, t_i - start))
             ends = (~skip).squeeze(-1) & mask[:, i]
             dt_terms.append(((model.dt_raw(h) - (t_i - start)).squeeze(-1).pow(2))[ends])
             seg_lengths.append((t_i - start).squeeze(-1)[ends])
             h = torch.where(skip, h, h_tick)
             start = torch.where(skip, start, t_i)
-            carried = torch.where(skip, carried + dx, dx)
+            carried = torch.where(skip, carried + dx, dx + offset)
             updated.append(~skip.squeeze(-1))
         else:
+            h_tick = model.update(model.encode(seq[:, i]), model.advance(h, t_i - start))
             h, start, carried = h_tick, t_i, dx
             updated.append(torch.ones(B, dtype=torch.bool, device=seq.device))
         for b in range(B):
@@ -61,6 +71,8 @@ def reference(model, seq, rule, times=None, mask=None):
 CASES = {
     "pcode": dict(kind="pcode"),
     "pcode-aux": dict(kind="pcode", aux_dims=1),
+    "pcode-fed": dict(kind="pcode", feed_predictions=0.5),
+    "pcode-aux-fed": dict(kind="pcode", aux_dims=1, feed_predictions=1.0),
     "rnn": dict(kind="rnn"),
     "odernn": dict(kind="odernn"),
 }
@@ -70,12 +82,14 @@ CASES = {
 @pytest.mark.parametrize("irregular", [False, True])
 def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, device):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(state_dim=3, hidden=32, latent=32, **CASES[case])).double().to(device)
+    settings = dict(CASES[case])
+    feed = settings.pop("feed_predictions", 0.0)
+    model = build_model(ModelConfig(state_dim=3, hidden=32, latent=32, **settings)).double().to(device)
     seq = torch.cumsum(torch.rand(16, 14, 3, dtype=torch.float64) * 0.05, 1).to(device)
     times = torch.cumsum(torch.rand(16, 14, dtype=torch.float64) + 0.5, 1).to(device) if irregular else None
     mask = torch.ones(16, 13, dtype=torch.bool, device=device)
     mask[:4, 9:] = False  # four shorter sequences
-    rule = SkipRule(epsilon=2e-4, jump_prob=0.1)
+    rule = SkipRule(epsilon=2e-4, jump_prob=0.1, feed_predictions=feed)
 
     torch.manual_seed(1)
     fast = teacher_forcing(model, seq, rule, times=times, mask=mask)

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from pcnode import ModelConfig, TrainConfig, build_model, fit, load_run
+from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, fit, load_run
 from pcnode.errors import CheckpointError, ConfigError, DataError
 from pcnode.train import read_metrics
 
@@ -80,6 +80,24 @@ def test_resume_continues_from_the_saved_step(tmp_path):
         on_step=lambda step, _: seen.append(step))
     assert seen == [4, 5, 6]
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.csv")] == [3, 6]
+
+
+def test_a_run_written_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    small_run(tmp_path, steps=3)
+    path = tmp_path / "run" / "config.json"
+    cfg = json.loads(path.read_text())
+    del cfg["train"]["rule"]["feed_predictions"], cfg["train"]["precision"], cfg["model"]["max_dt"]
+    path.write_text(json.dumps(cfg))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="pcode", state_dim=2, hidden=16, latent=16))
+    data = torch.cumsum(torch.rand(40, 12, 2) * 0.1, 1)
+    cfg = TrainConfig(steps=6, batch_size=8, eval_every=3, checkpoint_every=3, eval_size=8)
+    fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run", resume=True, data={"note": "test"})
+    # A setting that differs from the default the old run used is still a different run.
+    cfg = TrainConfig(steps=9, batch_size=8, eval_every=3, checkpoint_every=3, eval_size=8,
+                      rule=SkipRule(feed_predictions=0.5))
+    with pytest.raises(CheckpointError, match="different config"):
+        fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run", resume=True, data={"note": "test"})
 
 
 def test_resumed_training_matches_uninterrupted_training(tmp_path):
