@@ -342,6 +342,15 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def planner_colors(names: list[str]) -> dict[str, str | None]:
+    """A plot colour per planner: the models' usual ones, black for the simulator, grey for
+    random, and colours none of those use for planners named by the user (`NAME=RUN`)."""
+    from .plots import COLORS
+    known = {**COLORS, "simulator": "black", "random": "0.5"}
+    spare = iter(["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
+    return {name: known.get(name) or next(spare, None) for name in names}
+
+
 def plot_budget_curve(path: Path, curve: dict[str, list[dict]]) -> None:
     """Tasks solved vs planning budget: success (with 95% intervals) and wall time per plan.
 
@@ -349,8 +358,8 @@ def plot_budget_curve(path: Path, curve: dict[str, list[dict]]) -> None:
         curve: planner name -> rows with `budget`, `success`, `ci95` and `wall_s_per_plan`.
     """
     import matplotlib.pyplot as plt
-    from .plots import COLORS, LABELS, _save_figure
-    colors = {**COLORS, "simulator": "black", "random": "0.5"}
+    from .plots import LABELS, _save_figure
+    colors = planner_colors(list(curve))
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, rows in curve.items():
         b = [r["budget"] for r in rows]

@@ -152,3 +152,9 @@ def test_plan_command_refuses_a_bad_search_setting(tmp_path, capsys, flag, value
     assert main(["plan", flag, value, "--out", str(tmp_path / "out")]) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_planners_named_by_the_user_get_colours_of_their_own():
+    colors = pl.planner_colors(["simulator", "pcode", "pcode_fed", "rnn", "rnn_long", "random"])
+    assert colors["pcode"] == "tab:red" and colors["rnn"] == "tab:blue"
+    assert len(set(colors.values())) == 6
