@@ -25,7 +25,6 @@ keeping the stretch wherever it still predicts the data well.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -34,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint
 
-from .errors import ConfigError
+from .errors import ConfigError, check_fields
 
 MODELS = ("pcode", "rnn", "odernn")
 SOLVERS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_heun")
@@ -94,10 +93,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown model settings {sorted(unknown)}; known: {sorted(names)}")
+        check_fields(cls, d, "model")
         return cls(**d).validate()
 
 

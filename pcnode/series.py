@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from .data import load_npz, save_npz
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, check_fields
 
 JENA_TIME = "Date Time"
 JENA_FORMAT = "%d.%m.%Y %H:%M:%S"
@@ -412,10 +412,7 @@ class SeriesSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SeriesSpec":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown data settings {sorted(unknown)}; known: {sorted(names)}")
+        check_fields(cls, d, "data")
         return cls(**d).validate()
 
     def read(self, path: str | Path | None = None) -> Series:

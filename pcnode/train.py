@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import checkpoint as ckpt
-from .errors import CheckpointError, ConfigError, DataError, PCNodeError
+from .errors import CheckpointError, ConfigError, DataError, PCNodeError, check_fields
 from .evaluate import evaluate
 from .model import Losses, ModelConfig, SequenceModel, SkipRule, build_model
 
@@ -85,13 +85,10 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
         rule = d.pop("rule", {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown or not isinstance(rule, dict):
-            raise ConfigError(f"unknown training settings {sorted(unknown)}")
-        unknown = set(rule) - {f.name for f in dataclasses.fields(SkipRule)}
-        if unknown:
-            raise ConfigError(f"unknown skip-rule settings {sorted(unknown)}")
+        if not isinstance(rule, dict):
+            raise ConfigError(f"the training setting 'rule' must be a mapping, got {type(rule).__name__}")
+        check_fields(cls, d, "training")
+        check_fields(SkipRule, rule, "skip-rule")
         return cls(**d, rule=SkipRule(**rule)).validate()
 
 
