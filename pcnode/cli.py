@@ -146,6 +146,9 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--feed-predictions", type=float, default=0.0,
                    help="for a PC-ODE trained here: probability that an update reads its own predicted frame "
                         "(default %(default)s, the authors' teacher forcing)")
+    q.add_argument("--epsilon", type=float, default=SkipRule.epsilon,
+                   help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
+                        "sooner and bounds the model's error tighter (default %(default)s, the authors')")
     q.set_defaults(func=cmd_plan)
     return p
 
@@ -412,6 +415,8 @@ def cmd_plan(args) -> None:
         raise ConfigError(f"need --problems >= 1 and --gifs >= 0, got {args.problems} and {args.gifs}")
     if not 0 <= args.feed_predictions <= 1:  # also refuses NaN
         raise ConfigError(f"need 0 <= --feed-predictions <= 1, got {args.feed_predictions}")
+    if not args.epsilon >= 0:  # also refuses NaN
+        raise ConfigError(f"need --epsilon >= 0, got {args.epsilon}")
     args.out.mkdir(parents=True, exist_ok=True)
     models = {name: _plan_model(name, run, args) for name, run in (_model_spec(s) for s in args.models)}
     problems = pl.make_problems(args.problems, args.seed)
@@ -477,7 +482,8 @@ def _plan_model(name: str, run: Path | None, args):
     steps = args.train_steps
     cfg = TrainConfig(steps=steps, batch_size=args.train_batch, eval_every=max(1, steps // 4), eval_size=256,
                       checkpoint_every=max(1, steps // 4), seed=args.seed,
-                      rule=SkipRule(n_burn=pl.N_BURN, feed_predictions=args.feed_predictions))
+                      rule=SkipRule(n_burn=pl.N_BURN, epsilon=args.epsilon,
+                                    feed_predictions=args.feed_predictions))
     model = build_model(ModelConfig(kind=name, state_dim=4))
     out = args.out / name
     train_model(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(), label=f"train {name}")

@@ -147,7 +147,8 @@ def test_one_simulator_step_per_frame_gives_the_frames_of_small_steps():
 @pytest.mark.parametrize("flag, value, words", [("--candidates", "1", "at least 2 candidates"),
                                                 ("--rounds", "0", "at least 2 candidates and 1 round"),
                                                 ("--rescore", "-1", "rescore must be"),
-                                                ("--feed-predictions", "nan", "--feed-predictions")])
+                                                ("--feed-predictions", "nan", "--feed-predictions"),
+                                                ("--epsilon", "-1e-3", "--epsilon")])
 def test_plan_command_refuses_a_bad_search_setting(tmp_path, capsys, flag, value, words):
     assert main(["plan", flag, value, "--out", str(tmp_path / "out")]) == 2
     assert words in capsys.readouterr().err
