@@ -5,6 +5,11 @@
    of seed 123, a set disjoint from the evaluation seed 0.
 2. The four planted straight shots of tests/test_plan.py, planned by every trained model
    in the run folders given on the command line (e.g. runs/plan/pcode runs/plan/rnn).
+3. Each model's accuracy in the planner's own terms, on 200 problems of seed 123 with 64
+   shots each, aimed at the object ball or uniformly random (as in a planner's first round): the error of its predicted closest approach of the
+   object ball to the target, and how often a shot it predicts to succeed (closest
+   approach within `TARGET_RADIUS`) succeeds in the simulator. A planner picks exactly such
+   shots, so that last figure bounds what search can make of the model.
 
     python benchmarks/plan_quality.py runs/plan/pcode runs/plan/rnn runs/plan/odernn
 """
@@ -38,3 +43,32 @@ for run in sys.argv[1:]:
     predictors[run] = pl.model_predictor(model)
 for name, res in pl.compare(predictors, planted, pl.PlanConfig()).items():
     print(json.dumps({"planted": {"planner": name, "solved": int(res.success.sum()), "of": len(planted)}}))
+
+problems = pl.make_problems(200, seed=123)
+shots = 64
+rng = np.random.default_rng(0)
+cue, obj = np.repeat(problems.cue, shots, 0), np.repeat(problems.obj, shots, 0)
+target = torch.from_numpy(np.repeat(problems.target, shots, 0))
+shot_sets = {"aimed": pl.aimed_actions(rng, cue, obj), "uniform": pl.random_actions(rng, len(cue))}
+
+
+def approach(paths: pl.Paths) -> torch.Tensor:
+    """(N,) closest approach of every shot's object ball to its own problem's target."""
+    points = paths.every_frame(torch.arange(len(cue))) if paths.every_frame else paths.points
+    return pl.closest_approach(points, target[:, None]).double()
+
+
+models = {run: load_run(run)[0] for run in sys.argv[1:]}
+for kind, actions in shot_sets.items():
+    fine = pl.simulate_actions(cue, obj, actions, pl.HORIZON * pl.EVERY + 1, every=1)
+    truth = approach(pl.Paths(torch.from_numpy(fine), None))
+    for run, model in models.items():
+        with torch.no_grad():
+            guess = approach(pl.model_predictor(model)(cue, obj, actions))
+        said_yes = guess <= pl.TARGET_RADIUS
+        print(json.dumps({"accuracy": {
+            "model": run, "shots": kind, "n": len(actions),
+            "median_abs_error": round(float((guess - truth).abs().median()), 4),
+            "predicted_hits": int(said_yes.sum()),
+            "true_among_predicted_hits": round(float((truth[said_yes] <= pl.TARGET_RADIUS).double().mean()), 3),
+            "true_hits": int((truth <= pl.TARGET_RADIUS).sum())}}))
