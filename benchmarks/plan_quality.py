@@ -6,10 +6,10 @@
 2. The four planted straight shots of tests/test_plan.py, planned by every trained model
    in the run folders given on the command line (e.g. runs/plan/pcode runs/plan/rnn).
 3. Each model's accuracy in the planner's own terms, on 200 problems of seed 123 with 64
-   shots each, aimed at the object ball or uniformly random (as in a planner's first round): the error of its predicted closest approach of the
-   object ball to the target, and how often a shot it predicts to succeed (closest
-   approach within `TARGET_RADIUS`) succeeds in the simulator. A planner picks exactly such
-   shots, so that last figure bounds what search can make of the model.
+   shots each, aimed at the object ball or uniformly random (as in a planner's first
+   round): the median error of its predicted closest approach of the object ball to the
+   target, and how often a shot it predicts to succeed (closest approach within
+   `TARGET_RADIUS`) succeeds in the simulator. A planner picks exactly such shots.
 
     python benchmarks/plan_quality.py runs/plan/pcode runs/plan/rnn runs/plan/odernn
 """
