@@ -107,3 +107,10 @@ def test_unknown_task_is_a_config_error():
 def test_cli_reports_a_bad_budget_in_one_line(capsys, tmp_path):
     assert main(["reproduce", "--budget", "huge", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_pixel_tasks_skip_with_a_threshold_scaled_to_their_frames(tiny):
+    cfg = json.loads((tiny[0] / "runs" / "pixel_billiards2d-pcode" / "config.json").read_text())
+    assert cfg["train"]["rule"]["epsilon"] == 6e-2
+    assert ReproduceConfig().train_config("billiards2d").rule.epsilon == 3e-3
+    assert "pixel_billiards2d 0.06" in (tiny[0] / "results.md").read_text()
