@@ -22,7 +22,7 @@ from .data import load_npz, save_npz, split, task_data
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .model import MODELS, ModelConfig, SkipRule, build_model
-from .tasks import TASKS
+from .tasks import SKIP_EPSILON, TASKS
 from .train import TrainConfig, fit, load_run
 
 DATA_DIR = Path("data")
@@ -78,7 +78,10 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n", type=int, default=10_000, help="trajectories to generate for --task")
     _add_series_args(t, training=True)
     _add_dataclass_args(t, TrainConfig, skip={"rule"})
-    _add_dataclass_args(t, SkipRule)
+    _add_dataclass_args(t, SkipRule, skip={"epsilon"})
+    t.add_argument("--epsilon", type=float, help=f"the PC-ODE's skip threshold, a squared error in the data's "
+                   f"units (default {SkipRule.epsilon}; on the pixel tasks {SKIP_EPSILON['pixel_billiards2d']}, "
+                   "see pcnode.tasks.SKIP_EPSILON)")
     _add_dataclass_args(t, ModelConfig, skip={"kind", "state_dim", "encoder", "image_size"})
     t.set_defaults(func=cmd_train)
 
@@ -227,7 +230,8 @@ def dataset(spec: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def cmd_train(args) -> None:
-    train_cfg = TrainConfig(**_pick(args, TrainConfig, skip={"rule"}), rule=SkipRule(**_pick(args, SkipRule)))
+    rule = {"epsilon": SKIP_EPSILON.get(args.task, SkipRule.epsilon), **_pick(args, SkipRule)}
+    train_cfg = TrainConfig(**_pick(args, TrainConfig, skip={"rule"}), rule=SkipRule(**rule))
     train_cfg.validate()
     if args.task is not None:
         spec = {"task": args.task, "n": args.n, "seed": train_cfg.seed, "test_fraction": 0.1}

@@ -281,3 +281,10 @@ def test_a_good_command_still_works_and_writes_its_run(here, capsys):
     assert sorted(p.name for p in (here / "data").iterdir()) == ["lines-n40-seed0.npz"]
     assert main(["eval", "fresh", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["trajectories"] == 4
+
+
+@pytest.mark.parametrize("task, given, used", [("lines", [], 3e-3), ("pixel_billiards2d", [], 6e-2),
+                                               ("pixel_billiards2d", ["--epsilon", "3e-3"], 3e-3)])
+def test_train_takes_the_tasks_skip_threshold_unless_given(here, task, given, used):
+    assert main(["train", "--task", task, "--n", "20", *SMALL, *given, "--out", "r"]) == 0
+    assert json.loads((here / "r" / "config.json").read_text())["train"]["rule"]["epsilon"] == used
