@@ -242,7 +242,7 @@ def cmd_train(args) -> None:
     train, test = dataset(spec)
     model_cfg = ModelConfig(kind=args.model, state_dim=train.shape[-1], **_pick(args, ModelConfig,
                             skip={"kind", "state_dim", "encoder", "image_size"}))
-    model = build_model(model_cfg.validate())
+    model = build_model(model_cfg.validate(), seed=train_cfg.seed)
     out = args.out or Path("runs") / f"{name}-{args.model}"
     train_model(model, train, test, train_cfg, out, spec, resume=args.resume)
     print(f"wrote {out}")
@@ -265,7 +265,7 @@ def _train_series(args, train_cfg: TrainConfig) -> None:
                         "--test-fraction, use --split series, or drop short series")
     model_cfg = ModelConfig(kind=args.model, state_dim=train.x.shape[-1], aux_dims=len(spec.aux_columns),
                             **_pick(args, ModelConfig, skip={"kind", "state_dim", "encoder", "image_size", "aux_dims"}))
-    model = build_model(model_cfg.validate())
+    model = build_model(model_cfg.validate(), seed=train_cfg.seed)
     train_model(model, train.x, test.x, train_cfg, out, dataclasses.asdict(spec), resume=args.resume,
                 times=train.t, mask=train.mask, test_times=test.t, test_mask=test.mask)
     print(f"wrote {out}  ({len(train.x)} training windows, {len(test.x)} test windows, "
@@ -488,7 +488,7 @@ def _plan_model(name: str, run: Path | None, args):
                       checkpoint_every=max(1, steps // 4), seed=args.seed,
                       rule=SkipRule(n_burn=pl.N_BURN, epsilon=args.epsilon,
                                     feed_predictions=args.feed_predictions))
-    model = build_model(ModelConfig(kind=name, state_dim=4))
+    model = build_model(ModelConfig(kind=name, state_dim=4), seed=cfg.seed)
     out = args.out / name
     train_model(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(), label=f"train {name}")
     return model.eval(), str(out)

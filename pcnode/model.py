@@ -318,10 +318,20 @@ class ODERNN(SequenceModel):
         return self.field.calls
 
 
-def build_model(config: ModelConfig) -> SequenceModel:
-    """Make the model `config.kind` names."""
+def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
+    """Make the model `config.kind` names.
+
+    With `seed`, its initial weights depend on the seed alone, and the global random
+    state is left as it was. (PyTorch seeds a new process at random, so a model built
+    without a seed starts from different weights in every process.)
+    """
     config.validate()
-    return {"pcode": PCODE, "rnn": RNN, "odernn": ODERNN}[config.kind](config)
+    cls = {"pcode": PCODE, "rnn": RNN, "odernn": ODERNN}[config.kind]
+    if seed is None:
+        return cls(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(config)
 
 
 class Losses(NamedTuple):

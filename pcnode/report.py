@@ -64,7 +64,7 @@ def run_demo(out: Path, steps: int, seed: int, train_model, n: int = 10_000) -> 
                                           "train": dataclasses.asdict(cfg)})
     rows, models, curves = [], {}, {}
     for kind in ("pcode", "rnn"):
-        model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1]))
+        model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1]), seed=seed)
         run = out / kind
         resume = (run / ckpt.CHECKPOINT).exists()
         history = train_model(model, train, test, cfg, run, spec, resume=resume, label=f"train {kind}")

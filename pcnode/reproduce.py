@@ -233,7 +233,7 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
 def _train_and_score(kind: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConfig, run: Path, spec: dict,
                      train: TrainFn, label: str) -> tuple[SequenceModel, dict]:
     """Train one pair unless its run folder is finished, then score it (scores are cached in eval.json)."""
-    model = build_model(ModelConfig(kind=kind, state_dim=x_train.shape[-1]))
+    model = build_model(ModelConfig(kind=kind, state_dim=x_train.shape[-1]), seed=tcfg.seed)
     step = _saved_step(run, run_config(model, tcfg, spec))
     if step < tcfg.steps:
         if step == 0:

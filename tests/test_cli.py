@@ -288,3 +288,11 @@ def test_a_good_command_still_works_and_writes_its_run(here, capsys):
 def test_train_takes_the_tasks_skip_threshold_unless_given(here, task, given, used):
     assert main(["train", "--task", task, "--n", "20", *SMALL, *given, "--out", "r"]) == 0
     assert json.loads((here / "r" / "config.json").read_text())["train"]["rule"]["epsilon"] == used
+
+
+def test_train_gives_the_same_weights_for_the_same_seed_in_any_process(here):
+    for name, state in (("r1", 1), ("r2", 2)):  # a new process starts from a random global state
+        torch.manual_seed(state)
+        assert main([*TASK, "--out", name]) == 0
+    a, b = load_file(here / "r1" / "checkpoint.safetensors"), load_file(here / "r2" / "checkpoint.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -194,3 +194,16 @@ def test_decoder_line_decodes_the_straight_path_at_any_span(encoder):
     a, g = model.decoder_line(h)
     for span in (0.0, 1.0, 2.75, torch.rand(5, 1, dtype=torch.float64) * 9):
         assert torch.allclose(model.decoder.tail(a + span * g), model.change(h, span), atol=1e-12)
+
+
+def test_a_seeded_build_starts_from_the_same_weights_whatever_the_global_random_state():
+    cfg = ModelConfig(kind="pcode", state_dim=3, hidden=8, latent=8)
+    torch.manual_seed(1)
+    a = build_model(cfg, seed=5).state_dict()
+    torch.rand(100)
+    before = torch.get_rng_state()
+    b = build_model(cfg, seed=5).state_dict()
+    assert torch.equal(torch.get_rng_state(), before)  # the global state is left alone
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = build_model(cfg, seed=6).state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a)
