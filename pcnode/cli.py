@@ -132,7 +132,11 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="seed of the problem set and the candidates")
     q.add_argument("--models", nargs="*", default=list(MODELS),
                    help="KIND (trained here on planning data into OUT/KIND, resumed if there) or "
-                        "NAME=RUN_DIR (a run trained on planning data); default: all three kinds")
+                        "NAME=RUN_DIR[,RUN_DIR...] (runs trained on planning data; several make an ensemble); "
+                        "default: all three kinds")
+    q.add_argument("--ensemble", type=int, default=1,
+                   help="models per KIND trained here, seeded SEED, SEED+1, ... into OUT/KIND, OUT/KIND-2, ...; "
+                        "the planner averages their scores (default %(default)s)")
     q.add_argument("--out", type=Path, default=Path("runs/plan"))
     q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
     q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
@@ -421,11 +425,16 @@ def cmd_plan(args) -> None:
         raise ConfigError(f"need 0 <= --feed-predictions <= 1, got {args.feed_predictions}")
     if not args.epsilon >= 0:  # also refuses NaN
         raise ConfigError(f"need --epsilon >= 0, got {args.epsilon}")
+    if args.ensemble < 1:
+        raise ConfigError(f"need --ensemble >= 1 models per kind, got {args.ensemble}")
+    specs = [_model_spec(s) for s in args.models]
     args.out.mkdir(parents=True, exist_ok=True)
-    models = {name: _plan_model(name, run, args) for name, run in (_model_spec(s) for s in args.models)}
+    # name -> [(model, run folder)], one per ensemble member
+    models = {name: [_plan_model(name, run, k, args) for k, run in enumerate(runs or [None] * args.ensemble)]
+              for name, runs in specs}
     problems = pl.make_problems(args.problems, args.seed)
-    predictors = {"simulator": pl.simulator_predictor, **{n: pl.model_predictor(m) for n, (m, _) in models.items()},
-                  "random": None}
+    predictors = {"simulator": pl.simulator_predictor,
+                  **{n: [pl.model_predictor(m) for m, _ in ms] for n, ms in models.items()}, "random": None}
     curve: dict[str, list[dict]] = {name: [] for name in predictors}
     for c in sorted({*args.budgets, args.candidates}):
         cfg = dataclasses.replace(config, candidates=c).validate()
@@ -439,7 +448,7 @@ def cmd_plan(args) -> None:
     ckpt.write_json(args.out / "plan_results.json", {
         "planners": summary, "budget_curve": curve,
         "setup": {"problems": args.problems, "seed": args.seed, "plan": dataclasses.asdict(config),
-                  "models": {n: run for n, (_, run) in models.items()},
+                  "models": {n: [run for _, run in ms] for n, ms in models.items()},
                   "constants": {k: getattr(pl, k) for k in ("HORIZON", "N_BURN", "SPEED_RANGE", "TARGET_RADIUS",
                                                             "MIN_TARGET_TRAVEL", "SIM_DT", "EVERY")}}})
     pl.plot_budget_curve(args.out / "plan_budget.png", curve)
@@ -447,27 +456,31 @@ def cmd_plan(args) -> None:
     for i in range(min(args.gifs, len(problems))):
         shown = {}
         for name, res in chosen.items():
-            model = models[name][0] if name in models else None
+            model = models[name][0][0] if name in models else None  # an ensemble's first member
             shown[name] = (*pl.trace(problems.cue[i], problems.obj[i], res.actions[i], times, model),
                            bool(res.success[i]))
         pl.plan_gif(args.out / f"plan_{i}.gif", problems.cue[i], problems.obj[i], problems.target[i], times, shown)
-    print(f"{'planner':>10} {'success':>8} {'95% CI':>15} {'s/plan':>8} {'updates/rollout':>16}")
+    print(f"{'planner':>10} {'models':>6} {'success':>8} {'95% CI':>15} {'s/plan':>8} {'updates/rollout':>16}")
     for name, s in summary.items():
         ups = "-" if s["updates_per_rollout"] is None else f"{s['updates_per_rollout']:.2f}"
-        print(f"{name:>10} {s['success']:8.3f} {s['ci95'][0]:7.3f}-{s['ci95'][1]:.3f} {s['wall_s_per_plan']:8.4f} "
-              f"{ups:>16}")
+        print(f"{name:>10} {s['members']:>6} {s['success']:8.3f} {s['ci95'][0]:7.3f}-{s['ci95'][1]:.3f} "
+              f"{s['wall_s_per_plan']:8.4f} {ups:>16}")
     print(f"wrote {args.out / 'plan_results.json'}, {args.out / 'plan_budget.png'} and {args.gifs} GIFs")
 
 
-def _model_spec(spec: str) -> tuple[str, Path | None]:
-    name, _, run = spec.partition("=")
-    if name in ("simulator", "random") or not name:
-        raise ConfigError(f"bad --models entry '{spec}': give KIND or NAME=RUN_DIR, NAME not simulator or random")
-    return name, Path(run) if run else None
+def _model_spec(spec: str) -> tuple[str, list[Path]]:
+    """`KIND` -> (KIND, []); `NAME=RUN[,RUN...]` -> (NAME, the run folders)."""
+    name, eq, runs = spec.partition("=")
+    folders = [Path(r) for r in runs.split(",") if r]
+    if name in ("simulator", "random") or not name or (eq and not folders):
+        raise ConfigError(f"bad --models entry '{spec}': give KIND or NAME=RUN_DIR[,RUN_DIR...], "
+                          "NAME not simulator or random")
+    return name, folders
 
 
-def _plan_model(name: str, run: Path | None, args):
-    """A model for the planner: loaded from `run`, or trained here on planning data into OUT/NAME."""
+def _plan_model(name: str, run: Path | None, member: int, args):
+    """A model for the planner: loaded from `run`, or trained here on planning data into
+    OUT/NAME (ensemble member 0) or OUT/NAME-K (member K-1), seeded SEED + member."""
     from . import plan as pl
     if run is not None:
         model, cfg = load_run(run)
@@ -485,12 +498,12 @@ def _plan_model(name: str, run: Path | None, args):
     train, test = dataset(spec)
     steps = args.train_steps
     cfg = TrainConfig(steps=steps, batch_size=args.train_batch, eval_every=max(1, steps // 4), eval_size=256,
-                      checkpoint_every=max(1, steps // 4), seed=args.seed,
+                      checkpoint_every=max(1, steps // 4), seed=args.seed + member,
                       rule=SkipRule(n_burn=pl.N_BURN, epsilon=args.epsilon,
                                     feed_predictions=args.feed_predictions))
     model = build_model(ModelConfig(kind=name, state_dim=4), seed=cfg.seed)
-    out = args.out / name
-    train_model(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(), label=f"train {name}")
+    out = args.out / (name if member == 0 else f"{name}-{member + 1}")
+    train_model(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(), label=f"train {out.name}")
     return model.eval(), str(out)
 
 

@@ -27,6 +27,11 @@ candidates of each round are scored again on their path read at every frame: dec
 only, no model update. The same planner with the true simulator as the predictor is the
 upper bound; uniformly random actions are the floor.
 
+Ensembles. A search that picks the candidate with the smallest predicted miss also picks
+the candidates where a model errs in its favour. Given several models (an ensemble,
+trained alike from different seeds), a candidate's score is the mean of their scores, so
+an action must look good to all of them; each member rolls out every candidate.
+
 Time is in frames throughout; one frame is `EVERY` simulator steps of `SIM_DT`.
 """
 from __future__ import annotations
@@ -35,7 +40,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -176,6 +181,8 @@ class Paths(NamedTuple):
 
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], Paths]
+# One predictor, or an ensemble of them whose scores are averaged.
+Predictors = Predictor | Sequence[Predictor]
 
 
 def simulator_predictor(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -> Paths:
@@ -251,14 +258,34 @@ class Plan(NamedTuple):
     updates: float
 
 
+def members(predict: Predictors) -> list[Predictor]:
+    """The predictors of an ensemble; a single predictor is an ensemble of one."""
+    return [predict] if callable(predict) else list(predict)
+
+
+def score_actions(predict: Predictor, cue: np.ndarray, obj: np.ndarray, actions: np.ndarray, target: Tensor,
+                  rescore: int) -> tuple[Tensor, Tensor | None]:
+    """Predicted closest approach (N,) of the object ball to `target` under each action (N, 2),
+    the `rescore` best read again at every frame, and the updates (N,) each rollout spent."""
+    paths = predict(cue, obj, actions)
+    score = closest_approach(paths.points, target)
+    if paths.every_frame is not None and rescore:
+        best = score.argsort()[:rescore]
+        score[best] = closest_approach(paths.every_frame(best), target)
+    return score, paths.updates
+
+
 @torch.no_grad()
-def plan(predict: Predictor, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, config: PlanConfig,
+def plan(predict: Predictors, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, config: PlanConfig,
          rng: np.random.Generator) -> Plan:
     """Choose the action whose predicted object-ball path comes closest to `target`.
 
-    cue, obj, target: (2,) positions of one problem.
+    cue, obj, target: (2,) positions of one problem. `predict` may be an ensemble: a
+    candidate's score is then the mean of its members' scores, and `updates` is per
+    member rollout.
     """
     config.validate()
+    ensemble = members(predict)
     target_t = torch.as_tensor(target, dtype=torch.float32)
     n_elite = max(2, round(config.elite_fraction * config.candidates))
     actions, scores, updates = np.empty((0, 2)), np.empty(0), []
@@ -274,39 +301,38 @@ def plan(predict: Predictor, cue: np.ndarray, obj: np.ndarray, target: np.ndarra
             batch = rng.normal(mean, std, (config.candidates, 2))
             batch[:, 0] = np.mod(batch[:, 0], 2 * np.pi)
             batch[:, 1] = np.clip(batch[:, 1], *SPEED_RANGE)
-        paths = predict(cue, obj, batch)
-        score = closest_approach(paths.points, target_t)
-        if paths.every_frame is not None and config.rescore:
-            best = score.argsort()[:config.rescore]
-            score[best] = closest_approach(paths.every_frame(best), target_t)
+        scored = [score_actions(p, cue, obj, batch, target_t, config.rescore) for p in ensemble]
+        score = torch.stack([s for s, _ in scored]).mean(0)
         actions = np.concatenate([actions, batch])
         scores = np.concatenate([scores, score.numpy()])
-        if paths.updates is not None:
-            updates.append(paths.updates.double().mean().item())
+        updates += [u.double().mean().item() for _, u in scored if u is not None]
     best = int(np.argmin(scores))
     return Plan(actions[best], float(scores[best]), float(np.mean(updates)) if updates else math.nan)
 
 
 class PlannerResult(NamedTuple):
     """One planner on a problem set: chosen actions (P, 2), success (P,), wall seconds (P,),
-    mean updates per candidate rollout (nan for the simulator and random planners)."""
+    mean updates per candidate rollout of one model (nan for the simulator and random
+    planners), and the models in its ensemble (0 for random)."""
 
     actions: np.ndarray
     success: np.ndarray
     wall_s: np.ndarray
     updates_per_rollout: float
+    members: int = 1
 
     def summary(self) -> dict:
         k, n = int(self.success.sum()), len(self.success)
         ups = self.updates_per_rollout
         return {"success": k / n, "ci95": list(wilson_interval(k, n)), "solved": k, "problems": n,
                 "wall_s_per_plan": float(self.wall_s.mean()),
-                "updates_per_rollout": None if math.isnan(ups) else ups}
+                "updates_per_rollout": None if math.isnan(ups) else ups, "members": self.members}
 
 
-def compare(predictors: dict[str, Predictor | None], problems: Problems, config: PlanConfig, seed: int = 0,
+def compare(predictors: dict[str, Predictors | None], problems: Problems, config: PlanConfig, seed: int = 0,
             progress: Callable[[int], None] | None = None) -> dict[str, PlannerResult]:
-    """Plan every problem with every predictor (None: random actions) and judge the plans by simulation.
+    """Plan every problem with every predictor (None: random actions; a sequence: an ensemble)
+    and judge the plans by simulation.
 
     Planners take turns problem by problem, so a change in machine load hits them alike.
     Each plan draws its candidates from a generator seeded by `(seed, problem index)`,
@@ -330,8 +356,9 @@ def compare(predictors: dict[str, Predictor | None], problems: Problems, config:
         if progress is not None:
             progress(1)
     return {name: PlannerResult(actions[name], succeeded(problems, actions[name]), wall[name],
-                                float(np.mean(updates[name])) if updates[name] else math.nan)
-            for name in predictors}
+                                float(np.mean(updates[name])) if updates[name] else math.nan,
+                                0 if predict is None else len(members(predict)))
+            for name, predict in predictors.items()}
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:

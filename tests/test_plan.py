@@ -113,6 +113,46 @@ def test_the_best_candidates_are_rescored_on_their_path_at_every_frame():
         assert np.array_equal(plan.action, candidates[chosen])
 
 
+def test_an_ensemble_scores_a_candidate_by_its_members_mean():
+    """Member A rates candidate 0 best by a hair's breadth of error in its favour; member B
+    sees that candidate miss by far. Both see candidate 1 near the target: alone, A picks
+    candidate 0; together they pick candidate 1."""
+    target = np.array([0.5, 0.5])
+
+    def member(ends):
+        def predict(cue, obj, actions):
+            points = torch.tensor([0.0, 0.0, 0.9, 0.9]).repeat(len(actions), 2, 1)
+            for row, end in enumerate(ends):
+                points[row, 1, 2:] = torch.tensor(end)
+            return pl.Paths(points, torch.full((len(actions),), 2 + len(ends)))
+        return predict
+    a, b = member([[0.5, 0.5], [0.52, 0.5]]), member([[0.8, 0.5], [0.5, 0.53]])
+    cfg = pl.PlanConfig(candidates=4, rounds=1)
+    candidates = pl.random_actions(np.random.default_rng(0), 4)
+    for predict, chosen in ((a, 0), ([a], 0), ([a, b], 1)):
+        plan = pl.plan(predict, target, target, target, cfg, np.random.default_rng(0))
+        assert np.array_equal(plan.action, candidates[chosen])
+    assert pl.plan([a, b], target, target, target, cfg, np.random.default_rng(0)).updates == 4  # per member rollout
+
+
+def test_plan_command_trains_and_plans_with_an_ensemble(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["--problems", "2", "--train-steps", "2", "--train-n", "50", "--candidates", "8", "--rounds", "1",
+              "--budgets", "--gifs", "1"]
+    assert main(["plan", "--models", "rnn", "--ensemble", "2", "--out", "out", *common]) == 0
+    results = json.loads((tmp_path / "out" / "plan_results.json").read_text())
+    assert results["setup"]["models"] == {"rnn": ["out/rnn", "out/rnn-2"]}
+    assert results["planners"]["rnn"]["members"] == 2
+    assert results["planners"]["simulator"]["members"] == 1 and results["planners"]["random"]["members"] == 0
+    seeds = [json.loads((tmp_path / "out" / m / "config.json").read_text())["train"]["seed"] for m in ("rnn", "rnn-2")]
+    assert seeds == [0, 1]
+    # The same members named as runs make the same ensemble.
+    assert main(["plan", "--models", "both=out/rnn,out/rnn-2", "one=out/rnn", "--out", "again", *common]) == 0
+    again = json.loads((tmp_path / "again" / "plan_results.json").read_text())["planners"]
+    assert again["both"]["members"] == 2 and again["one"]["members"] == 1
+    assert again["both"]["solved"] == results["planners"]["rnn"]["solved"]
+
+
 def test_plan_command_writes_each_planners_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = main(["plan", "--problems", "3", "--models", "rnn", "--out", "out", "--train-steps", "2",
@@ -148,7 +188,9 @@ def test_one_simulator_step_per_frame_gives_the_frames_of_small_steps():
                                                 ("--rounds", "0", "at least 2 candidates and 1 round"),
                                                 ("--rescore", "-1", "rescore must be"),
                                                 ("--feed-predictions", "nan", "--feed-predictions"),
-                                                ("--epsilon", "-1e-3", "--epsilon")])
+                                                ("--epsilon", "-1e-3", "--epsilon"),
+                                                ("--ensemble", "0", "--ensemble"),
+                                                ("--models", "rnn=", "bad --models entry")])
 def test_plan_command_refuses_a_bad_search_setting(tmp_path, capsys, flag, value, words):
     assert main(["plan", flag, value, "--out", str(tmp_path / "out")]) == 2
     assert words in capsys.readouterr().err
