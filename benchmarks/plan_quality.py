@@ -4,7 +4,9 @@
    actions should succeed about as often as in the paper, about 9%), on 3000 problems
    of seed 123, a set disjoint from the evaluation seed 0.
 2. The four planted straight shots of tests/test_plan.py, planned by every trained model
-   in the run folders given on the command line (e.g. runs/plan/pcode runs/plan/rnn).
+   in the run folders given on the command line (e.g. runs/plan/pcode runs/plan/rnn);
+   runs joined by commas (runs/plan/pcode,runs/plan/pcode-2) are an ensemble, scored
+   by its members' mean as the planner does.
 3. Each model's accuracy in the planner's own terms, on 200 problems of seed 123 with 64
    shots each, aimed at the object ball or uniformly random (as in a planner's first
    round): the median error of its predicted closest approach of the object ball to the
@@ -37,10 +39,9 @@ pl.TARGET_RADIUS = chosen_radius
 centre = np.array([0.5, 0.5])
 way = np.array([[1, 1], [-1, 1], [1, -1], [-1, -1]]) / np.sqrt(2)
 planted = pl.Problems(centre - 0.53 * way, centre - 0.07 * way, centre + 0.42 * way, seed=-1)
-predictors = {"simulator": pl.simulator_predictor}
-for run in sys.argv[1:]:
-    model, _ = load_run(run)
-    predictors[run] = pl.model_predictor(model)
+# name -> the predictors of its ensemble (one for a single run)
+ensembles = {spec: [pl.model_predictor(load_run(run)[0]) for run in spec.split(",")] for spec in sys.argv[1:]}
+predictors = {"simulator": pl.simulator_predictor, **ensembles}
 for name, res in pl.compare(predictors, planted, pl.PlanConfig()).items():
     print(json.dumps({"planted": {"planner": name, "solved": int(res.success.sum()), "of": len(planted)}}))
 
@@ -58,13 +59,12 @@ def approach(paths: pl.Paths) -> torch.Tensor:
     return pl.closest_approach(points, target[:, None]).double()
 
 
-models = {run: load_run(run)[0] for run in sys.argv[1:]}
 for kind, actions in shot_sets.items():
     fine = pl.simulate_actions(cue, obj, actions, pl.HORIZON * pl.EVERY + 1, every=1)
     truth = approach(pl.Paths(torch.from_numpy(fine), None))
-    for run, model in models.items():
+    for run, members in ensembles.items():
         with torch.no_grad():
-            guess = approach(pl.model_predictor(model)(cue, obj, actions))
+            guess = torch.stack([approach(predict(cue, obj, actions)) for predict in members]).mean(0)
         said_yes = guess <= pl.TARGET_RADIUS
         print(json.dumps({"accuracy": {
             "model": run, "shots": kind, "n": len(actions),
