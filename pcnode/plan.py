@@ -366,7 +366,8 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At k = 0 or k = n one end is p itself in exact arithmetic; rounding must not put p outside.
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def planner_colors(names: list[str]) -> dict[str, str | None]:

@@ -43,6 +43,14 @@ def test_closest_approach_is_the_distance_to_the_nearest_segment():
     assert torch.allclose(d, torch.tensor([0.3, (0.5 ** 2 + 0.3 ** 2) ** 0.5]))
 
 
+@pytest.mark.parametrize("n", [1, 7, 200, 500, 3000])
+def test_the_success_interval_holds_the_observed_rate_even_at_all_or_nothing(n):
+    for k in range(n + 1):
+        lo, hi = pl.wilson_interval(k, n)
+        assert 0 <= lo <= k / n <= hi <= 1
+    assert pl.wilson_interval(n, n)[1] == 1.0 and pl.wilson_interval(0, n)[0] == 0.0
+
+
 def test_simulator_planner_solves_nearly_every_problem():
     res = pl.compare({"simulator": pl.simulator_predictor}, pl.make_problems(20, seed=5),
                      pl.PlanConfig(candidates=32, rounds=2))["simulator"]
