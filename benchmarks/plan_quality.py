@@ -55,8 +55,7 @@ shot_sets = {"aimed": pl.aimed_actions(rng, cue, obj), "uniform": pl.random_acti
 
 def approach(paths: pl.Paths) -> torch.Tensor:
     """(N,) closest approach of every shot's object ball to its own problem's target."""
-    points = paths.every_frame(torch.arange(len(cue))) if paths.every_frame else paths.points
-    return pl.closest_approach(points, target[:, None]).double()
+    return pl.closest_approach(paths.frames, target[:, None]).double()
 
 
 for kind, actions in shot_sets.items():

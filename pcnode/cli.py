@@ -140,9 +140,9 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, default=Path("runs/plan"))
     q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
     q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
-    q.add_argument("--rescore", type=int, default=8,
-                   help="best candidates per round scored again on their path at every frame, for models that "
-                        "jump (default %(default)s)")
+    q.add_argument("--late-penalty", type=float, default=0.0,
+                   help="added to a candidate's predicted closest approach per frame it takes to get there: "
+                        "prefers shots whose outcome the models predict less far ahead (default %(default)s)")
     q.add_argument("--budgets", type=int, nargs="*", default=[8, 32],
                    help="further candidates-per-round values for the budget curve (default %(default)s)")
     q.add_argument("--gifs", type=int, default=3, help="problems to animate (default %(default)s)")
@@ -418,7 +418,7 @@ def cmd_reproduce(args) -> None:
 
 def cmd_plan(args) -> None:
     from . import plan as pl
-    config = pl.PlanConfig(candidates=args.candidates, rounds=args.rounds, rescore=args.rescore).validate()
+    config = pl.PlanConfig(candidates=args.candidates, rounds=args.rounds, late_penalty=args.late_penalty).validate()
     if args.problems < 1 or args.gifs < 0:
         raise ConfigError(f"need --problems >= 1 and --gifs >= 0, got {args.problems} and {args.gifs}")
     if not 0 <= args.feed_predictions <= 1:  # also refuses NaN

@@ -19,13 +19,13 @@ under that action. A rollout from those frames to `HORIZON` predicts the outcome
 
 Planners. `plan` scores candidate actions by rolling every candidate of a round out in
 one batch: round 1 is random shooting, later rounds refine by the cross-entropy method.
-The score is the closest the object ball's path comes to the target centre, the path
-being the straight segments between the predictor's own steps (every frame for the
-simulator and the RNN, every jump for the PC-ODE). A jumping model's path bends between
-its steps (the decoder is nonlinear in the straight latent path), so the few best
-candidates of each round are scored again on their path read at every frame: decoding
-only, no model update. The same planner with the true simulator as the predictor is the
-upper bound; uniformly random actions are the floor.
+Every predictor gives the object ball's path at every frame, joined by straight
+segments: the simulator's and the RNN's frames are their own steps; a PC-ODE updates only
+where it chose to, and its path is read from its rollout at the frames (decoding only, no
+model update: its decoded path bends between jumps, so its jump points alone would not
+do). The score is the closest the path comes to the target centre, plus an optional
+penalty on how late it gets there (`PlanConfig.late_penalty`). The same planner with the
+true simulator as the predictor is the upper bound; uniformly random actions are the floor.
 
 Ensembles. A search that picks the candidate with the smallest predicted miss also picks
 the candidates where a model errs in its favour. Given several models (an ensemble,
@@ -170,14 +170,12 @@ def plan_data(n: int, seed: int = 0) -> np.ndarray:
 
 
 class Paths(NamedTuple):
-    """Predicted paths of a batch of candidates: `points` (N, K, 4) joined by straight
-    segments; `updates` (N,) model updates each rollout spent (None for the simulator);
-    `every_frame(rows)` (M,) -> (M, F, 4), the paths of candidates `rows` read at every
-    frame, for predictors whose points skip frames (None when they do not)."""
+    """Predicted paths of a batch of candidates: `frames` (N, HORIZON + 1, 4), the states at
+    frames 0, 1, ..., HORIZON, joined by straight segments; `updates` (N,) model updates
+    each rollout spent (None for the simulator)."""
 
-    points: Tensor
+    frames: Tensor
     updates: Tensor | None
-    every_frame: Callable[[Tensor], Tensor] | None = None
 
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], Paths]
@@ -193,29 +191,34 @@ def simulator_predictor(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -
 def model_predictor(model: SequenceModel) -> Predictor:
     """A predictor that rolls `model` out from each action's simulated burn-in frames.
 
-    Its points are the frames the model updated from, then its prediction at the horizon;
-    a PC-ODE's path is therefore its own straight segments between jumps. When the model
-    jumped, `every_frame` reads the path at frames `N_BURN - 1 .. HORIZON` from the rollout.
+    Its path is the true burn-in frames, then the rollout at frames `N_BURN .. HORIZON`.
+    A model that steps one frame at a time predicted exactly those frames; a PC-ODE's are
+    decoded from the straight latent segments between its jumps.
     """
     def predict(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -> Paths:
         x_burn = torch.from_numpy(simulate_actions(cue, obj, actions, N_BURN))
         ro = rollout(model, x_burn, float(HORIZON))
-        end = ro.at(float(HORIZON)).unsqueeze(1)  # (N, 1, 4)
-        # Padding steps repeat the end point: zero-length segments that change no distance.
-        points = torch.where(torch.isfinite(ro.t).unsqueeze(-1), ro.x, end)
-        jumped = bool((ro.dt[:, N_BURN - 1:][torch.isfinite(ro.t[:, N_BURN - 1:])] > 1).any())
-        every_frame = (lambda rows: ro.select(rows).frames(N_BURN - 1)) if jumped else None
-        return Paths(torch.cat([points, end], 1), ro.updates, every_frame)
+        if model.jumpy:
+            ahead = ro.frames(N_BURN)
+        else:  # its steps are the frames: nothing to decode again
+            ahead = torch.cat([ro.x[:, N_BURN:], ro.at(float(HORIZON)).unsqueeze(1)], 1)
+        return Paths(torch.cat([x_burn, ahead], 1), ro.updates)
     return predict
 
 
-def closest_approach(points: Tensor, target: Tensor) -> Tensor:
-    """Smallest distance from `target` (2,) to the object ball's path (N, K, 4) -> (N,)."""
-    a, b = points[:, :-1, 2:], points[:, 1:, 2:]
+def closest_approach(frames: Tensor, target: Tensor, late_penalty: float = 0.0) -> Tensor:
+    """Smallest distance from `target` (2,) to the object ball's path (N, F, 4) -> (N,).
+
+    The path joins frames 0, 1, ..., F-1 by straight segments. With `late_penalty`, a
+    segment's distance grows by `late_penalty` per frame of the time at its nearest point.
+    """
+    a, b = frames[:, :-1, 2:], frames[:, 1:, 2:]
     ab = b - a
-    s = ((target - a) * ab).sum(-1) / ab.pow(2).sum(-1).clamp(min=1e-12)
-    nearest = a + s.clamp(0, 1).unsqueeze(-1) * ab
-    return (nearest - target).norm(dim=-1).amin(-1)
+    s = (((target - a) * ab).sum(-1) / ab.pow(2).sum(-1).clamp(min=1e-12)).clamp(0, 1)
+    distance = (a + s.unsqueeze(-1) * ab - target).norm(dim=-1)
+    if late_penalty:
+        distance = distance + late_penalty * (torch.arange(a.shape[1], dtype=s.dtype) + s)
+    return distance.amin(-1)
 
 
 @dataclass
@@ -226,23 +229,25 @@ class PlanConfig:
     shooting, each later round samples from a Gaussian fitted to the `elite_fraction`
     best actions seen so far (angles measured around the best one), its standard
     deviations floored at `min_std` (radians, speed units). Budget = candidates * rounds.
-    The `rescore` best candidates of each round are scored again on their path read at
-    every frame, where the predictor's own points skip frames (a jumping model).
+    A candidate's score is its predicted closest approach to the target plus
+    `late_penalty` (distance per frame) times the time it gets there: a model's error
+    grows with how far ahead it predicts, so of two shots that look equally good, the one
+    that reaches the target sooner is likelier to do so.
     """
 
     candidates: int = 128
     rounds: int = 3
     elite_fraction: float = 0.1
     min_std: tuple[float, float] = (0.01, 0.01)
-    rescore: int = 8
+    late_penalty: float = 0.0
 
     def validate(self) -> "PlanConfig":
         if self.candidates < 2 or self.rounds < 1:
             raise ConfigError(f"need at least 2 candidates and 1 round, got {self.candidates} and {self.rounds}")
         if not 0 < self.elite_fraction <= 1:
             raise ConfigError(f"elite_fraction must be in (0, 1], got {self.elite_fraction}")
-        if self.rescore < 0:
-            raise ConfigError(f"rescore must be 0 or more candidates, got {self.rescore}")
+        if not self.late_penalty >= 0:  # also refuses NaN
+            raise ConfigError(f"late_penalty must be 0 or more, got {self.late_penalty}")
         return self
 
     @property
@@ -264,21 +269,17 @@ def members(predict: Predictors) -> list[Predictor]:
 
 
 def score_actions(predict: Predictor, cue: np.ndarray, obj: np.ndarray, actions: np.ndarray, target: Tensor,
-                  rescore: int) -> tuple[Tensor, Tensor | None]:
-    """Predicted closest approach (N,) of the object ball to `target` under each action (N, 2),
-    the `rescore` best read again at every frame, and the updates (N,) each rollout spent."""
+                  late_penalty: float = 0.0) -> tuple[Tensor, Tensor | None]:
+    """The score (N,) of each action (N, 2), see `closest_approach`, and the updates (N,) each
+    rollout spent."""
     paths = predict(cue, obj, actions)
-    score = closest_approach(paths.points, target)
-    if paths.every_frame is not None and rescore:
-        best = score.argsort()[:rescore]
-        score[best] = closest_approach(paths.every_frame(best), target)
-    return score, paths.updates
+    return closest_approach(paths.frames, target, late_penalty), paths.updates
 
 
 @torch.no_grad()
 def plan(predict: Predictors, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, config: PlanConfig,
          rng: np.random.Generator) -> Plan:
-    """Choose the action whose predicted object-ball path comes closest to `target`.
+    """Choose the action whose predicted object-ball path comes closest to `target` (see `PlanConfig`).
 
     cue, obj, target: (2,) positions of one problem. `predict` may be an ensemble: a
     candidate's score is then the mean of its members' scores, and `updates` is per
@@ -301,7 +302,7 @@ def plan(predict: Predictors, cue: np.ndarray, obj: np.ndarray, target: np.ndarr
             batch = rng.normal(mean, std, (config.candidates, 2))
             batch[:, 0] = np.mod(batch[:, 0], 2 * np.pi)
             batch[:, 1] = np.clip(batch[:, 1], *SPEED_RANGE)
-        scored = [score_actions(p, cue, obj, batch, target_t, config.rescore) for p in ensemble]
+        scored = [score_actions(p, cue, obj, batch, target_t, config.late_penalty) for p in ensemble]
         score = torch.stack([s for s, _ in scored]).mean(0)
         actions = np.concatenate([actions, batch])
         scores = np.concatenate([scores, score.numpy()])

@@ -82,43 +82,47 @@ def test_a_jumping_model_spends_few_updates_per_candidate():
     assert chosen.updates <= 3  # 27 frames after the burn-in in jumps of about 10
 
 
-def test_a_jumping_models_path_is_read_at_every_frame_from_its_rollout():
+def test_every_predictor_gives_the_path_at_every_frame():
     torch.manual_seed(0)
-    model = PCODE(ModelConfig(state_dim=4, hidden=16, latent=16))
+    pcode = PCODE(ModelConfig(state_dim=4, hidden=16, latent=16))
     with torch.no_grad():
-        model.dt_head.bias.fill_(5.0)
+        pcode.dt_head.bias.fill_(5.0)  # jumps of about 6 frames
+    rnn = RNN(ModelConfig(state_dim=4, hidden=16, latent=16))
     p = pl.make_problems(1, seed=0)
     actions = pl.random_actions(np.random.default_rng(0), 6)
-    paths = pl.model_predictor(model)(p.cue[0], p.obj[0], actions)
-    rows = torch.tensor([4, 1])
-    dense = paths.every_frame(rows)
-    assert dense.shape == (2, pl.HORIZON - pl.N_BURN + 2, 4)
     x_burn = torch.from_numpy(pl.simulate_actions(p.cue[0], p.obj[0], actions, pl.N_BURN))
-    whole = rollout(model, x_burn, float(pl.HORIZON)).at(torch.arange(pl.N_BURN - 1, pl.HORIZON + 1.0))
-    assert torch.allclose(dense, whole[rows])
-    # A model that steps every frame already gives every frame.
-    assert pl.model_predictor(RNN(ModelConfig(state_dim=4, hidden=16, latent=16)))(
-        p.cue[0], p.obj[0], actions).every_frame is None
+    for model in (pcode, rnn):
+        frames = pl.model_predictor(model)(p.cue[0], p.obj[0], actions).frames
+        assert frames.shape == (6, pl.HORIZON + 1, 4)
+        assert torch.equal(frames[:, :pl.N_BURN], x_burn)  # the burn-in is the truth
+        read = rollout(model, x_burn, float(pl.HORIZON)).at(torch.arange(pl.N_BURN, pl.HORIZON + 1.0))
+        assert torch.allclose(frames[:, pl.N_BURN:], read, atol=1e-6)
+    assert pl.simulator_predictor(p.cue[0], p.obj[0], actions).frames.shape == (6, pl.HORIZON + 1, 4)
 
 
-def test_the_best_candidates_are_rescored_on_their_path_at_every_frame():
-    """Candidate 0 looks best on its coarse points, but its path read at every frame
-    misses; with rescoring the planner picks candidate 1 instead."""
+def test_a_late_penalty_prefers_the_shot_that_reaches_the_target_sooner():
+    """Both paths pass 0.01 from the target; candidate 0 gets there at frame 8, candidate 1
+    at frame 2. Without the penalty the tie goes to candidate 0's hair-closer pass."""
     target = np.array([0.5, 0.5])
-    near, off = torch.tensor([0.0, 0.0, 0.5, 0.5]), torch.tensor([0.0, 0.0, 0.9, 0.9])
 
     def predict(cue, obj, actions):
-        points = off.repeat(len(actions), 2, 1)
-        points[0, 1] = near
-        points[1, 1] = torch.tensor([0.0, 0.0, 0.52, 0.5])
-        return pl.Paths(points, None, lambda rows: torch.stack([off.repeat(2, 1) if r == 0 else points[r]
-                                                                for r in rows.tolist()]))
-    for rescore, chosen in ((0, 0), (1, 1)):
-        cfg = pl.PlanConfig(candidates=4, rounds=1, rescore=rescore)
-        rng = np.random.default_rng(0)
-        candidates = pl.random_actions(np.random.default_rng(0), 4)
-        plan = pl.plan(predict, target, target, target, cfg, rng)
+        frames = torch.zeros(len(actions), pl.HORIZON + 1, 4)
+        frames[0, 8, 2:] = torch.tensor([0.5, 0.509])
+        frames[1, 2, 2:] = torch.tensor([0.5, 0.51])
+        return pl.Paths(frames, None)
+    candidates = pl.random_actions(np.random.default_rng(0), 2)
+    for penalty, chosen in ((0.0, 0), (0.01, 1)):
+        cfg = pl.PlanConfig(candidates=2, rounds=1, late_penalty=penalty)
+        plan = pl.plan(predict, target, target, target, cfg, np.random.default_rng(0))
         assert np.array_equal(plan.action, candidates[chosen])
+
+
+def test_the_late_penalty_counts_time_to_the_nearest_point_of_a_segment():
+    frames = torch.zeros(1, 2, 4)
+    frames[0, 1, 2:] = torch.tensor([1.0, 0.0])
+    # The nearest point, (0.25, 0), lies a quarter of the way from frame 0 to frame 1.
+    d = pl.closest_approach(frames, torch.tensor([0.25, 0.1]), late_penalty=0.2)
+    assert torch.allclose(d, torch.tensor([0.1 + 0.2 * 0.25]))
 
 
 def test_an_ensemble_scores_a_candidate_by_its_members_mean():
@@ -194,7 +198,7 @@ def test_one_simulator_step_per_frame_gives_the_frames_of_small_steps():
 
 @pytest.mark.parametrize("flag, value, words", [("--candidates", "1", "at least 2 candidates"),
                                                 ("--rounds", "0", "at least 2 candidates and 1 round"),
-                                                ("--rescore", "-1", "rescore must be"),
+                                                ("--late-penalty", "-1", "late_penalty must be"),
                                                 ("--feed-predictions", "nan", "--feed-predictions"),
                                                 ("--epsilon", "-1e-3", "--epsilon"),
                                                 ("--ensemble", "0", "--ensemble"),
