@@ -149,6 +149,10 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--train-steps", type=int, default=800, help="steps for models trained here (default %(default)s)")
     q.add_argument("--train-batch", type=int, default=128, help="batch for models trained here (default %(default)s)")
     q.add_argument("--train-n", type=int, default=5000, help="planning trajectories to train on (default %(default)s)")
+    q.add_argument("--train-decay-every", type=int, default=1000,
+                   help="steps between learning-rate decays (x0.75) for models trained here (default %(default)s)")
+    q.add_argument("--hidden", type=int, default=ModelConfig.hidden,
+                   help="width of the encoder, decoder and GRU state of models trained here (default %(default)s)")
     q.add_argument("--train-seed", type=int, default=1, help="seed of the training data (default %(default)s)")
     q.add_argument("--feed-predictions", type=float, default=0.0,
                    help="for a PC-ODE trained here: probability that an update reads its own predicted frame "
@@ -427,6 +431,9 @@ def cmd_plan(args) -> None:
         raise ConfigError(f"need --epsilon >= 0, got {args.epsilon}")
     if args.ensemble < 1:
         raise ConfigError(f"need --ensemble >= 1 models per kind, got {args.ensemble}")
+    if args.train_decay_every < 1:
+        raise ConfigError(f"need --train-decay-every >= 1 steps, got {args.train_decay_every}")
+    ModelConfig(state_dim=4, hidden=args.hidden, latent=args.hidden).validate()  # before anything is written
     specs = [_model_spec(s) for s in args.models]
     args.out.mkdir(parents=True, exist_ok=True)
     # name -> [(model, run folder)], one per ensemble member
@@ -497,11 +504,12 @@ def _plan_model(name: str, run: Path | None, member: int, args):
     spec = {"file": str(path), "test_fraction": 0.1}
     train, test = dataset(spec)
     steps = args.train_steps
-    cfg = TrainConfig(steps=steps, batch_size=args.train_batch, eval_every=max(1, steps // 4), eval_size=256,
+    cfg = TrainConfig(steps=steps, batch_size=args.train_batch, decay_every=args.train_decay_every,
+                      eval_every=max(1, steps // 4), eval_size=256,
                       checkpoint_every=max(1, steps // 4), seed=args.seed + member,
                       rule=SkipRule(n_burn=pl.N_BURN, epsilon=args.epsilon,
                                     feed_predictions=args.feed_predictions))
-    model = build_model(ModelConfig(kind=name, state_dim=4), seed=cfg.seed)
+    model = build_model(ModelConfig(kind=name, state_dim=4, hidden=args.hidden, latent=args.hidden), seed=cfg.seed)
     out = args.out / (name if member == 0 else f"{name}-{member + 1}")
     train_model(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(), label=f"train {out.name}")
     return model.eval(), str(out)

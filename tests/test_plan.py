@@ -168,8 +168,11 @@ def test_plan_command_trains_and_plans_with_an_ensemble(tmp_path, monkeypatch):
 def test_plan_command_writes_each_planners_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = main(["plan", "--problems", "3", "--models", "rnn", "--out", "out", "--train-steps", "2",
-                 "--train-n", "50", "--candidates", "8", "--rounds", "1", "--budgets", "--gifs", "0"])
+                 "--train-n", "50", "--candidates", "8", "--rounds", "1", "--budgets", "--gifs", "0",
+                 "--hidden", "32", "--train-decay-every", "5"])
     assert code == 0
+    run = json.loads((tmp_path / "out" / "rnn" / "config.json").read_text())
+    assert run["model"]["hidden"] == run["model"]["latent"] == 32 and run["train"]["decay_every"] == 5
     planners = json.loads((tmp_path / "out" / "plan_results.json").read_text())["planners"]
     assert set(planners) == {"simulator", "rnn", "random"}
     for s in planners.values():
@@ -202,6 +205,9 @@ def test_one_simulator_step_per_frame_gives_the_frames_of_small_steps():
                                                 ("--feed-predictions", "nan", "--feed-predictions"),
                                                 ("--epsilon", "-1e-3", "--epsilon"),
                                                 ("--ensemble", "0", "--ensemble"),
+                                                ("--hidden", "0", "hidden must be"),
+                                                ("--hidden", "7", "latent must be even"),
+                                                ("--train-decay-every", "0", "--train-decay-every"),
                                                 ("--models", "rnn=", "bad --models entry")])
 def test_plan_command_refuses_a_bad_search_setting(tmp_path, capsys, flag, value, words):
     assert main(["plan", flag, value, "--out", str(tmp_path / "out")]) == 2
