@@ -22,6 +22,7 @@ from .data import load_npz, save_npz, split, task_data
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .model import MODELS, ModelConfig, SkipRule, build_model
+from .plan import SKIP_EPSILON as PLAN_EPSILON
 from .tasks import SKIP_EPSILON, TASKS
 from .train import TrainConfig, fit, load_run
 
@@ -157,9 +158,9 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--feed-predictions", type=float, default=0.0,
                    help="for a PC-ODE trained here: probability that an update reads its own predicted frame "
                         "(default %(default)s, the authors' teacher forcing)")
-    q.add_argument("--epsilon", type=float, default=SkipRule.epsilon,
+    q.add_argument("--epsilon", type=float, default=PLAN_EPSILON,
                    help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
-                        "sooner and bounds the model's error tighter (default %(default)s, the authors')")
+                        "sooner (default %(default)s, pcnode.plan.SKIP_EPSILON; the authors' is 3e-3)")
     q.set_defaults(func=cmd_plan)
     return p
 
