@@ -167,14 +167,16 @@ def test_plan_command_trains_and_plans_with_an_ensemble(tmp_path, monkeypatch):
 
 def test_plan_command_writes_each_planners_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code = main(["plan", "--problems", "3", "--models", "rnn", "--out", "out", "--train-steps", "2",
+    code = main(["plan", "--problems", "3", "--models", "pcode", "rnn", "--out", "out", "--train-steps", "2",
                  "--train-n", "50", "--candidates", "8", "--rounds", "1", "--budgets", "--gifs", "0",
                  "--hidden", "32", "--train-decay-every", "5"])
     assert code == 0
     run = json.loads((tmp_path / "out" / "rnn" / "config.json").read_text())
     assert run["model"]["hidden"] == run["model"]["latent"] == 32 and run["train"]["decay_every"] == 5
+    pcode = json.loads((tmp_path / "out" / "pcode" / "config.json").read_text())
+    assert pcode["train"]["rule"]["epsilon"] == pl.SKIP_EPSILON
     planners = json.loads((tmp_path / "out" / "plan_results.json").read_text())["planners"]
-    assert set(planners) == {"simulator", "rnn", "random"}
+    assert set(planners) == {"simulator", "pcode", "rnn", "random"}
     for s in planners.values():
         assert s["ci95"][0] <= s["success"] <= s["ci95"][1]
         assert s["wall_s_per_plan"] >= 0
