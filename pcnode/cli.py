@@ -22,7 +22,7 @@ from .data import load_npz, save_npz, split, task_data
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .model import MODELS, ModelConfig, SkipRule, build_model
-from .plan import SKIP_EPSILON as PLAN_EPSILON
+from .plan import SKIP_EPSILON as PLAN_EPSILON, PlanConfig
 from .tasks import SKIP_EPSILON, TASKS
 from .train import TrainConfig, fit, load_run
 
@@ -141,7 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, default=Path("runs/plan"))
     q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
     q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
-    q.add_argument("--late-penalty", type=float, default=0.0,
+    q.add_argument("--late-penalty", type=float, default=PlanConfig.late_penalty,
                    help="added to a candidate's predicted closest approach per frame it takes to get there: "
                         "prefers shots whose outcome the models predict less far ahead (default %(default)s)")
     q.add_argument("--budgets", type=int, nargs="*", default=[8, 32],

@@ -23,7 +23,7 @@ Every predictor gives the object ball's path at every frame, joined by straight
 segments: the simulator's and the RNN's frames are their own steps; a PC-ODE updates only
 where it chose to, and its path is read from its rollout at the frames (decoding only, no
 model update: its decoded path bends between jumps, so its jump points alone would not
-do). The score is the closest the path comes to the target centre, plus an optional
+do). The score is the closest the path comes to the target centre, plus a small
 penalty on how late it gets there (`PlanConfig.late_penalty`). The same planner with the
 true simulator as the predictor is the upper bound; uniformly random actions are the floor.
 
@@ -240,14 +240,16 @@ class PlanConfig:
     A candidate's score is its predicted closest approach to the target plus
     `late_penalty` (distance per frame) times the time it gets there: a model's error
     grows with how far ahead it predicts, so of two shots that look equally good, the one
-    that reaches the target sooner is likelier to do so.
+    that reaches the target sooner is likelier to do so. The default 0.008 was chosen on
+    problems of seed 123 (held out from the evaluation seed 0) for trained PC-ODEs; on
+    seed 0 it also raised the RNN and ODE-RNN planners, and the simulator's stays at 100%.
     """
 
     candidates: int = 128
     rounds: int = 3
     elite_fraction: float = 0.1
     min_std: tuple[float, float] = (0.01, 0.01)
-    late_penalty: float = 0.0
+    late_penalty: float = 0.008
 
     def validate(self) -> "PlanConfig":
         if self.candidates < 2 or self.rounds < 1:

@@ -53,7 +53,7 @@ def test_the_success_interval_holds_the_observed_rate_even_at_all_or_nothing(n):
 
 def test_simulator_planner_solves_nearly_every_problem():
     res = pl.compare({"simulator": pl.simulator_predictor}, pl.make_problems(20, seed=5),
-                     pl.PlanConfig(candidates=32, rounds=2))["simulator"]
+                     pl.PlanConfig(candidates=64, rounds=3))["simulator"]
     assert res.success.mean() >= 0.9
 
 
