@@ -18,11 +18,11 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import plan as pl
 from .data import load_npz, save_npz, split, task_data
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .model import MODELS, ModelConfig, SkipRule, build_model
-from .plan import SKIP_EPSILON as PLAN_EPSILON, PlanConfig
 from .tasks import SKIP_EPSILON, TASKS
 from .train import TrainConfig, fit, load_run
 
@@ -141,7 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, default=Path("runs/plan"))
     q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
     q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
-    q.add_argument("--late-penalty", type=float, default=PlanConfig.late_penalty,
+    q.add_argument("--late-penalty", type=float, default=pl.PlanConfig.late_penalty,
                    help="added to a candidate's predicted closest approach per frame it takes to get there: "
                         "prefers shots whose outcome the models predict less far ahead (default %(default)s)")
     q.add_argument("--budgets", type=int, nargs="*", default=[8, 32],
@@ -158,7 +158,7 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--feed-predictions", type=float, default=0.0,
                    help="for a PC-ODE trained here: probability that an update reads its own predicted frame "
                         "(default %(default)s, the authors' teacher forcing)")
-    q.add_argument("--epsilon", type=float, default=PLAN_EPSILON,
+    q.add_argument("--epsilon", type=float, default=pl.SKIP_EPSILON,
                    help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
                         "sooner (default %(default)s, pcnode.plan.SKIP_EPSILON; the authors' is 3e-3)")
     q.set_defaults(func=cmd_plan)
@@ -422,7 +422,6 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_plan(args) -> None:
-    from . import plan as pl
     config = pl.PlanConfig(candidates=args.candidates, rounds=args.rounds, late_penalty=args.late_penalty).validate()
     if args.problems < 1 or args.gifs < 0:
         raise ConfigError(f"need --problems >= 1 and --gifs >= 0, got {args.problems} and {args.gifs}")
@@ -489,7 +488,6 @@ def _model_spec(spec: str) -> tuple[str, list[Path]]:
 def _plan_model(name: str, run: Path | None, member: int, args):
     """A model for the planner: loaded from `run`, or trained here on planning data into
     OUT/NAME (ensemble member 0) or OUT/NAME-K (member K-1), seeded SEED + member."""
-    from . import plan as pl
     if run is not None:
         model, cfg = load_run(run)
         n_burn = cfg.get("train", {}).get("rule", {}).get("n_burn")

@@ -242,7 +242,8 @@ class PlanConfig:
     grows with how far ahead it predicts, so of two shots that look equally good, the one
     that reaches the target sooner is likelier to do so. The default 0.008 was chosen on
     problems of seed 123 (held out from the evaluation seed 0) for trained PC-ODEs; on
-    seed 0 it also raised the RNN and ODE-RNN planners, and the simulator's stays at 100%.
+    seed 0 it also raised the RNN and ODE-RNN planners, and the simulator's kept 100% at
+    the default budget.
     """
 
     candidates: int = 128
