@@ -1,47 +1,102 @@
-"""Training step time per model on Billiards2D (batch 256, 44 transitions).
+"""Training step time on Billiards2D (batch 256, 44 transitions), every contender in one run.
 
-Prints one JSON line per model: {"model", "ms_per_step", "mean_dt", "threads", ...}.
-A step is teacher forcing + backward + Adam. Timed over real training from
-initialisation, where the PC-ODE's skip rate is what training really sees.
+A step is teacher forcing + backward + Adam. The contenders take their steps in turn on
+the same batch (A B C A B C ...), so a ratio between two of them is taken in one
+sitting even on a machine whose speed drifts. Prints one JSON line per contender:
+{"name", "ms_median", "ms_p25", "ms_p75", "mean_dt", ...}, then the ratios to the
+authors' loop when it is timed.
 
-`--reference` also times the plain per-frame formulation kept in the tests (every
-row runs the cell and every loss term is decoded at every frame), which is what our
-teacher forcing must match exactly.
+Contenders:
+  pcode, rnn, odernn       our models from initialisation (a PC-ODE that has not yet
+                           learned to skip: mean dt about 1.1);
+  pcode@RUN (--init RUN)   our PC-ODE with the weights of a trained run, which skips;
+                           timed at a negligible learning rate so that the steps do not
+                           knock it off its skip rate;
+  reference (--reference)  the plain per-frame formulation `pcnode.forcing.reference_forcing`
+                           on the trained PC-ODE (or from initialisation without --init);
+  authors-pcode, authors-rnn (--authors DIR)
+                           the authors' released training step (greydanus/piecewise_node)
+                           imported from DIR/piecewise_node, which stays outside this
+                           project. Their step costs the same at every stage of training
+                           (every row runs every frame), so it is timed from initialisation.
 
-    python benchmarks/train_speed.py [--threads 1] [--device cpu] [--steps 30] [--models pcode rnn odernn] [--reference]
-                                     [--init RUN] [--precision float32 bfloat16]
+    python benchmarks/train_speed.py [--threads 1] [--steps 30] [--models pcode rnn odernn]
+        [--init RUN] [--reference] [--authors DIR] [--device cpu] [--precision float32|bfloat16]
 """
 import argparse
 import json
 import sys
 import time
-from pathlib import Path
+import types
 
 import torch
 
 from pcnode import ModelConfig, SkipRule, build_model, load_run, teacher_forcing
 from pcnode.data import split, task_data
+from pcnode.forcing import reference_forcing
 
 
-def time_steps(model, data, steps, batch, loss_fn, lr=1e-3, device="cpu", precision="float32"):
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-7)
-    gen = torch.Generator().manual_seed(0)
-    times, dts = [], []
-    for k in range(steps + 3):
-        seq = data[torch.randint(len(data), (batch,), generator=gen)].to(device)
+class Contender:
+    """A model, its optimiser and a loss function `loss(model, seq) -> (total, mean_dt)`."""
+
+    def __init__(self, name, model, loss, lr=1e-3):
+        self.name, self.model, self.loss = name, model, loss
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-7)
+        self.ms, self.dts = [], []
+
+    def step(self, seq, device, precision, record):
         tick = time.perf_counter()
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-            total, mean_dt = loss_fn(model, seq)
-        opt.zero_grad(set_to_none=True)
+            total, mean_dt = self.loss(self.model, seq)
+        self.opt.zero_grad(set_to_none=True)
         total.backward()
-        opt.step()
+        self.opt.step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        if k >= 3:  # warm-up steps excluded
-            times.append(time.perf_counter() - tick)
-            dts.append(mean_dt)
-    times.sort()
-    return 1e3 * times[len(times) // 2], sum(dts) / len(dts)
+        if record:
+            self.ms.append(1e3 * (time.perf_counter() - tick))
+            self.dts.append(mean_dt)
+
+
+def ours(rule):
+    def loss(model, seq):
+        out = teacher_forcing(model, seq, rule)
+        return out.total, out.mean_dt
+    return loss
+
+
+def plain(rule):
+    def loss(model, seq):
+        out = reference_forcing(model, seq, rule)
+        return out.total, out.mean_dt
+    return loss
+
+
+def authors_step(folder):
+    """The authors' teacher forcing, imported from FOLDER/piecewise_node.
+
+    Their package imports optional libraries that the training step never uses
+    (torchdyn for their ODE variant); empty stand-ins let it import."""
+    for name in ("torchdyn", "torchdyn.models"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["torchdyn.models"].NeuralDE = None
+    sys.path.insert(0, folder)
+    from piecewise_node.models import SequenceModel
+    from piecewise_node.teacher_forcing import teacher_forcing as their_forcing
+    from piecewise_node.train import get_train_args
+
+    def make(jumpy, device):
+        args = get_train_args()
+        args.input_dim, args.aux_dims, args.jumpy, args.device = 4, 0, jumpy, device
+        torch.manual_seed(0)
+        model = SequenceModel(args.input_dim, args.hidden_dim, args.rnn_dim)
+
+        def loss(model, seq):
+            x = seq.transpose(0, 1)  # their tensors are time-major
+            ldx, ldt, mean_dt = their_forcing(model, x[:-1], x[1:] - x[:-1], args, jumpy=jumpy)
+            return ldx + ldt, mean_dt
+        return model, loss
+    return make
 
 
 def main():
@@ -50,43 +105,60 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--models", nargs="+", default=["pcode", "rnn", "odernn"])
-    p.add_argument("--reference", action="store_true")
-    p.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
-                   help="time each model in each (bfloat16: the forward pass under torch.autocast)")
-    p.add_argument("--init", help="run folder to start the PC-ODE from (a trained model skips more)")
+    p.add_argument("--models", nargs="*", default=["pcode", "rnn", "odernn"])
+    p.add_argument("--init", help="a trained PC-ODE run folder to time as well (a trained model skips)")
+    p.add_argument("--reference", action="store_true", help="also time the plain per-frame formulation")
+    p.add_argument("--authors", help="folder holding the authors' piecewise_node checkout")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16: our forward passes under torch.autocast")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     train, _ = split(task_data("billiards2d", 2000, 0)["x"])
     rule = SkipRule()
 
-    def ours(model, seq):
-        out = teacher_forcing(model, seq, rule)
-        return out.total, out.mean_dt
+    def ours_model(kind):
+        return build_model(ModelConfig(kind=kind, state_dim=4), seed=0).to(args.device)
 
-    runs = [(kind, ours, precision) for kind in args.models for precision in args.precision]
+    contenders = [Contender(kind, ours_model(kind), ours(rule)) for kind in args.models]
+    trained = None
+    if args.init:
+        trained = ours_model("pcode")
+        trained.load_state_dict(load_run(args.init)[0].state_dict())
+        # A fresh Adam would knock a trained model off its skip rate in its first steps.
+        contenders.append(Contender(f"pcode@{args.init}", trained, ours(rule), lr=1e-7))
     if args.reference:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from test_teacher_forcing import reference
+        model = ours_model("pcode")
+        if trained is not None:
+            model.load_state_dict(trained.state_dict())
+        contenders.append(Contender("reference", model, plain(rule), lr=1e-7 if trained is not None else 1e-3))
+    if args.authors:
+        make = authors_step(args.authors)
+        for kind in ("pcode", "rnn"):
+            model, loss = make(kind == "pcode", args.device)
+            contenders.append(Contender(f"authors-{kind}", model.to(args.device), loss))
 
-        def plain(model, seq):
-            total, _, updated = reference(model, seq, rule)
-            return total, float("nan")
-        runs += [(kind, plain, "float32") for kind in args.models if kind == "pcode"]
-    for kind, fn, precision in runs:
-        torch.manual_seed(0)
-        model = build_model(ModelConfig(kind=kind, state_dim=4)).to(args.device)
-        if args.init and kind == "pcode":
-            model.load_state_dict(load_run(args.init)[0].state_dict())
-        # A fresh Adam would knock a trained model off its skip rate in its first
-        # steps; with --init the steps are timed at a negligible learning rate.
-        lr = 1e-7 if args.init and kind == "pcode" else 1e-3
-        ms, mean_dt = time_steps(model, train, args.steps, args.batch, fn, lr=lr, device=args.device,
-                                 precision=precision)
-        print(json.dumps({"model": kind, "impl": "pcnode" if fn is ours else "plain-reference",
-                          "ms_per_step": round(ms, 1), "mean_dt": round(mean_dt, 2),
-                          "threads": args.threads, "batch": args.batch, "device": args.device,
-                          "precision": precision}), flush=True)
+    gen = torch.Generator().manual_seed(0)
+    warmup = 3
+    for k in range(args.steps + warmup):
+        seq = train[torch.randint(len(train), (args.batch,), generator=gen)].to(args.device)
+        for c in contenders:
+            torch.manual_seed(k)  # the same random skips for every PC-ODE
+            c.step(seq, args.device, args.precision, record=k >= warmup)
+
+    def quantile(v, q):
+        v = sorted(v)
+        return v[min(len(v) - 1, int(q * len(v)))]
+    medians = {}
+    for c in contenders:
+        medians[c.name] = quantile(c.ms, 0.5)
+        print(json.dumps({"name": c.name, "ms_median": round(medians[c.name], 1),
+                          "ms_p25": round(quantile(c.ms, 0.25), 1), "ms_p75": round(quantile(c.ms, 0.75), 1),
+                          "mean_dt": round(sum(c.dts) / len(c.dts), 2), "threads": args.threads,
+                          "batch": args.batch, "device": args.device, "precision": args.precision}), flush=True)
+    for name, ms in medians.items():
+        if not name.startswith("authors") and name != "reference" and "authors-pcode" in medians:
+            base = "authors-rnn" if name == "rnn" else "authors-pcode"
+            print(f"{name}: {ms / medians[base]:.2f}x {base}")
 
 
 if __name__ == "__main__":

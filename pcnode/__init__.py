@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
-from .model import ODERNN, PCODE, RNN, ModelConfig, SkipRule, build_model, teacher_forcing
+from .forcing import SkipRule, teacher_forcing
+from .model import ODERNN, PCODE, RNN, ModelConfig, build_model
 from .rollout import Rollout, rollout
 from .train import TrainConfig, fit, load_run
 

@@ -22,7 +22,8 @@ from . import plan as pl
 from .data import load_npz, save_npz, split, task_data
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
-from .model import MODELS, ModelConfig, SkipRule, build_model
+from .forcing import SkipRule
+from .model import MODELS, ModelConfig, build_model
 from .tasks import SKIP_EPSILON, TASKS
 from .train import TrainConfig, fit, load_run
 

@@ -17,17 +17,18 @@ before the next update (`next_dt`):
   integrated with torchdiffeq; one update per frame.
 
 The decoder always predicts the change in the observation since the frame the cell
-last read, never the observation itself.
+last read, never the observation itself. Between two updates a model is on a
+*segment*: `segment(h)` summarises the state that opened it and `along(seg, span)`
+reads the predicted change any span into it (for the PC-ODE, a straight line through
+the decoder's first layer), so rollouts and losses read segments at many times cheaply
+without knowing which model they hold.
 
-Training is jumpy teacher forcing (`teacher_forcing`): the PC-ODE learns where it can
-skip updates by trying to stretch its current straight segment one more frame and
-keeping the stretch wherever it still predicts the data well.
+Training is in `pcnode.forcing`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -205,7 +206,15 @@ class SequenceModel(nn.Module):
 
     def change(self, h: Tensor, span: Tensor | float) -> Tensor:
         """Predicted change in x over `span` frames after the update that produced `h`."""
-        return self.decode(self.advance(h, span))
+        return self.along(self.segment(h), span)
+
+    def segment(self, h: Tensor) -> Tensor:
+        """What `along` needs to read the segment opened by the state `h`: (..., latent) -> (..., S)."""
+        return h
+
+    def along(self, seg: Tensor, span: Tensor | float) -> Tensor:
+        """Predicted change `span` frames into segments `seg` (..., S), spans broadcastable to (..., 1)."""
+        return self.decode(self.advance(seg, span))
 
     def next_dt(self, h: Tensor) -> Tensor:
         """Frames until the next update, (B, latent) -> (B, 1)."""
@@ -215,12 +224,6 @@ class SequenceModel(nn.Module):
     def nfe(self) -> int:
         """Vector-field evaluations so far (ODE-RNN only; 0 for the others)."""
         return 0
-
-    def forward(self, seq: Tensor, rule: "SkipRule", times: Tensor | None = None,
-                mask: Tensor | None = None) -> "Losses":
-        """The training losses of a batch; see `teacher_forcing`. (A forward pass is what
-        DistributedDataParallel hooks to average gradients across processes.)"""
-        return teacher_forcing(self, seq, rule, times=times, mask=mask)
 
     def rollout(self, x_burn: Tensor, horizon: float, **kwargs):
         """Roll out from burn-in frames (B, n_burn, state_dim) to `horizon`; see `pcnode.rollout.rollout`."""
@@ -242,19 +245,23 @@ class PCODE(SequenceModel):
         z, v = h.chunk(2, dim=-1)
         return torch.cat([z + self.config.time_constant * v * span, v], dim=-1)
 
-    def decoder_line(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """The decoder's first layer along the straight latent path from `h`.
+    def segment(self, h: Tensor) -> Tensor:
+        """The decoder's first layer along the straight latent path from `h`, `[a, g]` (..., 2 * width).
 
         The path is linear in the span and so is the first layer, so its output at span
-        `s` is `a + s * g`: `decode(advance(h, s)) == decoder.tail(a + s * g)`. Teacher
-        forcing decodes each state at many spans and pays for the first layer once.
+        `s` is `a + s * g`: `decode(advance(h, s)) == decoder.tail(a + s * g)`. A segment
+        read at many spans pays for the first layer once.
         """
         c = self.config.time_constant
         first = self.decoder.first
         v = h[..., self.config.latent // 2:]
         a = first(h * c)
         g = nn.functional.linear(v * (c * c), first.weight[:, :self.config.latent // 2])
-        return a, g
+        return torch.cat([a, g], -1)
+
+    def along(self, seg: Tensor, span: Tensor | float) -> Tensor:
+        a, g = seg.chunk(2, -1)
+        return self.decoder.tail(torch.addcmul(a, torch.as_tensor(span, dtype=a.dtype, device=a.device), g))
 
     def dt_raw(self, h: Tensor) -> Tensor:
         """The authors' dt head, `LeakyReLU(Linear(h)) + 1`: (..., latent) -> (..., 1), unbounded."""
@@ -273,8 +280,11 @@ class RNN(SequenceModel):
     def advance(self, h: Tensor, span: Tensor | float) -> Tensor:
         return h
 
-    def change(self, h: Tensor, span: Tensor | float) -> Tensor:
-        return self.decode(h) * span
+    def segment(self, h: Tensor) -> Tensor:
+        return self.decode(h)
+
+    def along(self, seg: Tensor, span: Tensor | float) -> Tensor:
+        return seg * span
 
 
 class VectorField(nn.Module):
@@ -334,222 +344,17 @@ def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
         return cls(config)
 
 
-class Losses(NamedTuple):
-    """What one pass of teacher forcing returns. `total` is what the optimiser minimises."""
-
-    total: Tensor
-    displacement: Tensor
-    zero_span: Tensor
-    dt: Tensor
-    mean_dt: float
-    updated: Tensor  # (B, T) bool: where the cell updated
-
-
-@dataclass
-class SkipRule:
-    """When the PC-ODE may skip a cell update during jumpy teacher forcing, and its loss weights.
-
-    The defaults are the authors'. `feed_predictions` is ours: the probability that an
-    update after the burn-in reads the model's own prediction of the frame instead of
-    the true frame, as every update of a rollout does (0: the authors' teacher forcing).
-    """
-
-    n_burn: int = 4
-    epsilon: float = 3e-3
-    jump_prob: float = 0.01
-    zero_span_weight: float = 0.1
-    dt_weight: float = 1e-5
-    feed_predictions: float = 0.0
-
-
-def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Tensor | None = None,
-                    mask: Tensor | None = None) -> Losses:
-    """Jumpy teacher forcing (the PC-ODE) or plain teacher forcing (RNN, ODE-RNN).
-
-    Args:
-        seq: (B, T+1, state_dim) observed frames.
-        times: (B, T+1) their times in frames, increasing; None means 0, 1, 2, ...
-        mask: (B, T) bool, False for transitions `seq[:, i] -> seq[:, i+1]` that are
-            padding; None means all are real.
-
-    For each frame `i` the cell may update from `x_i`; a PC-ODE past the burn-in skips
-    the update when stretching its current segment over one more frame still predicts
-    the change since the segment began with squared error below `rule.epsilon`, or at
-    random with probability `rule.jump_prob`. Every frame is a training target: the
-    state after frame `i`, advanced to the time of frame `i+1`, must decode the change
-    since the segment began. The whole batch moves in step; there is no loop over
-    trajectories.
-
-    With `rule.feed_predictions > 0` an update may instead read the frame the ending
-    segment predicted (no gradient through it), and the new segment's targets are then
-    measured from that prediction, as in a rollout: the model learns to recover from
-    its own errors and its segments end where a rollout's would.
-    """
-    B, T1, _ = seq.shape
-    if times is None:
-        times = torch.arange(T1, dtype=seq.dtype, device=seq.device).expand(B, T1)
-    if mask is None:
-        mask = torch.ones(B, T1 - 1, dtype=torch.bool, device=seq.device)
-    if model.jumpy:
-        return _jumpy_teacher_forcing(model, seq, rule, times.unsqueeze(-1), mask)
-    return _plain_teacher_forcing(model, seq, times.unsqueeze(-1), mask)
-
-
-def _plain_teacher_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tensor) -> Losses:
-    """The cell updates at every frame; the state advanced to the next frame decodes its change."""
-    B, T1, _ = seq.shape
-    enc = _framewise(model.encode, seq[:, :-1].unbind(1))
-    h_now = seq.new_zeros(B, model.config.latent)
-    predicted = []
-    for i in range(T1 - 1):
-        h_now = model.advance(model.update(enc[:, i], h_now), times[:, i + 1] - times[:, i])
-        predicted.append(h_now)
-    pred = _framewise(model.decode, predicted)
-    displacement = _displacement_loss(model, pred, seq[:, 1:] - seq[:, :-1], mask)
-    zero = seq.new_zeros(())
-    return Losses(displacement, displacement.detach(), zero, zero, 1.0, mask.new_ones(mask.shape))
-
-
-def _jumpy_teacher_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mask: Tensor) -> Losses:
-    """The PC-ODE's pass. `times` is (B, T+1, 1).
-
-    Per row it carries the current segment: the state `h` that opened it, the time
-    `start` of that update, the change `carried` since then, the decoder's first
-    layer along the segment's straight path (`a`, `g`, see `PCODE.decoder_line`), and
-    the dt head's guess `dt` at `h`.
-    """
-    B, T1, D = seq.shape
-    T = T1 - 1
-    keep = slice(0, D - model.config.aux_dims)
-    x, dx = seq[:, :-1], seq[:, 1:] - seq[:, :-1]
-    burn = min(rule.n_burn, T)  # frames where every row updates
-    never = torch.zeros(B, 1, dtype=torch.bool, device=seq.device)
-    last = mask.long().sum(1, keepdim=True) - 1  # each row's last real transition, (B, 1)
-    last_frames = set(last.flatten().tolist())
-
-    h = seq.new_zeros(B, model.config.latent)
-    a = g = seq.new_zeros(B, model.decoder.first.out_features)
-    dt = seq.new_zeros(B, 1)
-    start = times[:, 0]
-    carried = torch.zeros_like(dx[:, 0])
-    open_dt, open_start = dt, start  # the segment still open at each row's last transition
-    predicted, targets, updated, fresh = [], [], [], []
-    ended_len, ended_at, ended_dt = [], [], []
-    for i in range(T):
-        t_i, t_next = times[:, i], times[:, i + 1]
-        if i < burn:
-            skip = never
-        else:
-            with torch.no_grad():
-                stretch = model.decoder.tail(a + (t_next - start) * g) - (carried + dx[:, i])
-                err = stretch[..., keep].pow(2).mean(-1, keepdim=True)
-                skip = (err < rule.epsilon) | (torch.rand_like(err) < rule.jump_prob)
-            ended_len.append(t_i - start)
-            ended_at.append(~skip)
-            ended_dt.append(dt)
-        # Only the rows that update pay for the encoder, the cell and the decoder's first layer.
-        rows = (~skip).squeeze(-1).nonzero().squeeze(-1)
-        x_in, offset = x[rows, i], None
-        if i >= burn and rule.feed_predictions > 0:
-            # As in a rollout, the cell reads its own prediction of the frame, and the
-            # new segment's targets are measured from that prediction.
-            with torch.no_grad():
-                own = model.decoder.tail(a[rows] + (t_i - start)[rows] * g[rows])
-                fed = torch.rand_like(own[:, :1]) < rule.feed_predictions
-                offset = torch.where(fed, carried[rows] - own, 0.0)
-                offset[..., keep.stop:] = 0.0  # auxiliary inputs are given, never predicted
-                x_in = x_in - offset
-        new = model.update(model.encode(x_in), model.advance(h[rows], (t_i - start)[rows]))
-        new_a, new_g = model.decoder_line(new)
-        h, a, g = h.index_copy(0, rows, new), a.index_copy(0, rows, new_a), g.index_copy(0, rows, new_g)
-        dt = dt.index_copy(0, rows, model.dt_raw(new))
-        start = torch.where(skip, start, t_i)
-        carried = torch.where(skip, carried + dx[:, i], dx[:, i])
-        if offset is not None:
-            carried = carried.index_add(0, rows, offset)
-        if i in last_frames:
-            at_end = last == i
-            open_dt, open_start = torch.where(at_end, dt, open_dt), torch.where(at_end, start, open_start)
-        updated.append(~skip.squeeze(-1))
-        fresh.append((rows, new_a))
-        predicted.append(a + (t_next - start) * g)
-        targets.append(carried)
-
-    pred = _framewise(model.decoder.tail, predicted)
-    displacement = _displacement_loss(model, pred, torch.stack(targets, 1), mask)
-    updated = torch.stack(updated, 1)
-    n = mask.sum().clamp(min=1) * (D - model.config.aux_dims)  # as in the displacement loss
-    zero_span = _zero_span_loss(model, fresh, updated, mask.to(seq.dtype), keep) / n
-    t_end = times.squeeze(-1).gather(1, last + 1)
-    dt_loss, mean_dt = _dt_loss(ended_len, ended_at, ended_dt, open_dt, t_end - open_start, mask[:, burn:])
-    total = displacement + rule.zero_span_weight * zero_span + rule.dt_weight * dt_loss
-    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt, updated)
-
-
-# Rows of work per layer call that stay in a CPU core's cache; see `_framewise`.
+# Rows per layer call that keep a layer's input and output in a CPU core's cache.
 CPU_CHUNK_ROWS = 1024
 
 
-def _framewise(fn, frames: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
-    """`fn(torch.stack(frames, 1))` for frames (B, ...) each, a few frames at a time on a CPU.
+def in_chunks(fn, *rows: Tensor) -> Tensor:
+    """`fn(*rows)` for tensors of N rows each, `CPU_CHUNK_ROWS` rows at a time on a CPU.
 
-    All B*T rows at once make every layer's input and output several MB, which spill out
-    of a CPU core's cache; a few frames at a time keeps them in it (a Billiards2D PC-ODE
-    training step at batch 256 measured 8% faster). Accelerators take all frames at once.
+    Thousands of rows at once make each layer's input and output several MB, which spill
+    out of a CPU core's cache; cache-sized chunks measured faster (a Billiards2D PC-ODE
+    training step at batch 256, 8%). Accelerators take all rows at once.
     """
-    B = frames[0].shape[0]
-    step = len(frames) if frames[0].device.type != "cpu" else max(1, CPU_CHUNK_ROWS // B)
-    return torch.cat([fn(torch.stack(frames[k:k + step], 1)) for k in range(0, len(frames), step)], 1)
-
-
-def _displacement_loss(model: SequenceModel, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the real (unmasked) frames and the non-auxiliary dims. (B, T, D) each."""
-    keep = slice(0, pred.shape[-1] - model.config.aux_dims)
-    w = mask.to(pred.dtype).unsqueeze(-1)
-    n = w.sum().clamp(min=1) * (pred.shape[-1] - model.config.aux_dims)
-    return ((pred[..., keep] - target[..., keep]).pow(2) * w).sum() / n
-
-
-def _zero_span_loss(model: PCODE, fresh: list, updated: Tensor, w: Tensor, keep: slice) -> Tensor:
-    """Sum over frames of `|dec(advance(h_i, 0))|^2`: a zero span must predict zero change.
-
-    A state persists unchanged over the frames its segment skips, so each distinct
-    state is decoded once and weighted by the number of (unmasked) frames it stays.
-    `fresh` holds, per frame, the rows that updated there and the decoder's first layer
-    at their new states (`a` of `decoder_line`, the span-0 point); `updated` is the
-    (B, T) update mask and `w` the (B, T) frame weights.
-    """
-    B, T = updated.shape
-    frame = torch.arange(T, device=updated.device).expand(B, T)
-    # For each frame, the first update strictly after it (T if none).
-    next_update = torch.where(updated, frame, T).roll(-1, dims=1)
-    next_update[:, -1] = T
-    next_update = next_update.flip(1).cummin(1).values.flip(1)
-    weight_before = torch.cat([w.new_zeros(B, 1), w.cumsum(1)], 1)  # (B, T+1)
-    stays = weight_before.gather(1, next_update) - weight_before[:, :T]
-    rows = torch.cat([r for r, _ in fresh])
-    frames = torch.cat([torch.full_like(r, i) for i, (r, _) in enumerate(fresh)])
-    sq = model.decoder.tail(torch.cat([a for _, a in fresh]))[..., keep].pow(2).sum(-1)
-    return (sq * stays[rows, frames]).sum()
-
-
-def _dt_loss(ended_len: list, ended_at: list, ended_dt: list, open_dt: Tensor, open_len: Tensor,
-             mask: Tensor) -> tuple[Tensor, float]:
-    """Regress the dt head on the lengths of the segments that ended.
-
-    Per frame after the burn-in: the length of the current segment, whether it ended
-    there, and the dt head's raw guess at the state that opened it. A segment still open
-    when a row's data ends (guess `open_dt`, (B, 1)) has only a lower bound on its
-    length, `open_len`; it is penalised only for predicting less than that. Without this
-    the head never learns that a segment can outlast the window (on Lines nothing else ends).
-    """
-    if not ended_len:
-        return open_dt.new_zeros(()), 1.0
-    lengths = torch.stack(ended_len, 1).squeeze(-1)           # (B, T - n_burn)
-    ended = torch.stack(ended_at, 1).squeeze(-1) & mask & (lengths > 0)
-    guess = torch.stack(ended_dt, 1).squeeze(-1)
-    closed = (guess - lengths).pow(2)[ended]
-    still_open = (open_dt - open_len).squeeze(-1).clamp(max=0).pow(2)
-    loss = torch.cat([closed, still_open]).mean()
-    mean_dt = lengths[ended].mean().item() if ended.any() else float(open_len.mean())
-    return loss, mean_dt
+    if rows[0].device.type != "cpu" or len(rows[0]) <= CPU_CHUNK_ROWS:
+        return fn(*rows)
+    return torch.cat([fn(*chunk) for chunk in zip(*(r.split(CPU_CHUNK_ROWS) for r in rows))])

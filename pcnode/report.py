@@ -15,7 +15,8 @@ import torch
 from . import checkpoint as ckpt
 from .data import split, task_data
 from .evaluate import evaluate
-from .model import ModelConfig, SequenceModel, SkipRule, build_model
+from .forcing import SkipRule
+from .model import ModelConfig, SequenceModel, build_model
 from .plots import plot_curves, plot_paths, rollout_gif
 from .rollout import rollout
 from .train import TrainConfig

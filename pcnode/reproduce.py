@@ -35,7 +35,8 @@ from . import checkpoint as ckpt
 from .data import split, task_data
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
-from .model import MODELS, PCODE, ModelConfig, SequenceModel, SkipRule, build_model
+from .forcing import SkipRule
+from .model import MODELS, PCODE, ModelConfig, SequenceModel, build_model
 from .plots import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series, pixel_gif, rollout_gif
 from .rollout import rollout
 from .tasks import SKIP_EPSILON, TASKS

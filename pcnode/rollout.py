@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError, DataError
-from .model import SequenceModel
+from .model import SequenceModel, in_chunks
 
 
 @dataclass
@@ -66,33 +66,17 @@ class Rollout:
         """
         squeeze = torch.as_tensor(t).ndim == 0
         rows, k, span = self._locate(t)
-        if self.model.jumpy:
-            change = self._read_lines(rows * self.t.shape[1] + k, span)
-        else:
-            change = self.model.change(self.h[rows, k], span)
-        out = self.x[rows, k] + change
+        step = (rows * self.t.shape[1] + k).flatten()
+        read = in_chunks(lambda s, dt: self.model.along(self._segments.index_select(0, s), dt),
+                         step, span.reshape(-1, 1))
+        out = self.x[rows, k] + read.view(*k.shape, -1)
         return out[:, 0] if squeeze else out
 
     @cached_property
-    def _decoder_lines(self) -> tuple[Tensor, Tensor]:
-        """`PCODE.decoder_line` of every step, flattened: two (B * K, width) tensors. A step's
-        line is computed once however many times are read from it."""
-        a, g = self.model.decoder_line(self.h)
-        return a.flatten(0, 1), g.flatten(0, 1)
-
-    def _read_lines(self, step: Tensor, span: Tensor) -> Tensor:
-        """A jumping model's change at flat step indices (B, Q) and spans (B, Q, 1) -> (B, Q, state_dim).
-
-        On a CPU, a chunk of rows at a time is gathered and decoded while it is in the core's cache.
-        """
-        a, g = self._decoder_lines
-        shape = step.shape
-        step, span = step.flatten(), span.reshape(-1, 1)
-        chunk = len(step) if step.device.type != "cpu" else CPU_CHUNK_ROWS
-        out = [self.model.decoder.tail(torch.addcmul(a.index_select(0, step[i:i + chunk]), span[i:i + chunk],
-                                                     g.index_select(0, step[i:i + chunk])))
-               for i in range(0, len(step), chunk)]
-        return torch.cat(out).view(*shape, -1)
+    def _segments(self) -> Tensor:
+        """`model.segment` of every step, flattened to (B * K, S): computed once however many
+        times are read from a step."""
+        return self.model.segment(self.h).flatten(0, 1)
 
     @torch.no_grad()
     def latent(self, t: Tensor | float) -> Tensor:
@@ -131,11 +115,6 @@ class Rollout:
         first = self.n_burn if start is None else start
         grid = torch.arange(first, math.floor(self.horizon) + 1, dtype=self.t.dtype, device=self.t.device)
         return self.at(grid)
-
-
-# Rows per decoder call when a CPU reads many query times: each call's inputs and outputs
-# then stay in a core's cache (as in `pcnode.model._framewise`).
-CPU_CHUNK_ROWS = 1024
 
 
 @torch.no_grad()

@@ -26,7 +26,8 @@ from torch import Tensor
 from . import checkpoint as ckpt
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError, check_fields
 from .evaluate import evaluate
-from .model import Losses, ModelConfig, SequenceModel, SkipRule, build_model
+from .forcing import Losses, Objective, SkipRule
+from .model import ModelConfig, SequenceModel, build_model
 
 PRECISIONS = ("float32", "bfloat16")
 METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt", "test_mse",
@@ -170,9 +171,9 @@ def _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask
             torch.manual_seed(config.seed + rank + 7919 * step)
         run_dir = run_dir if lead else None
     on_step = on_step if lead else None
-    net = model
+    net = Objective(model)
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
 
     model.train()

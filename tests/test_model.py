@@ -186,14 +186,14 @@ def test_odernn_integrates_one_span_per_row():
 
 
 @pytest.mark.parametrize("encoder", ["mlp", "conv"])
-def test_decoder_line_decodes_the_straight_path_at_any_span(encoder):
+def test_a_pcode_segment_decodes_the_straight_path_at_any_span(encoder):
     torch.manual_seed(0)
     size = dict(state_dim=64, image_size=8) if encoder == "conv" else dict(state_dim=3)
     model = PCODE(ModelConfig(encoder=encoder, latent=16, hidden=32, **size)).double()
     h = torch.randn(5, 16, dtype=torch.float64)
-    a, g = model.decoder_line(h)
+    seg = model.segment(h)
     for span in (0.0, 1.0, 2.75, torch.rand(5, 1, dtype=torch.float64) * 9):
-        assert torch.allclose(model.decoder.tail(a + span * g), model.change(h, span), atol=1e-12)
+        assert torch.allclose(model.along(seg, span), model.decode(model.advance(h, span)), atol=1e-12)
 
 
 def test_a_seeded_build_starts_from_the_same_weights_whatever_the_global_random_state():

@@ -18,8 +18,8 @@ class DtFromData(PCODE):
     def update(self, e, h):
         return torch.cat([e[:, :1], torch.zeros_like(h[:, 1:])], -1)
 
-    def decode(self, h):
-        return torch.zeros(*h.shape[:-1], 2)
+    def along(self, seg, span):
+        return torch.zeros(*seg.shape[:-1], 2)
 
     def next_dt(self, h):
         return h[:, :1]

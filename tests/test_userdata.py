@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import pcnode.forcing
 from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit, teacher_forcing
 from pcnode.cli import main
 from pcnode.errors import DataError
@@ -63,11 +64,14 @@ def test_irregular_times_become_frames_of_the_median_interval():
     torch.testing.assert_close(cut(s, scaling).t[0], torch.tensor([0.0, 1.0, 2.0, 4.5, 5.0]))
 
 
-def test_fit_hands_the_real_times_and_masks_to_teacher_forcing():
+def test_fit_hands_the_real_times_and_masks_to_teacher_forcing(monkeypatch):
     seen = []
     model = tiny_model()
-    model.register_forward_pre_hook(lambda m, args, kwargs: seen.append((kwargs["times"], kwargs["mask"])),
-                                    with_kwargs=True)
+
+    def spy(model, seq, rule, times=None, mask=None):
+        seen.append((times, mask))
+        return teacher_forcing(model, seq, rule, times=times, mask=mask)
+    monkeypatch.setattr(pcnode.forcing, "teacher_forcing", spy)
     w = cut(ragged(), Scaling.fit(ragged()))
     fit(model, w.x, TrainConfig(steps=2, batch_size=2, eval_every=2), times=w.t, mask=w.mask)
     times, mask = seen[0]

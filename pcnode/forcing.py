@@ -1,0 +1,323 @@
+"""Teacher forcing: the training objective of the PC-ODE and of its baselines.
+
+Greydanus, Lee & Fern, "Piecewise-constant Neural ODEs", 2021 (arXiv:2106.06621).
+
+The PC-ODE learns where it can skip updates by *jumpy* teacher forcing. It walks a
+batch of true trajectories frame by frame, carrying for every trajectory the segment
+it is on: the state `h` of the update that opened it, the time `start` of that update
+and the change `carried` of the data since then. At frame `i` (after a burn-in in
+which every frame updates) it tries to stretch the segment over one more frame, and
+keeps the stretch where the stretched prediction still matches the data:
+
+    err  = mean((change(h, t[i+1] - start) - (carried + dx[i]))**2)    # over the state dims
+    skip = err < epsilon  or  rand() < jump_prob                         # `skip_decision`
+
+A row that skips keeps its segment; a row that does not updates its cell from frame
+`i` and opens a new segment there. Whichever segment is then in force must predict the
+change up to frame `i+1` (the displacement loss); the state of a new segment must
+predict no change over a span of zero (the zero-span loss); and the dt head, read at
+the state that opened a segment, regresses that segment's length (the dt loss). The RNN
+and ODE-RNN baselines update at every frame and have only the displacement loss.
+
+`reference_forcing` is the method written frame by frame, exactly as above.
+`teacher_forcing` computes the same losses, decisions and gradients faster (the tests
+compare the two):
+
+- only the loop's sequential core runs frame by frame: the skip decisions and the cell
+  updates of the rows that do not skip (the encoder, cell and segment head run on those
+  rows alone); every loss term is computed after the loop in a few batched operations,
+  from the index of the segment each row is on at each frame;
+- the decoder's first layer is linear and so is the straight latent path, so a segment
+  is kept as its first-layer line `a + span * g` (`PCODE.segment`) and read at any span
+  without recomputing that layer;
+- on a CPU, decoder calls over many rows go in cache-sized chunks (`in_chunks`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .model import PCODE, SequenceModel, in_chunks
+
+
+@dataclass
+class SkipRule:
+    """When the PC-ODE may skip a cell update during jumpy teacher forcing, and its loss weights.
+
+    The defaults are the authors'. `feed_predictions` is ours: the probability that an
+    update after the burn-in reads the model's own prediction of the frame instead of
+    the true frame, as every update of a rollout does (0: the authors' teacher forcing).
+    """
+
+    n_burn: int = 4                 # frames at the start where every row updates
+    epsilon: float = 3e-3           # skip when the stretched prediction's mean squared error is below this
+    jump_prob: float = 0.01         # ...or at random with this probability
+    zero_span_weight: float = 0.1   # weight of the zero-span loss
+    dt_weight: float = 1e-5         # weight of the dt head's loss
+    feed_predictions: float = 0.0   # probability that an update reads its own predicted frame
+
+
+class Losses(NamedTuple):
+    """What one pass of teacher forcing returns. `total` is what the optimiser minimises."""
+
+    total: Tensor
+    displacement: Tensor
+    zero_span: Tensor
+    dt: Tensor
+    mean_dt: float
+    updated: Tensor  # (B, T) bool: where the cell updated
+
+
+class Objective(torch.nn.Module):
+    """A model's teacher-forcing losses as a module's forward pass, which is what
+    DistributedDataParallel hooks to average gradients across processes."""
+
+    def __init__(self, model: SequenceModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, seq: Tensor, rule: SkipRule, times: Tensor | None = None,
+                mask: Tensor | None = None) -> Losses:
+        return teacher_forcing(self.model, seq, rule, times=times, mask=mask)
+
+
+def skip_decision(err: Tensor, rule: SkipRule) -> Tensor:
+    """The skip rule: keep the current segment where stretching it over one more frame
+    predicts the data with mean squared error `err` below `rule.epsilon`, or at random
+    with probability `rule.jump_prob`. (B,) -> (B,) bool, True = skip the update."""
+    return (err < rule.epsilon) | (torch.rand_like(err) < rule.jump_prob)
+
+
+def _defaults(seq: Tensor, times: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    B, T1, _ = seq.shape
+    if times is None:
+        times = torch.arange(T1, dtype=seq.dtype, device=seq.device).expand(B, T1)
+    if mask is None:
+        mask = torch.ones(B, T1 - 1, dtype=torch.bool, device=seq.device)
+    return times.to(seq.dtype), mask
+
+
+def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Tensor | None = None,
+                    mask: Tensor | None = None) -> Losses:
+    """Jumpy teacher forcing (the PC-ODE) or plain teacher forcing (RNN, ODE-RNN).
+
+    Args:
+        seq: (B, T+1, state_dim) observed frames.
+        times: (B, T+1) their times in frames, increasing; None means 0, 1, 2, ...
+        mask: (B, T) bool, False for transitions `seq[:, i] -> seq[:, i+1]` that are
+            padding; None means all are real.
+
+    See the module docstring for the method. With `rule.feed_predictions > 0` an update
+    may instead read the frame the ending segment predicted (no gradient through it),
+    and the new segment's targets are then measured from that prediction, as in a
+    rollout: the model learns to recover from its own errors and its segments end where
+    a rollout's would.
+    """
+    times, mask = _defaults(seq, times, mask)
+    if isinstance(model, PCODE):
+        return _jumpy_forcing(model, seq, rule, times, mask)
+    return _plain_forcing(model, seq, times, mask)
+
+
+def _plain_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tensor) -> Losses:
+    """The cell updates at every frame; the state advanced to the next frame decodes its change."""
+    B, T1, D = seq.shape
+    T = T1 - 1
+    # Frames are encoded and decoded all at once, time-major so that each frame's rows
+    # are one contiguous block (a per-frame slice of a batch-major tensor would cost a
+    # full-size gradient buffer per frame in the backward pass).
+    enc = in_chunks(model.encode, seq[:, :-1].transpose(0, 1).reshape(T * B, D)).view(T, B, -1).unbind(0)
+    h = seq.new_zeros(B, model.config.latent)
+    advanced = []
+    for i in range(T):
+        h = model.advance(model.update(enc[i], h), (times[:, i + 1] - times[:, i]).unsqueeze(-1))
+        advanced.append(h)
+    pred = in_chunks(model.decode, torch.stack(advanced, 1).flatten(0, 1)).view(B, T, D)
+    displacement = _displacement_loss(pred, seq[:, 1:] - seq[:, :-1], mask, model.config.aux_dims)
+    zero = seq.new_zeros(())
+    return Losses(displacement, displacement.detach(), zero, zero, 1.0, mask.new_ones(mask.shape))
+
+
+def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mask: Tensor) -> Losses:
+    """The PC-ODE's pass; `teacher_forcing` documents it and `reference_forcing` is its plain form."""
+    B, T1, D = seq.shape
+    T = T1 - 1
+    keep = D - model.config.aux_dims
+    x, dx = seq[:, :-1], seq[:, 1:] - seq[:, :-1]
+    burn = min(rule.n_burn, T)
+    device = seq.device
+    every_row = torch.arange(B, device=device)
+    burn_enc = model.encode(x[:, :burn].transpose(0, 1).reshape(burn * B, D)).view(burn, B, -1).unbind(0)
+
+    # With autograd, the loop keeps only the recurrent state `h` and the segments it
+    # opens (their lines and dt guesses, in the order opened).
+    h = seq.new_zeros(B, model.config.latent)
+    opened, opened_dt = [], []
+    # Without autograd, what the skip decisions read: each row's current segment (its
+    # line, start time, and the data's change since it began) and that segment's index
+    # among all opened ones.
+    start, carried = times[:, :1], torch.zeros_like(dx[:, 0])
+    line = seg = None
+    n_opened = 0
+    segs, starts, targets, updated = [], [], [], []
+    for i in range(T):
+        t_i, t_next = times[:, i:i + 1], times[:, i + 1:i + 2]
+        offset = None
+        with torch.no_grad():
+            if i < burn:
+                upd = None  # every row updates
+            else:
+                target = carried + dx[:, i]
+                stretch = model.along(line, t_next - start) - target
+                skip = skip_decision(stretch[:, :keep].pow(2).mean(-1), rule)
+                upd = ~skip if skip.any() else None
+                if rule.feed_predictions > 0:
+                    rows = every_row if upd is None else upd.nonzero().squeeze(-1)
+                    own = model.along(line[rows], (t_i - start)[rows])
+                    fed = torch.rand_like(own[:, :1]) < rule.feed_predictions
+                    offset = torch.where(fed, carried[rows] - own, 0.0)
+                    offset[:, keep:] = 0.0  # auxiliary inputs are given, never predicted
+        # The cell update of the rows that do not skip (all of them in the burn-in).
+        if upd is None:
+            rows = every_row
+            e = burn_enc[i] if i < burn else model.encode(x[:, i] if offset is None else x[:, i] - offset)
+            h = new = model.update(e, model.advance(h, t_i - start))
+        else:
+            rows = upd.nonzero().squeeze(-1)
+            x_in = x[rows, i] if offset is None else x[rows, i] - offset
+            new = model.update(model.encode(x_in), model.advance(h[rows], (t_i - start)[rows]))
+            h = h.index_copy(0, rows, new)
+        new_line = model.segment(new)
+        opened.append(new_line)
+        opened_dt.append(model.dt_raw(new))
+        with torch.no_grad():  # bookkeeping: the new segments replace the old on their rows
+            new_seg = torch.arange(n_opened, n_opened + len(rows), device=device)
+            fresh = dx[:, i] if offset is None else dx[:, i].index_add(0, rows, offset)
+            if upd is None:
+                line, start, carried, seg = new_line.detach(), t_i, fresh, new_seg
+                upd = torch.ones(B, dtype=torch.bool, device=device)
+            else:
+                line = line.index_copy(0, rows, new_line.detach().to(line.dtype))
+                start = torch.where(upd.unsqueeze(-1), t_i, start)
+                carried = torch.where(upd.unsqueeze(-1), fresh, target)
+                seg = seg.index_copy(0, rows, new_seg)
+            n_opened += len(rows)
+        segs.append(seg)
+        starts.append(start)
+        targets.append(carried)
+        updated.append(upd)
+
+    # The losses, batched over every frame: frame i is predicted by the segment in force
+    # after it, `seg_at[:, i]`, read at the span from its start to frame i+1.
+    lines, dt_raw = torch.cat(opened), torch.cat(opened_dt).squeeze(-1)
+    seg_at, start_at = torch.stack(segs, 1), torch.cat(starts, 1)          # (B, T) each
+    span = (times[:, 1:] - start_at).reshape(B * T, 1)
+    pred = in_chunks(model.along, lines.index_select(0, seg_at.flatten()), span).view(B, T, D)
+    at_zero = in_chunks(model.along, lines, span.new_zeros(len(lines), 1))   # each new segment at span 0
+    displacement = _displacement_loss(pred, torch.stack(targets, 1), mask, model.config.aux_dims)
+    # A segment stays in force over several frames: its zero-span term counts once per real frame.
+    frames_in_force = seq.new_zeros(len(lines)).index_add_(0, seg_at.flatten(), mask.flatten().to(seq.dtype))
+    zero_span = (at_zero[:, :keep].pow(2).sum(-1) * frames_in_force).sum() / (mask.sum().clamp(min=1) * keep)
+    updated = torch.stack(updated, 1)
+    dt_loss, mean_dt = _dt_loss(dt_raw, seg_at, start_at, times, updated, mask, burn)
+    total = displacement + rule.zero_span_weight * zero_span + rule.dt_weight * dt_loss
+    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt, updated)
+
+
+def _displacement_loss(pred: Tensor, target: Tensor, mask: Tensor, aux_dims: int) -> Tensor:
+    """Mean squared error over the real (unmasked) frames and the non-auxiliary dims. (B, T, D) each."""
+    keep = pred.shape[-1] - aux_dims
+    w = mask.to(pred.dtype).unsqueeze(-1)
+    n = w.sum().clamp(min=1) * keep
+    return ((pred[..., :keep] - target[..., :keep]).pow(2) * w).sum() / n
+
+
+def _dt_loss(dt_raw: Tensor, seg_at: Tensor, start_at: Tensor, times: Tensor, updated: Tensor, mask: Tensor,
+             burn: int) -> tuple[Tensor, float]:
+    """Regress the dt head on the lengths of the segments that ended; also return their mean length.
+
+    `dt_raw` (S,) is the head's raw guess at the state that opened each segment;
+    `seg_at`, `start_at` (B, T) the segment in force after each frame and its start.
+    A segment ends at frame i >= burn where its row updates. A segment still open when
+    a row's data ends has only a lower bound on its length and is penalised only for
+    predicting less than that. Without this the head never learns that a segment can
+    outlast the window (on Lines nothing else ends).
+    """
+    B, T = seg_at.shape
+    if T <= burn:
+        return dt_raw.new_zeros(()), 1.0
+    length = times[:, burn:T] - start_at[:, burn - 1:T - 1]       # of the segment in force before frame i
+    ended = updated[:, burn:] & mask[:, burn:]
+    closed = (dt_raw[seg_at[:, burn - 1:T - 1][ended]] - length[ended]).pow(2)
+    last = (mask.long().sum(1) - 1).unsqueeze(1)                 # each row's last real transition
+    open_len = (times.gather(1, last + 1) - start_at.gather(1, last)).squeeze(1)
+    still_open = (dt_raw[seg_at.gather(1, last).squeeze(1)] - open_len).clamp(max=0).pow(2)
+    mean_dt = length[ended].mean().item() if ended.any() else open_len.mean().item()
+    return torch.cat([closed, still_open]).mean(), mean_dt
+
+
+def reference_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Tensor | None = None,
+                      mask: Tensor | None = None) -> Losses:
+    """Teacher forcing written frame by frame as the method states it (slow; for reading and testing).
+
+    Every row runs the cell at every frame and every loss term is decoded where it
+    arises. `teacher_forcing` must give the same losses, decisions and gradients, and
+    draws its random numbers in the same order.
+    """
+    times, mask = _defaults(seq, times, mask)
+    B, T1, D = seq.shape
+    T = T1 - 1
+    jumpy = isinstance(model, PCODE)
+    keep = D - model.config.aux_dims
+    times = times.unsqueeze(-1)
+    h = seq.new_zeros(B, model.config.latent)
+    start, carried = times[:, 0], seq.new_zeros(B, D)
+    disp, zero, dt_terms, lengths, updated = [], [], [], [], []
+    last = mask.sum(1) - 1
+    open_h, open_len = [None] * B, [None] * B
+    for i in range(T):
+        t_i, t_next, dx = times[:, i], times[:, i + 1], seq[:, i + 1] - seq[:, i]
+        skip = torch.zeros(B, dtype=torch.bool, device=seq.device)
+        offset = torch.zeros_like(carried)
+        if jumpy and i >= rule.n_burn:
+            with torch.no_grad():
+                err = (model.decode(model.advance(h, t_next - start)) - (carried + dx))[:, :keep].pow(2).mean(-1)
+                skip = skip_decision(err, rule)
+                if rule.feed_predictions > 0:  # an updating row may read the frame its segment predicted
+                    own = model.decode(model.advance(h, t_i - start))
+                    fed = torch.rand(int((~skip).sum()), 1, dtype=seq.dtype, device=seq.device) < rule.feed_predictions
+                    offset[~skip] = torch.where(fed, (carried - own)[~skip], 0.0)
+                    offset[:, keep:] = 0.0
+            ends = ~skip & mask[:, i]
+            dt_terms.append((model.dt_raw(h) - (t_i - start)).squeeze(-1).pow(2)[ends])
+            lengths.append((t_i - start).squeeze(-1)[ends])
+        h_tick = model.update(model.encode(seq[:, i] - offset), model.advance(h, t_i - start))
+        s = skip.unsqueeze(-1)
+        h = torch.where(s, h, h_tick)
+        start = torch.where(s, start, t_i)
+        carried = torch.where(s, carried + dx, dx + offset)
+        updated.append(~skip)
+        for b in range(B):
+            if last[b] == i:  # the segment still open when this row's real data ends
+                open_h[b], open_len[b] = h[b], times[b, i + 1, 0] - start[b, 0]
+        m = mask[:, i:i + 1].to(seq.dtype)
+        disp.append(((model.decode(model.advance(h, t_next - start)) - carried)[:, :keep].pow(2) * m).sum())
+        if jumpy:
+            zero.append((model.decode(model.advance(h, 0.0))[:, :keep].pow(2) * m).sum())
+    n = mask.sum() * keep
+    displacement = sum(disp) / n
+    total, zero_span, dt_loss, mean_dt = displacement, seq.new_zeros(()), seq.new_zeros(()), 1.0
+    if jumpy:
+        zero_span = sum(zero) / n
+        if T > rule.n_burn:
+            dt_open = model.dt_raw(torch.stack(open_h)).squeeze(-1)
+            dt_terms.append((dt_open - torch.stack(open_len)).clamp(max=0).pow(2))
+            dt_loss = torch.cat(dt_terms).mean()
+            ended = torch.cat(lengths)
+            mean_dt = ended.mean().item() if len(ended) else torch.stack(open_len).mean().item()
+        total = total + rule.zero_span_weight * zero_span + rule.dt_weight * dt_loss
+    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt,
+                  torch.stack(updated, 1))
