@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import plan as pl
+from . import pretrained
 from .data import load_npz, save_npz, split, task_data
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
-from .evaluate import evaluate
+from .evaluate import PROTOCOLS, evaluate
 from .forcing import SkipRule
 from .model import MODELS, ModelConfig, build_model
 from .tasks import SKIP_EPSILON, TASKS
@@ -80,16 +81,20 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n", type=int, default=10_000, help="trajectories to generate for --task")
     _add_series_args(t, training=True)
     _add_dataclass_args(t, TrainConfig, skip={"rule"})
-    _add_dataclass_args(t, SkipRule, skip={"epsilon"})
-    t.add_argument("--epsilon", type=float, help=f"the PC-ODE's skip threshold, a squared error in the data's "
-                   f"units (default {SkipRule.epsilon}; on the pixel tasks {SKIP_EPSILON['pixel_billiards2d']}, "
-                   "see pcnode.tasks.SKIP_EPSILON)")
+    _add_dataclass_args(t, SkipRule, skip={"epsilon", "relative_epsilon", "data_change"})
+    t.add_argument("--epsilon", type=float, help="the PC-ODE's skip threshold as a squared error in the data's units "
+                   "(see pcnode.forcing.SkipRule for the default)")
+    t.add_argument("--relative-epsilon", type=float, help="the skip threshold as a multiple of the training data's "
+                   "mean squared change per frame (not with --epsilon)")
     _add_dataclass_args(t, ModelConfig, skip={"kind", "state_dim", "encoder", "image_size"})
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="roll out a trained run on its test trajectories")
-    e.add_argument("run", type=Path)
+    e.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    e.add_argument("--protocol", choices=PROTOCOLS, default="pcnode",
+                   help="pcnode: the rollout after the burn-in, read at each frame (default); authors: the "
+                        "scoring of the authors' released code, to set beside their figures (see pcnode.evaluate)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--data", type=Path, help="score a series file instead of the run's test split "
                    "(series runs; read with the run's columns and scaling)")
@@ -97,7 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("rollout", help="plot and animate a trained run's rollouts")
-    r.add_argument("run", type=Path)
+    r.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
     r.add_argument("--index", type=int, default=0, help="first test trajectory to draw")
     r.add_argument("--count", type=int, default=3, help="trajectories in the figure")
     r.add_argument("--every", type=float, help="query spacing: frames for task runs (default 0.25), your time "
@@ -106,9 +111,14 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--from", dest="start", help="series runs: start time; the burn-in is the readings at or before it")
     r.add_argument("--horizon", type=float, help="series runs: how far past --from to predict, in your time units")
     r.add_argument("--id", help="series runs: which series (value of the id column; default the first)")
-    r.add_argument("--out", type=Path, help="series runs: output prefix (default RUN/forecast)")
+    r.add_argument("--out", type=Path, help="task runs: output folder (default: the run folder; for pretrained "
+                   "models runs/pretrained/NAME); series runs: output prefix (default RUN/forecast)")
     _add_series_args(r, training=False)
     r.set_defaults(func=cmd_rollout)
+
+    z = sub.add_parser("pretrained", help="list the trained models that ship, with their scores")
+    z.add_argument("--json", action="store_true", help="print one JSON object per model")
+    z.set_defaults(func=cmd_pretrained)
 
     m = sub.add_parser("demo", help="the main job: Billiards2D, PC-ODE vs RNN, report, figure, GIF")
     m.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -240,27 +250,30 @@ def dataset(spec: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def cmd_train(args) -> None:
-    rule = {"epsilon": SKIP_EPSILON.get(args.task, SkipRule.epsilon), **_pick(args, SkipRule)}
+    out = args.out or Path("runs") / f"{args.task or args.data.stem}-{args.model}"
+    rule = _pick(args, SkipRule)
+    if "epsilon" not in rule and "relative_epsilon" not in rule:
+        if args.resume and (out / ckpt.CONFIG).is_file():  # a resumed run keeps its threshold
+            stored = ckpt.read_json(out / ckpt.CONFIG).get("train", {}).get("rule", {})
+            rule.update({k: stored[k] for k in ("epsilon", "relative_epsilon") if stored.get(k) is not None})
+        elif args.task in SKIP_EPSILON:
+            rule["epsilon"] = SKIP_EPSILON[args.task]
     train_cfg = TrainConfig(**_pick(args, TrainConfig, skip={"rule"}), rule=SkipRule(**rule))
     train_cfg.validate()
-    if args.task is not None:
-        spec = {"task": args.task, "n": args.n, "seed": train_cfg.seed, "test_fraction": 0.1}
-        name = args.task
-    else:
-        _train_series(args, train_cfg)
+    if args.task is None:
+        _train_series(args, train_cfg, out)
         return
+    spec = {"task": args.task, "n": args.n, "seed": train_cfg.seed, "test_fraction": 0.1}
     train, test = dataset(spec)
     model_cfg = ModelConfig(kind=args.model, state_dim=train.shape[-1], **_pick(args, ModelConfig,
                             skip={"kind", "state_dim", "encoder", "image_size"}))
     model = build_model(model_cfg.validate(), seed=train_cfg.seed)
-    out = args.out or Path("runs") / f"{name}-{args.model}"
     train_model(model, train, test, train_cfg, out, spec, resume=args.resume)
     print(f"wrote {out}")
 
 
-def _train_series(args, train_cfg: TrainConfig) -> None:
+def _train_series(args, train_cfg: TrainConfig, out: Path) -> None:
     from .series import prepare
-    out = args.out or Path("runs") / f"{args.data.stem}-{args.model}"
     stored = ckpt.read_json(out / ckpt.CONFIG).get("data") if args.resume and (out / ckpt.CONFIG).exists() else None
     if stored is not None and "scaling" not in stored:
         raise CheckpointError(f"{out} holds a run trained on a built-in task, not on a data file; "
@@ -307,42 +320,52 @@ def train_model(model, train, test, cfg: TrainConfig, out: Path, spec: dict, res
 
 
 def cmd_eval(args) -> None:
-    model, cfg = load_run(args.run, device=args.device)
+    run = pretrained.resolve(args.run)
+    model, cfg = load_run(run, device=args.device)
     if cfg["data"].get("kind") == "series":
+        if args.protocol != "pcnode":
+            raise ConfigError("--protocol authors scores the built-in tasks; series runs are scored in your units")
         return _eval_series(args, model, cfg)
     if args.data is not None:
         raise ConfigError("--data works with runs trained on a series file; this run was trained on a task")
     _, test = dataset(cfg["data"])
-    n_burn = cfg["train"]["rule"]["n_burn"]
+    rule = TrainConfig.from_dict({**cfg["train"], "device": "cpu"}).rule
     # The delay keeps the bar off stderr when evaluate refuses its input at once.
     with tqdm(total=len(test), desc="rollouts", unit="traj", disable=args.json, delay=0.5) as bar:
-        metrics = evaluate(model, test.to(args.device), n_burn=n_burn, progress=bar.update)
-    metrics = {"model": model.config.kind, "trajectories": len(test), **metrics}
-    ckpt.write_json(args.run / "eval.json", metrics)
+        metrics = evaluate(model, test.to(args.device), n_burn=rule.n_burn, progress=bar.update,
+                           protocol=args.protocol, rule=rule)
+    metrics = {"model": model.config.kind, "trajectories": len(test), "protocol": args.protocol, **metrics}
+    # A shipped model's folder is part of the installed package: its scores are printed, not written there.
+    out = None if pretrained.is_pretrained(args.run) else run / f"eval{'-authors' if args.protocol == 'authors' else ''}.json"
+    if out is not None:
+        ckpt.write_json(out, metrics)
     if args.json:
         print(json.dumps(metrics))
     else:
         for k, v in metrics.items():
             print(f"{k:>12}: {v:.6g}" if isinstance(v, float) else f"{k:>12}: {v}")
-        print(f"wrote {args.run / 'eval.json'}")
+        if out is not None:
+            print(f"wrote {out}")
 
 
 def cmd_rollout(args) -> None:
     from .report import draw_rollouts
-    if (args.run / ckpt.CONFIG).is_file() and ckpt.read_json(args.run / ckpt.CONFIG).get("data", {}).get("kind") \
-            == "series":
+    run = pretrained.resolve(args.run)
+    if (run / ckpt.CONFIG).is_file() and ckpt.read_json(run / ckpt.CONFIG).get("data", {}).get("kind") == "series":
         return _rollout_series(args)
     args.every = 0.25 if args.every is None else args.every
     if not (math.isfinite(args.every) and args.every > 0):
         raise ConfigError(f"--every must be a positive finite number of frames, got {args.every}")
     if args.count < 1:
         raise ConfigError(f"--count must be at least 1, got {args.count}")
-    model, cfg = load_run(args.run)
+    model, cfg = load_run(run)
     _, test = dataset(cfg["data"])
     if not 0 <= args.index < len(test):
         raise ConfigError(f"--index must be in [0, {len(test) - 1}]")
     seqs = test[args.index:args.index + args.count]
-    png, gif = draw_rollouts(args.run, {model.config.kind: model}, seqs, cfg["train"]["rule"]["n_burn"],
+    out = args.out or (Path("runs/pretrained") / run.name if pretrained.is_pretrained(args.run) else run)
+    out.mkdir(parents=True, exist_ok=True)
+    png, gif = draw_rollouts(out, {model.config.kind: model}, seqs, cfg["train"]["rule"]["n_burn"],
                              every=args.every, box=cfg["data"].get("task", "").startswith("billiards"))
     print(f"wrote {png}\nwrote {gif}")
 
@@ -406,6 +429,21 @@ def _rollout_series(args) -> None:
                   time_label="time" + (" (UTC)" if series.dates else ""))
     print(f"{len(f.update_times)} updates over {args.horizon:g} time units")
     print(f"wrote {csv_path}\nwrote {png_path}")
+
+
+def cmd_pretrained(args) -> None:
+    for name in pretrained.names():
+        p = pretrained.info(name)
+        if args.json:
+            print(json.dumps({"name": name, **p}))
+            continue
+        m = p.get("metrics", {})
+        extra = "".join(f"  {k} {m[k]:.3g}" for k in ("event_recall", "collisions_plus_1") if k in m)
+        print(f"{name:20s} {p.get('steps', '?'):>6} steps  test MSE {m.get('mse', float('nan')):.2e}  "
+              f"(authors' protocol {m.get('mse_authors', float('nan')):.2e})  "
+              f"updates {m.get('updates', float('nan')):.2f}{extra}")
+    if not pretrained.names():
+        print("no pretrained models ship with this copy of pcnode")
 
 
 def cmd_demo(args) -> None:
@@ -490,7 +528,7 @@ def _plan_model(name: str, run: Path | None, member: int, args):
     """A model for the planner: loaded from `run`, or trained here on planning data into
     OUT/NAME (ensemble member 0) or OUT/NAME-K (member K-1), seeded SEED + member."""
     if run is not None:
-        model, cfg = load_run(run)
+        model, cfg = load_run(pretrained.resolve(run))
         n_burn = cfg.get("train", {}).get("rule", {}).get("n_burn")
         if model.config.state_dim != 4 or n_burn != pl.N_BURN:
             raise ConfigError(f"{run} is not a billiards model with {pl.N_BURN} burn-in frames; train one with "

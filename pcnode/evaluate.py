@@ -6,20 +6,25 @@ burn-in. Alongside the error we report how the model spent its updates.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
 from torch import Tensor
 
 from .errors import ConfigError, DataError
+from .forcing import SkipRule, teacher_forcing
 from .model import SequenceModel
-from .rollout import rollout
+from .rollout import Rollout, rollout
+
+PROTOCOLS = ("pcnode", "authors")
 
 
 @torch.no_grad()
 def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: int = 1024,
              progress=None, times: Tensor | None = None, mask: Tensor | None = None,
-             scale: Tensor | None = None) -> dict[str, float]:
+             scale: Tensor | None = None, protocol: str = "pcnode",
+             rule: SkipRule | None = None) -> dict[str, float]:
     """Roll out every sequence and score it.
 
     Args:
@@ -30,6 +35,15 @@ def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: in
         mask: (N, T-1) bool, False for padded transitions; padded frames are not scored.
         scale: (state_dim,) factors applied to errors before squaring (a standard
             deviation per dim turns standardised errors back into your units).
+        protocol: "pcnode" (the default, described below) or "authors", the scoring of
+            the authors' released code, so that figures can be set beside theirs: the
+            MSE is the mean over all T frames, frame 0 (exact), frames 1..n_burn-1 (the
+            burn-in's one-step predictions from the true previous frame) and the
+            rollout after it, read at each frame from the last step that started more
+            than half a frame before it; and the mean dt is that of the segments that
+            ended during teacher forcing on `seqs` with `rule` (evenly sampled,
+            unpadded trajectories only).
+        rule: the skip rule of that teacher forcing (default `SkipRule(n_burn=n_burn)`).
 
     Returns a dict with
         mse: mean squared error over frames `n_burn..T-1` (auxiliary dims left out),
@@ -38,6 +52,11 @@ def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: in
         rollout_s: wall time of the rollouts alone,
         nfe: mean vector-field evaluations per trajectory batch (ODE-RNN; else 0).
     """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown scoring protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    if protocol == "authors" and (times is not None or mask is not None):
+        raise ConfigError("the authors' protocol scores evenly sampled, unpadded trajectories; "
+                          "use protocol='pcnode' for series with times or padding")
     if batch_size < 1 or n_burn < 1:
         raise ConfigError(f"need batch_size >= 1 and n_burn >= 1, got {batch_size} and {n_burn}")
     if seqs.ndim != 3 or seqs.shape[-1] != model.config.state_dim:
@@ -63,7 +82,10 @@ def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: in
     for lo in range(0, N, batch_size):
         batch = seqs[lo:lo + batch_size]
         start = time.perf_counter()
-        if times is None:
+        if protocol == "authors":
+            ro = rollout(model, batch[:, :n_burn], horizon=T - 1)
+            pred = ro.at(torch.arange(1, T, dtype=seqs.dtype, device=seqs.device), offset=0.5)
+        elif times is None:
             ro = rollout(model, batch[:, :n_burn], horizon=T - 1)
             pred = ro.frames()
         else:
@@ -73,20 +95,49 @@ def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: in
         if batch.is_cuda:
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
-        w = real[lo:lo + batch_size, n_burn:].to(seqs.dtype).unsqueeze(-1)
-        err = ((pred - batch[:, n_burn:]) * scale)[..., :keep].pow(2) * w
-        sq_err += (err.sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * keep)).sum().item()
+        if protocol == "authors":  # frame 0 is exact and counts in the mean
+            err = ((pred - batch[:, 1:]) * scale)[..., :keep].pow(2)
+            sq_err += (err.sum(dim=(1, 2)) / (T * keep)).sum().item()
+        else:
+            w = real[lo:lo + batch_size, n_burn:].to(seqs.dtype).unsqueeze(-1)
+            err = ((pred - batch[:, n_burn:]) * scale)[..., :keep].pow(2) * w
+            sq_err += (err.sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * keep)).sum().item()
         dts.append(ro.dt[:, n_burn - 1:][torch.isfinite(ro.t[:, n_burn - 1:])])
         updates.append(ro.updates.to(seqs.dtype))
         nfe += ro.nfe
         batches += 1
         if progress is not None:
             progress(len(batch))
+    mean_dt = torch.cat(dts).mean().item()
+    if protocol == "authors":
+        mean_dt = teacher_forcing(model, seqs, rule or SkipRule(n_burn=n_burn)).mean_dt
     model.train(was_training)
     return {
         "mse": sq_err / N,
-        "mean_dt": torch.cat(dts).mean().item(),
+        "mean_dt": mean_dt,
         "updates": torch.cat(updates).mean().item(),
         "rollout_s": seconds,
         "nfe": nfe / batches,
     }
+
+
+def event_recall(ro: Rollout, events: Tensor, within: float = 1.0) -> float:
+    """How many of the true events (collisions) after the burn-in have a model update near them.
+
+    Args:
+        ro: rollouts of B trajectories.
+        events: (B, T) counts of events per frame interval: `events[:, k]` happened after
+            frame k-1 and up to frame k (`pcnode.tasks.collisions`).
+        within: frames of slack on either side of that interval.
+
+    Returns the fraction of the events at frames k >= n_burn whose trajectory has a
+    model-chosen update at a time in [k - within, k + within] (NaN if there are none):
+    with `within` = 1, from the start of the event's interval to one frame after its end.
+    """
+    k = torch.arange(ro.n_burn, events.shape[1], dtype=ro.t.dtype, device=ro.t.device)
+    chosen = ro.t[:, ro.n_burn - 1:].unsqueeze(1)                          # (B, 1, K)
+    lo, hi = (k - within).view(1, -1, 1), (k + within).view(1, -1, 1)
+    near = ((chosen >= lo) & (chosen <= hi)).any(-1)                        # (B, frames after the burn-in)
+    counts = events[:, ro.n_burn:].to(ro.t.dtype)
+    total = counts.sum().item()
+    return (counts * near).sum().item() / total if total else math.nan

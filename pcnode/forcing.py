@@ -34,30 +34,82 @@ compare the two):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from .errors import ConfigError
 from .model import PCODE, SequenceModel, in_chunks
+
+
+# The authors' skip threshold, a squared error in the units of their data.
+AUTHORS_EPSILON = 3e-3
+# The skip threshold used when a rule gives neither form: a multiple of the training
+# data's mean squared change per frame (`relative_epsilon`), or None for the authors'
+# absolute `AUTHORS_EPSILON`.
+DEFAULT_RELATIVE_EPSILON: float | None = None
 
 
 @dataclass
 class SkipRule:
     """When the PC-ODE may skip a cell update during jumpy teacher forcing, and its loss weights.
 
-    The defaults are the authors'. `feed_predictions` is ours: the probability that an
-    update after the burn-in reads the model's own prediction of the frame instead of
-    the true frame, as every update of a rollout does (0: the authors' teacher forcing).
+    The skip threshold is given in one of two forms: `epsilon`, a squared error in the
+    data's units (the authors' form; 3e-3 on their tasks), or `relative_epsilon`, a
+    multiple of the training data's mean squared change over one frame
+    (`mean_square_change`), which means the same thing in any units. A run measures
+    that change once, when it starts, and keeps it in `data_change`, so the threshold
+    of a run never moves. With neither form given the default applies
+    (`DEFAULT_RELATIVE_EPSILON`).
+
+    The other defaults are the authors'. `feed_predictions` is ours: the probability
+    that an update after the burn-in reads the model's own prediction of the frame
+    instead of the true frame, as every update of a rollout does (0: the authors'
+    teacher forcing).
     """
 
-    n_burn: int = 4                 # frames at the start where every row updates
-    epsilon: float = 3e-3           # skip when the stretched prediction's mean squared error is below this
-    jump_prob: float = 0.01         # ...or at random with this probability
-    zero_span_weight: float = 0.1   # weight of the zero-span loss
-    dt_weight: float = 1e-5         # weight of the dt head's loss
-    feed_predictions: float = 0.0   # probability that an update reads its own predicted frame
+    n_burn: int = 4                          # frames at the start where every row updates
+    epsilon: float | None = None             # skip threshold: a squared error in the data's units...
+    relative_epsilon: float | None = None    # ...or a multiple of the data's mean squared change per frame
+    data_change: float | None = None         # that change, measured on the training data when a run starts
+    jump_prob: float = 0.01                  # also skip at random with this probability
+    zero_span_weight: float = 0.1            # weight of the zero-span loss
+    dt_weight: float = 1e-5                  # weight of the dt head's loss
+    feed_predictions: float = 0.0            # probability that an update reads its own predicted frame
+
+    def for_data(self, seq: Tensor, mask: Tensor | None = None, aux_dims: int = 0) -> "SkipRule":
+        """This rule with its threshold fixed for training on `seq` (N, T, D): a relative
+        threshold (given or default) gets the data's `data_change`; an absolute one is kept."""
+        if self.epsilon is not None or self.data_change is not None:
+            return self
+        relative = DEFAULT_RELATIVE_EPSILON if self.relative_epsilon is None else self.relative_epsilon
+        if relative is None:
+            return replace(self, epsilon=AUTHORS_EPSILON)
+        return replace(self, relative_epsilon=relative, data_change=mean_square_change(seq, mask, aux_dims))
+
+    @property
+    def threshold(self) -> float:
+        """The skip threshold as a squared error in the data's units (after `for_data`)."""
+        if self.epsilon is not None:
+            return self.epsilon
+        if self.relative_epsilon is None or self.data_change is None:
+            raise ConfigError("this skip rule's threshold depends on the data; fix it with rule.for_data(sequences)")
+        return self.relative_epsilon * self.data_change
+
+
+def mean_square_change(seq: Tensor, mask: Tensor | None = None, aux_dims: int = 0) -> float:
+    """The mean squared change of the state over one transition of `seq` (N, T, D): over
+    the real transitions (`mask`, (N, T-1)) and the non-auxiliary dims."""
+    keep = seq.shape[-1] - aux_dims
+    total, count = 0.0, 0
+    for lo in range(0, len(seq), 256):  # a few MB at a time, even for pixel frames
+        sq = seq[lo:lo + 256, :, :keep].diff(dim=1).double().pow(2).mean(-1)
+        if mask is not None:
+            sq = sq[mask[lo:lo + 256]]
+        total, count = total + sq.sum().item(), count + sq.numel()
+    return total / max(count, 1)
 
 
 class Losses(NamedTuple):
@@ -86,9 +138,9 @@ class Objective(torch.nn.Module):
 
 def skip_decision(err: Tensor, rule: SkipRule) -> Tensor:
     """The skip rule: keep the current segment where stretching it over one more frame
-    predicts the data with mean squared error `err` below `rule.epsilon`, or at random
+    predicts the data with mean squared error `err` below `rule.threshold`, or at random
     with probability `rule.jump_prob`. (B,) -> (B,) bool, True = skip the update."""
-    return (err < rule.epsilon) | (torch.rand_like(err) < rule.jump_prob)
+    return (err < rule.threshold) | (torch.rand_like(err) < rule.jump_prob)
 
 
 def _defaults(seq: Tensor, times: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -110,7 +162,9 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
         mask: (B, T) bool, False for transitions `seq[:, i] -> seq[:, i+1]` that are
             padding; None means all are real.
 
-    See the module docstring for the method. With `rule.feed_predictions > 0` an update
+    See the module docstring for the method. A threshold relative to the data that
+    `rule.for_data` has not fixed (`fit` fixes it on the whole training set) is measured
+    on this batch. With `rule.feed_predictions > 0` an update
     may instead read the frame the ending segment predicted (no gradient through it),
     and the new segment's targets are then measured from that prediction, as in a
     rollout: the model learns to recover from its own errors and its segments end where
@@ -118,7 +172,7 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     """
     times, mask = _defaults(seq, times, mask)
     if isinstance(model, PCODE):
-        return _jumpy_forcing(model, seq, rule, times, mask)
+        return _jumpy_forcing(model, seq, rule.for_data(seq, mask, model.config.aux_dims), times, mask)
     return _plain_forcing(model, seq, times, mask)
 
 
@@ -268,6 +322,7 @@ def reference_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: 
     draws its random numbers in the same order.
     """
     times, mask = _defaults(seq, times, mask)
+    rule = rule.for_data(seq, mask, model.config.aux_dims)
     B, T1, D = seq.shape
     T = T1 - 1
     jumpy = isinstance(model, PCODE)

@@ -35,7 +35,7 @@ from . import checkpoint as ckpt
 from .data import split, task_data
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
-from .forcing import SkipRule
+from .forcing import AUTHORS_EPSILON, SkipRule
 from .model import MODELS, PCODE, ModelConfig, SequenceModel, build_model
 from .plots import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series, pixel_gif, rollout_gif
 from .rollout import rollout
@@ -53,7 +53,7 @@ class TaskPlan:
     steps: int
     batch_size: int
     decay_every: int = 0  # 0: decay the rate 8 times over the run
-    epsilon: float = SkipRule.epsilon  # the skip threshold (see tasks.SKIP_EPSILON)
+    epsilon: float = AUTHORS_EPSILON  # the skip threshold (see tasks.SKIP_EPSILON)
 
 
 # The small budget fits all 18 trainings in under an hour on a 2-core CPU with one
@@ -145,7 +145,7 @@ class ReproduceConfig:
     def plan(self, task: str) -> TaskPlan:
         base = SMALL[task] if self.budget == "small" else PAPER
         return TaskPlan(n=self.n or base.n, steps=self.steps or base.steps, batch_size=base.batch_size,
-                        decay_every=base.decay_every, epsilon=SKIP_EPSILON.get(task, SkipRule.epsilon))
+                        decay_every=base.decay_every, epsilon=SKIP_EPSILON.get(task, AUTHORS_EPSILON))
 
     def train_config(self, task: str) -> TrainConfig:
         p = self.plan(task)

@@ -53,19 +53,21 @@ class Rollout:
         return chosen[torch.isfinite(self.t[:, self.n_burn - 1:])].mean().item()
 
     @torch.no_grad()
-    def at(self, t: Tensor | float) -> Tensor:
+    def at(self, t: Tensor | float, offset: float = 0.0) -> Tensor:
         """Decode the rollout at real times `t` (frames).
 
         Args:
             t: a scalar -> (B, state_dim); a grid (Q,) shared by every trajectory ->
                (B, Q, state_dim); or (B, Q) one row of times per trajectory -> (B, Q, state_dim).
+            offset: read each time from the last step that started more than `offset`
+               frames before it. With the default 0, a time in `(t_k, t_k + dt_k]` is read
+               from step `k`, so a query at the end of a step returns exactly that step's
+               prediction. (The authors read their rollouts with an offset of 0.5.)
 
-        A time in `(t_k, t_k + dt_k]` is read from step `k`, so a query at the end
-        of a step returns exactly that step's prediction. Times before the first
-        step are read from the first step.
+        Times before the first step are read from the first step.
         """
         squeeze = torch.as_tensor(t).ndim == 0
-        rows, k, span = self._locate(t)
+        rows, k, span = self._locate(t, offset)
         step = (rows * self.t.shape[1] + k).flatten()
         read = in_chunks(lambda s, dt: self.model.along(self._segments.index_select(0, s), dt),
                          step, span.reshape(-1, 1))
@@ -89,7 +91,7 @@ class Rollout:
         out = self.model.advance(self.h[rows, k], span)
         return out[:, 0] if squeeze else out
 
-    def _locate(self, t) -> tuple[Tensor, Tensor, Tensor]:
+    def _locate(self, t, offset: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
         """For query times, the step each is read from: (rows (B,1), step (B,Q), span (B,Q,1))."""
         t = torch.as_tensor(t, dtype=self.t.dtype, device=self.t.device)
         B = self.t.shape[0]
@@ -101,7 +103,7 @@ class Rollout:
             raise DataError(f"query times must be a scalar, (Q,) or ({B}, Q); got shape {tuple(t.shape)}")
         if not torch.isfinite(t).all():
             raise DataError("query times must be finite")
-        k = (torch.searchsorted(self.t.contiguous(), t.contiguous(), right=False) - 1).clamp(min=0)
+        k = (torch.searchsorted(self.t.contiguous(), (t - offset).contiguous(), right=False) - 1).clamp(min=0)
         rows = torch.arange(B, device=t.device).unsqueeze(-1)
         return rows, k, (t - self.t[rows, k]).unsqueeze(-1)
 

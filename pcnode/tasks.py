@@ -73,6 +73,18 @@ def simulate(task: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray |
     return coords, None
 
 
+def collisions(task: str, n: int, seed: int = 0) -> np.ndarray:
+    """Collision counts of the trajectories ``simulate(task, n, seed)`` returns, int ``(n, 45)``.
+
+    ``events[:, k]`` counts the collisions after frame ``k - 1`` and up to frame ``k`` (see
+    ``billiards``). Only the billiards tasks, coordinates or pixels, have collisions.
+    """
+    if task not in TASKS or "billiards" not in task:
+        raise ValueError(f"only the billiards tasks have collisions, not {task!r}")
+    pos, vel = _billiards_start(np.random.default_rng(seed), n, vertical=task.endswith("1d"))
+    return billiards(pos, vel, BILLIARDS_FRAMES, radius=BALL_RADIUS, return_events=True)[1]
+
+
 def billiards(
     pos: np.ndarray,
     vel: np.ndarray,
@@ -82,7 +94,8 @@ def billiards(
     sim_dt: float = 0.01,
     every: int = 5,
     return_velocity: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    return_events: bool = False,
+) -> np.ndarray | tuple[np.ndarray, ...]:
     """Simulate two equal-mass balls bouncing elastically off each other and the unit-box walls.
 
     ``pos``, ``vel``: ``(n, 2 balls, 2 xy)`` initial centres and velocities; centres must lie in
@@ -91,24 +104,27 @@ def billiards(
     collisions are resolved at their exact contact times, so energy is conserved to float error,
     centres never leave ``[radius, 1 - radius]`` and balls never interpenetrate.
 
-    Returns float32 ``(n, frames, 4)`` positions laid out ``[x1, y1, x2, y2]``, and with
-    ``return_velocity`` also the matching ``(n, frames, 4)`` velocities ``[vx1, vy1, vx2, vy2]``.
+    Returns float32 ``(n, frames, 4)`` positions laid out ``[x1, y1, x2, y2]``, with
+    ``return_velocity`` also the matching ``(n, frames, 4)`` velocities ``[vx1, vy1, vx2, vy2]``,
+    and with ``return_events`` also int ``(n, frames)`` collision counts: ``events[:, k]`` is the
+    number of collisions (a ball with a wall or with the other ball; several at one instant count
+    once) after frame ``k - 1`` and up to frame ``k``.
     """
     pos = np.array(pos, dtype=np.float64)
     vel = np.array(vel, dtype=np.float64)
     n = pos.shape[0]
     positions = np.empty((n, frames, 4), dtype=np.float32)
     velocities = np.empty((n, frames, 4), dtype=np.float32)
+    events = np.zeros((n, frames), dtype=np.int64)
     positions[:, 0] = pos.reshape(n, 4)
     velocities[:, 0] = vel.reshape(n, 4)
     for frame in range(1, frames):
         for _ in range(every):
-            _step(pos, vel, sim_dt, radius)
+            _step(pos, vel, sim_dt, radius, events[:, frame])
         positions[:, frame] = pos.reshape(n, 4)
         velocities[:, frame] = vel.reshape(n, 4)
-    if return_velocity:
-        return positions, velocities
-    return positions
+    out = (positions,) + ((velocities,) if return_velocity else ()) + ((events,) if return_events else ())
+    return out if len(out) > 1 else positions
 
 
 def _lines(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -183,8 +199,9 @@ def _contact_time(p: np.ndarray, v: np.ndarray, radius: float) -> np.ndarray:
     return np.maximum(t, 0.0)
 
 
-def _step(pos: np.ndarray, vel: np.ndarray, dt: float, radius: float) -> None:
-    """Advance ``(n, 2, 2)`` float64 ``pos``/``vel`` in place by ``dt``, event by event.
+def _step(pos: np.ndarray, vel: np.ndarray, dt: float, radius: float, events: np.ndarray | None = None) -> None:
+    """Advance ``(n, 2, 2)`` float64 ``pos``/``vel`` in place by ``dt``, event by event, adding the
+    number of collision instants of each scene to ``events`` ``(n,)`` if given.
 
     Each pass moves every still-active scene to its next collision (or to the end of the step),
     resolves the collision, and keeps only the scenes that still have time left, so after the first
@@ -218,6 +235,8 @@ def _step(pos: np.ndarray, vel: np.ndarray, dt: float, radius: float) -> None:
 
         pos[idx], vel[idx] = p, v
         left[idx] = tau - h
+        if events is not None:
+            events[idx[hit]] += 1
         idx = idx[hit]
         if idx.size == 0:
             break

@@ -64,8 +64,10 @@ class TrainConfig:
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         # Written as `not (x >= 0)` so that NaN, which compares false, is refused too.
         floats = {"lr": self.lr, "weight_decay": self.weight_decay, "decay_gamma": self.decay_gamma,
-                  "epsilon": r.epsilon, "jump_prob": r.jump_prob, "zero_span_weight": r.zero_span_weight,
+                  "jump_prob": r.jump_prob, "zero_span_weight": r.zero_span_weight,
                   "dt_weight": r.dt_weight, "feed_predictions": r.feed_predictions}
+        floats.update({name: getattr(r, name) for name in ("epsilon", "relative_epsilon", "data_change")
+                       if getattr(r, name) is not None})
         for name, value in floats.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -73,10 +75,14 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive and finite, got {self.lr}")
         if not (self.weight_decay >= 0 and 0 < self.decay_gamma <= 1):
             raise ConfigError("need weight_decay >= 0 and 0 < decay_gamma <= 1")
-        if not (r.epsilon >= 0 and 0 <= r.jump_prob <= 1 and r.zero_span_weight >= 0 and r.dt_weight >= 0
+        if not (all(floats.get(n, 0) >= 0 for n in ("epsilon", "relative_epsilon", "data_change"))
+                and 0 <= r.jump_prob <= 1 and r.zero_span_weight >= 0 and r.dt_weight >= 0
                 and 0 <= r.feed_predictions <= 1):
-            raise ConfigError("need epsilon >= 0, 0 <= jump_prob <= 1, zero_span_weight >= 0, dt_weight >= 0 "
-                              "and 0 <= feed_predictions <= 1")
+            raise ConfigError("need epsilon >= 0, relative_epsilon >= 0, 0 <= jump_prob <= 1, zero_span_weight >= 0, "
+                              "dt_weight >= 0 and 0 <= feed_predictions <= 1")
+        if r.epsilon is not None and r.relative_epsilon is not None:
+            raise ConfigError("give the skip threshold as epsilon (a squared error in the data's units) or as "
+                              "relative_epsilon (a multiple of the data's mean squared change per frame), not both")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check_device(self.device)
@@ -142,6 +148,8 @@ def fit(model: SequenceModel, train: Tensor, config: TrainConfig, *, test: Tenso
     check_sequences(train, model.config.state_dim, config.rule.n_burn + 1, "training data")
     if test is not None:
         check_sequences(test, model.config.state_dim, config.rule.n_burn + 1, "test data")
+    # A threshold relative to the data is fixed here, once, on the whole training set.
+    config = dataclasses.replace(config, rule=config.rule.for_data(train, mask, model.config.aux_dims))
     with distributed(config) as (rank, world, device):
         return _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask, test_times, test_mask,
                     rank, world, device)

@@ -222,6 +222,18 @@ CASES = [
     ("rollout-zero-count", nothing, ["rollout", "run", "--count", "0"], "--count"),
     ("rollout-zero-every", nothing, ["rollout", "run", "--every", "0"], "--every"),
     ("rollout-nan-every", nothing, ["rollout", "run", "--every", "nan"], "--every"),
+    # the skip threshold
+    ("both-threshold-forms", nothing, [*GOOD_DATA, "--epsilon", "1e-3", "--relative-epsilon", "1", "--out", "out"],
+     "not both"),
+    ("negative-relative-threshold", nothing, [*GOOD_DATA, "--relative-epsilon", "-1", "--out", "out"],
+     "relative_epsilon >= 0"),
+    # shipped models
+    ("unknown-pretrained-eval", nothing, ["eval", "pretrained:nope"], "no pretrained model 'nope'; the ones that ship"),
+    ("unknown-pretrained-rollout", nothing, ["rollout", "pretrained:nope"], "no pretrained model"),
+    ("unknown-pretrained-plan", nothing, ["plan", "--models", "pcode=pretrained:nope", "--problems", "1"],
+     "no pretrained model"),
+    ("authors-protocol-on-a-series-run", lambda d: main([*GOOD_DATA, "--out", "srun"]),
+     ["eval", "srun", "--protocol", "authors"], "series runs"),
 ]
 
 

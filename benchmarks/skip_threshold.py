@@ -1,0 +1,103 @@
+"""The skip threshold, absolute against relative to the data, at a CPU budget.
+
+For each task a PC-ODE is trained with today's absolute threshold for that task and
+with each relative threshold (`SkipRule.relative_epsilon`: a multiple of the training
+data's mean squared change per frame), and scored on held-out trajectories: test MSE,
+model updates per rollout and mean dt; on billiards also the collisions after the
+burn-in + 1 (the fewest updates that can follow every collision) and the event recall
+(`pcnode.evaluate.event_recall`). `billiards2d-data` is Billiards2D written to an NPZ
+and trained through `pcnode.series` as a user's file is (standardised columns), so its
+absolute 3e-3 is about 18 times stricter than on the raw coordinates.
+
+Budgets: Lines 300 steps, Circles and Billiards2D 800 steps of batch 256 on 4,000
+trajectories (as benchmarks/quality.py); PixelBilliards2D 800 steps of batch 64 on
+1,500 (as the README's pixel-threshold table), with an RNN beside it for the target.
+
+    python benchmarks/skip_threshold.py [--tasks ...] [--relative 0.5 1 2.5] [--out runs/skip_threshold]
+"""
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit, load_run, rollout
+from pcnode.data import split, task_data
+from pcnode.evaluate import event_recall
+from pcnode.series import SeriesSpec, evaluate_series, from_arrays, prepare, to_npz
+from pcnode.tasks import collisions
+
+TUNED = {"lines": 3e-3, "circles": 3e-3, "billiards2d": 3e-3, "pixel_billiards2d": 6e-2, "billiards2d-data": 3e-3}
+BUDGET = {  # task: (trajectories, steps, batch, decay_every)
+    "lines": (4000, 300, 256, 1000), "circles": (4000, 800, 256, 1000), "billiards2d": (4000, 800, 256, 1000),
+    "billiards2d-data": (4000, 800, 256, 1000), "pixel_billiards2d": (1500, 800, 64, 100),
+}
+
+
+def train_task(task, kind, rule, out, n, steps, batch, decay):
+    """Train (or reload) one model; return (model, test tensor or None, series spec or None)."""
+    cfg = TrainConfig(steps=steps, batch_size=batch, decay_every=decay, eval_every=steps, checkpoint_every=steps,
+                      eval_size=256, rule=rule)
+    if task == "billiards2d-data":
+        npz = out.parent / "billiards2d-n4000.npz"
+        if not npz.exists():
+            npz.parent.mkdir(parents=True, exist_ok=True)
+            to_npz(from_arrays(list(task_data("billiards2d", n, 0)["x"].astype(np.float64))), npz)
+        train, test, spec = prepare(SeriesSpec(file=str(npz), split="series"))
+        if not (out / "checkpoint.safetensors").exists():
+            model = build_model(ModelConfig(kind=kind, state_dim=4), seed=0)
+            fit(model, train.x, cfg, test=test.x, run_dir=out, data=dataclasses.asdict(spec),
+                times=train.t, mask=train.mask, test_times=test.t, test_mask=test.mask)
+        return load_run(out)[0], None, spec
+    train, test = split(task_data(task, n, 0, cache_dir="data")["x"])
+    if not (out / "checkpoint.safetensors").exists():
+        model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1],
+                                        **({"encoder": "conv", "image_size": 28} if task.startswith("pixel") else {})),
+                            seed=0)
+        fit(model, train, cfg, test=test, run_dir=out, data={"task": task, "n": n, "seed": 0})
+    return load_run(out)[0], test, None
+
+
+def score(task, model, test, spec, n, run):
+    if spec is not None:
+        series = spec.split_series(spec.read())[1]
+        m = evaluate_series(model, spec, series, 4)
+        test = torch.as_tensor(np.stack(series.x), dtype=torch.float32)  # the same trajectories, raw units
+    else:
+        m = evaluate(model, test)
+    row = {"mse": m["mse"], "updates": m["updates"], "mean_dt": m["mean_dt"],
+           "epsilon": json.loads((run / "config.json").read_text())["train"]["rule"]}
+    if "billiards" in task:
+        events = torch.as_tensor(collisions(task.removesuffix("-data"), n, 0))[-len(test):]
+        row["collisions_plus_1"] = (events[:, 4:].sum(1) + 1).double().mean().item()
+        if spec is None:
+            ro = rollout(model, test[:, :4], horizon=test.shape[1] - 1)
+            row["event_recall"] = event_recall(ro, events)
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--tasks", nargs="+", default=list(TUNED))
+    p.add_argument("--relative", nargs="+", type=float, default=[0.5, 1.0, 2.5])
+    p.add_argument("--out", type=Path, default=Path("runs/skip_threshold"))
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    for task in args.tasks:
+        n, steps, batch, decay = BUDGET[task]
+        settings = [("tuned", "pcode", SkipRule(epsilon=TUNED[task]))]
+        settings += [(f"relative{f:g}", "pcode", SkipRule(relative_epsilon=f)) for f in args.relative]
+        if task == "pixel_billiards2d":
+            settings.append(("rnn", "rnn", SkipRule()))
+        for name, kind, rule in settings:
+            run = args.out / f"{task}-{name}"
+            model, test, spec = train_task(task, kind, rule, run, n, steps, batch, decay)
+            row = {"task": task, "setting": name, **score(task, model, test, spec, n, run)}
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

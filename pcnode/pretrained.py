@@ -1,0 +1,76 @@
+"""Trained models that ship with pcnode.
+
+    >>> import pcnode.pretrained
+    >>> pcnode.pretrained.names()                       # doctest: +SKIP
+    ['billiards1d-pcode', 'billiards1d-rnn', 'billiards2d-pcode', ...]
+    >>> model = pcnode.pretrained.load("billiards2d-pcode")   # doctest: +SKIP
+
+Each model is a run folder inside the package (`pcnode/zoo/NAME/`) without its
+optimiser state: `checkpoint.safetensors` (the weights), `config.json` (the run's
+full config, data included, so its test trajectories can be regenerated) and
+`provenance.json` (the command that trained it, the commit, steps, wall time, the
+machine, and its scores). It loads through the same checks as any run folder:
+safetensors and JSON only, nothing that can run code. On the command line,
+`pretrained:NAME` stands wherever a run folder does, and `pcnode pretrained` lists
+the models with their scores.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .errors import CheckpointError
+from .model import SequenceModel
+from .train import load_run
+
+ZOO = Path(__file__).parent / "zoo"
+PREFIX = "pretrained:"
+PROVENANCE = "provenance.json"
+
+
+def names() -> list[str]:
+    """The models that ship, sorted."""
+    return sorted(p.name for p in ZOO.iterdir() if (p / ckpt.CHECKPOINT).is_file()) if ZOO.is_dir() else []
+
+
+def folder(name: str) -> Path:
+    """The run folder of the shipped model `name`; CheckpointError naming the others if there is none."""
+    if name not in names():
+        shipped = ", ".join(names()) or "none"
+        raise CheckpointError(f"no pretrained model {name!r}; the ones that ship: {shipped}")
+    return ZOO / name
+
+
+def load(name: str, device: str = "cpu") -> SequenceModel:
+    """The shipped model `name`, in eval mode, ready to roll out."""
+    return load_run(folder(name), device=device)[0]
+
+
+def info(name: str) -> dict:
+    """The provenance of the shipped model `name`: command, commit, steps, wall time, machine, scores."""
+    return ckpt.read_json(folder(name) / PROVENANCE)
+
+
+def resolve(run: str | Path) -> Path:
+    """A run folder given as a path, or as `pretrained:NAME`."""
+    text = str(run)
+    return folder(text[len(PREFIX):]) if text.startswith(PREFIX) else Path(run)
+
+
+def is_pretrained(run: str | Path) -> bool:
+    return str(run).startswith(PREFIX)
+
+
+def export(run: str | Path, dest: str | Path, provenance: dict) -> Path:
+    """Write the trained run `run` as a shipped model into the folder `dest`: its weights
+    (no optimiser or random state), its config and `provenance`."""
+    run, dest = Path(run), Path(dest)
+    tensors, meta = ckpt.load_tensors(run / ckpt.CHECKPOINT)
+    dest.mkdir(parents=True, exist_ok=True)
+    weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
+    ckpt.save_tensors(dest / ckpt.CHECKPOINT, weights, {"config": meta.get("config", "{}"), "step": meta.get("step", "")})
+    ckpt.write_json(dest / ckpt.CONFIG, ckpt.read_json(run / ckpt.CONFIG))
+    ckpt.write_json(dest / PROVENANCE, json.loads(json.dumps(provenance)))
+    load_run(dest)  # what ships must load
+    return dest

@@ -1,0 +1,35 @@
+"""Runs written by earlier versions of pcnode still load, roll out as they did, and resume.
+
+tests/fixtures/v0.1-KIND/ are tiny runs written by pcnode 0.1.0 (commit bbc7636, before
+the package was reorganised), each with the rollout that version produced.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from pcnode import TrainConfig, fit, load_run
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DATA = torch.cumsum(torch.rand(40, 12, 2, generator=torch.Generator().manual_seed(0)) * 0.1, 1)
+
+
+@pytest.mark.parametrize("kind", ["pcode", "rnn", "odernn"])
+def test_a_run_from_version_0_1_rolls_out_as_it_did(kind):
+    model, cfg = load_run(FIXTURES / f"v0.1-{kind}")
+    then = json.loads((FIXTURES / f"v0.1-{kind}" / "rollout.json").read_text())
+    ro = model.rollout(DATA[32:34, :4], 11)
+    assert ro.updates.tolist() == then["updates"]
+    assert torch.allclose(ro.frames(), torch.tensor(then["frames"]), atol=1e-5)
+    assert cfg["model"]["kind"] == kind
+
+
+def test_a_run_from_version_0_1_resumes(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "v0.1-pcode", run)
+    model, _ = load_run(run)
+    history = fit(model, DATA[:32], TrainConfig(steps=3, batch_size=8, eval_every=2, checkpoint_every=2, eval_size=8),
+                  test=DATA[32:], run_dir=run, resume=True, data={"note": "written by pcnode 0.1.0 at commit bbc7636"})
+    assert [r["step"] for r in history] == [2, 3]

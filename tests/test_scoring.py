@@ -1,0 +1,100 @@
+"""Scoring beside the paper: the authors' protocol, collisions from the simulator, event recall."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pcnode import PCODE, ModelConfig, evaluate, rollout
+from pcnode.evaluate import event_recall
+from pcnode.tasks import billiards, collisions
+
+torch.set_num_threads(1)
+
+
+class Quadratic(PCODE):
+    """Reads its frame and predicts a change of span**2 * c in every dim, with dt 2.5: its
+    prediction jumps at every update, so which step a time is read from matters."""
+
+    C = 0.01
+
+    def encode(self, x):
+        return x
+
+    def update(self, e, h):
+        return h
+
+    def along(self, seg, span):
+        span = torch.as_tensor(span, dtype=seg.dtype)
+        return (span ** 2 * self.C).expand(*seg.shape[:-1], self.config.state_dim).clone()
+
+    def next_dt(self, h):
+        return h.new_full((h.shape[0], 1), 2.5)
+
+
+def authors_by_hand(x, n_burn=4, dt=2.5, c=Quadratic.C):
+    """Their protocol written out for one trajectory x (T, D) and the model above."""
+    T = len(x)
+    steps = [(float(k), x[k]) for k in range(n_burn)]         # burn-in steps read the true frames
+    t, frame = float(n_burn - 1), x[n_burn - 1]
+    while t < T:                                               # then each step reads its own prediction
+        frame, t = frame + dt ** 2 * c, t + dt
+        steps.append((t, frame))
+    pred = [x[0]]
+    for q in range(1, T):
+        tk, xk = [s for s in steps if s[0] < q - 0.5][-1]      # the last step that started before q - 0.5
+        pred.append(xk + (q - tk) ** 2 * c)
+    return float(((np.stack(pred) - x) ** 2).mean())
+
+
+def test_the_authors_protocol_gives_the_hand_computed_value():
+    model = Quadratic(ModelConfig(state_dim=2)).eval()
+    x = torch.cumsum(torch.rand(3, 12, 2, generator=torch.Generator().manual_seed(0)) * 0.1, 1)
+    got = evaluate(model, x, protocol="authors")["mse"]
+    expected = np.mean([authors_by_hand(x[b].double().numpy()) for b in range(3)])
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert evaluate(model, x)["mse"] != pytest.approx(expected, rel=1e-3)  # our protocol scores differently
+
+
+def test_the_simulator_counts_the_collisions_it_resolves():
+    # One ball heads for the right wall 0.15 away at speed 1: it hits at time 0.15, in frame 3
+    # (a frame is 0.05); the other ball stands still far away.
+    pos = np.array([[[0.75, 0.5], [0.2, 0.2]]])
+    vel = np.array([[[1.0, 0.0], [0.0, 0.0]]])
+    _, events = billiards(pos, vel, 6, return_events=True)
+    assert events.tolist() == [[0, 0, 0, 1, 0, 0]]
+
+
+def test_billiards_tasks_have_collisions_and_others_none():
+    events = collisions("billiards2d", 50, seed=0)
+    assert events.shape == (50, 45) and events[:, 0].sum() == 0 and events.sum() > 50
+    with pytest.raises(ValueError):
+        collisions("circles", 5)
+
+
+def test_event_recall_counts_the_events_with_an_update_within_a_frame():
+    # Two trajectories updating every 5 frames from frame 3: at 3, 8, 13, 18.
+    x = torch.zeros(2, 4, 2)
+    x[..., 0] = 5.0
+    ro = rollout(_EveryFive(ModelConfig(state_dim=2)), x, horizon=20.0)
+    events = torch.zeros(2, 21, dtype=torch.long)
+    events[0, 9] = 1    # in (8, 9]: the update at 8 lies in [8, 10]       -> recalled
+    events[0, 15] = 2   # in (14, 15]: nothing in [14, 16]                  -> missed (twice)
+    events[1, 12] = 1   # in (11, 12]: the update at 13 lies in [11, 13]    -> recalled
+    events[1, 2] = 5    # during the burn-in: not counted
+    assert event_recall(ro, events) == pytest.approx(2 / 4)
+    assert math.isnan(event_recall(ro, torch.zeros(2, 21, dtype=torch.long)))
+
+
+class _EveryFive(PCODE):
+    def encode(self, x):
+        return x
+
+    def update(self, e, h):
+        return torch.cat([e[:, :1], torch.zeros_like(h[:, 1:])], -1)
+
+    def along(self, seg, span):
+        return torch.zeros(*seg.shape[:-1], 2)
+
+    def next_dt(self, h):
+        return h[:, :1]
