@@ -48,8 +48,7 @@ def train_task(task, kind, rule, out, n, steps, batch, decay):
         train, test, spec = prepare(SeriesSpec(file=str(npz), split="series"))
         if not (out / "checkpoint.safetensors").exists():
             model = build_model(ModelConfig(kind=kind, state_dim=4), seed=0)
-            fit(model, train.x, cfg, test=test.x, run_dir=out, data=dataclasses.asdict(spec),
-                times=train.t, mask=train.mask, test_times=test.t, test_mask=test.mask)
+            fit(model, train, cfg, test=test, run_dir=out, data=dataclasses.asdict(spec))
         return load_run(out)[0], None, spec
     train, test = split(task_data(task, n, 0, cache_dir="data")["x"])
     if not (out / "checkpoint.safetensors").exists():

@@ -10,6 +10,7 @@ Time is measured in data frames everywhere: a span of 1 is one frame.
 """
 __version__ = "0.1.0"
 
+from .data import Trajectories
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .forcing import SkipRule, teacher_forcing
@@ -18,7 +19,7 @@ from .rollout import Rollout, rollout
 from .train import TrainConfig, fit, load_run
 
 __all__ = [
-    "PCODE", "RNN", "ODERNN", "ModelConfig", "SkipRule", "TrainConfig", "Rollout",
+    "PCODE", "RNN", "ODERNN", "ModelConfig", "SkipRule", "TrainConfig", "Rollout", "Trajectories",
     "build_model", "teacher_forcing", "rollout", "fit", "evaluate", "load_run",
     "PCNodeError", "ConfigError", "DataError", "CheckpointError",
 ]

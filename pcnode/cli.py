@@ -289,17 +289,14 @@ def _train_series(args, train_cfg: TrainConfig, out: Path) -> None:
     model_cfg = ModelConfig(kind=args.model, state_dim=train.x.shape[-1], aux_dims=len(spec.aux_columns),
                             **_pick(args, ModelConfig, skip={"kind", "state_dim", "encoder", "image_size", "aux_dims"}))
     model = build_model(model_cfg.validate(), seed=train_cfg.seed)
-    train_model(model, train.x, test.x, train_cfg, out, dataclasses.asdict(spec), resume=args.resume,
-                times=train.t, mask=train.mask, test_times=test.t, test_mask=test.mask)
+    train_model(model, train, test, train_cfg, out, dataclasses.asdict(spec), resume=args.resume)
     print(f"wrote {out}  ({len(train.x)} training windows, {len(test.x)} test windows, "
           f"one frame = {spec.scaling['time_scale']:g} time units)")
 
 
 def train_model(model, train, test, cfg: TrainConfig, out: Path, spec: dict, resume: bool = False,
-                label: str | None = None, **timing) -> list[dict]:
-    """`fit` with a progress bar showing the loss and the training rule's mean dt.
-
-    `timing` passes times and masks of series windows on to `fit`."""
+                label: str | None = None) -> list[dict]:
+    """`fit` with a progress bar showing the loss and the training rule's mean dt."""
     bar = None
 
     def on_step(step, losses):
@@ -313,7 +310,7 @@ def train_model(model, train, test, cfg: TrainConfig, out: Path, spec: dict, res
         bar.refresh() if step % 10 == 0 else None
 
     try:
-        return fit(model, train, cfg, test=test, run_dir=out, resume=resume, data=spec, on_step=on_step, **timing)
+        return fit(model, train, cfg, test=test, run_dir=out, resume=resume, data=spec, on_step=on_step)
     finally:
         if bar is not None:
             bar.close()

@@ -1,20 +1,74 @@
-"""Datasets on disk: `.npz` files of trajectories, generated from the tasks or brought by the user.
+"""Trajectories in memory (`Trajectories`, what every later stage takes) and on disk.
 
-A dataset file holds `x`, float (sequences, frames, dims), and for pixel tasks
-`coords`, the ball positions behind each frame. It is always read with
+A dataset file is an `.npz` holding `x`, float (sequences, frames, dims), and for pixel
+tasks `coords`, the ball positions behind each frame. It is always read with
 `allow_pickle=False`, so a file cannot run code when loaded.
 """
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from torch import Tensor
+
 from . import checkpoint as ckpt
 from .errors import ConfigError, DataError
+
+# Where the command line and the experiments cache generated task data.
+DATA_DIR = Path("data")
+
+
+@dataclass
+class Trajectories:
+    """A batch of trajectories, as teacher forcing, `fit` and `evaluate` take them.
+
+    x: (N, T, D) the states, a row of T frames per trajectory.
+    t: (N, T) the frames' times, in frames, increasing along each row; None: 0, 1, 2, ...
+    mask: (N, T-1) bool, False where the transition `x[:, i] -> x[:, i+1]` is padding
+        (a shorter series padded to the batch's length); None: every transition is real.
+
+    A plain (N, T, D) tensor stands for `Trajectories(x)` wherever one is taken.
+    """
+
+    x: Tensor
+    t: Tensor | None = None
+    mask: Tensor | None = None
+
+    @classmethod
+    def of(cls, data: "Tensor | Trajectories") -> "Trajectories":
+        return data if isinstance(data, Trajectories) else cls(data)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, rows) -> "Trajectories":
+        """The trajectories `rows` (a slice, indices or a bool mask over N)."""
+        return Trajectories(self.x[rows], None if self.t is None else self.t[rows],
+                            None if self.mask is None else self.mask[rows])
+
+    def to(self, device) -> "Trajectories":
+        return Trajectories(*(None if a is None else a.to(device) for a in (self.x, self.t, self.mask)))
+
+    @property
+    def times(self) -> Tensor:
+        """(N, T) the frames' times, 0, 1, 2, ... where `t` is None."""
+        if self.t is not None:
+            return self.t.to(self.x.dtype)
+        N, T = self.x.shape[:2]
+        return torch.arange(T, dtype=self.x.dtype, device=self.x.device).expand(N, T)
+
+    @property
+    def real(self) -> Tensor:
+        """(N, T-1) bool, True for real transitions."""
+        if self.mask is not None:
+            return self.mask.bool()
+        N, T = self.x.shape[:2]
+        return torch.ones(N, T - 1, dtype=torch.bool, device=self.x.device)
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:

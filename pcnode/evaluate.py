@@ -1,8 +1,10 @@
-"""Scoring rollouts the way the authors do.
+"""Scoring rollouts: their error, how the model spent its updates, and where.
 
 Each test trajectory is rolled out from its burn-in frames to its last frame; the
-rollout is read at the integer frame times and compared with the truth after the
-burn-in. Alongside the error we report how the model spent its updates.
+rollout is read at the frame times after the burn-in and compared with the truth
+(`evaluate`; `protocol="authors"` scores as the authors' released code does, to set
+figures beside theirs). On billiards, `event_recall` says how many collisions the
+model updated at.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 import torch
 from torch import Tensor
 
+from .data import Trajectories
 from .errors import ConfigError, DataError
 from .forcing import SkipRule, teacher_forcing
 from .model import SequenceModel
@@ -21,18 +24,19 @@ PROTOCOLS = ("pcnode", "authors")
 
 
 @torch.no_grad()
-def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: int = 1024,
-             progress=None, times: Tensor | None = None, mask: Tensor | None = None,
-             scale: Tensor | None = None, protocol: str = "pcnode",
+def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4, batch_size: int = 1024,
+             progress=None, scale: Tensor | None = None, protocol: str = "pcnode",
              rule: SkipRule | None = None) -> dict[str, float]:
-    """Roll out every sequence and score it.
+    """Roll out every trajectory from its burn-in and score it.
 
-    Args:
-        seqs: (N, T, state_dim) true trajectories; frames `0..n_burn-1` are given.
+    Main arguments:
+        data: N true trajectories, (N, T, state_dim) or `Trajectories` with their
+            times (unevenly sampled: the rollout is read at those times and runs until
+            each trajectory's last real frame) and padding mask (padded frames are not
+            scored). Frames `0..n_burn-1` are given.
+
+    Other arguments:
         progress: optional callable receiving the number of trajectories done per batch.
-        times: (N, T) real times of the frames for unevenly sampled data; the rollout
-            is then read at those times and runs until each sequence's last real frame.
-        mask: (N, T-1) bool, False for padded transitions; padded frames are not scored.
         scale: (state_dim,) factors applied to errors before squaring (a standard
             deviation per dim turns standardised errors back into your units).
         protocol: "pcnode" (the default, described below) or "authors", the scoring of
@@ -41,7 +45,7 @@ def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: in
             burn-in's one-step predictions from the true previous frame) and the
             rollout after it, read at each frame from the last step that started more
             than half a frame before it; and the mean dt is that of the segments that
-            ended during teacher forcing on `seqs` with `rule` (evenly sampled,
+            ended during teacher forcing on `data` with `rule` (evenly sampled,
             unpadded trajectories only).
         rule: the skip rule of that teacher forcing (default `SkipRule(n_burn=n_burn)`).
 
@@ -52,13 +56,15 @@ def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: in
         rollout_s: wall time of the rollouts alone,
         nfe: mean vector-field evaluations per trajectory batch (ODE-RNN; else 0).
     """
+    data = Trajectories.of(data)
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown scoring protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
-    if protocol == "authors" and (times is not None or mask is not None):
+    if protocol == "authors" and (data.t is not None or data.mask is not None):
         raise ConfigError("the authors' protocol scores evenly sampled, unpadded trajectories; "
                           "use protocol='pcnode' for series with times or padding")
     if batch_size < 1 or n_burn < 1:
         raise ConfigError(f"need batch_size >= 1 and n_burn >= 1, got {batch_size} and {n_burn}")
+    seqs = data.x
     if seqs.ndim != 3 or seqs.shape[-1] != model.config.state_dim:
         raise DataError(f"sequences must have shape (N, T, {model.config.state_dim}); got {tuple(seqs.shape)}")
     N, T, _ = seqs.shape
@@ -67,10 +73,8 @@ def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: in
     if T <= n_burn:
         raise DataError(f"sequences have {T} frames; need more than the {n_burn} burn-in frames")
     keep = seqs.shape[-1] - model.config.aux_dims
-    if mask is None:
-        mask = torch.ones(N, T - 1, dtype=torch.bool, device=seqs.device)
     # Frame j is scored when the transition into it is real.
-    real = torch.cat([mask.new_ones(N, 1), mask.bool()], 1)
+    real = torch.cat([data.real.new_ones(N, 1), data.real], 1)
     short = (real.sum(1) <= n_burn).nonzero()
     if len(short):
         raise DataError(f"sequence {short[0, 0].item()} has {real[short[0, 0]].sum().item()} real frames; "
@@ -85,11 +89,11 @@ def evaluate(model: SequenceModel, seqs: Tensor, n_burn: int = 4, batch_size: in
         if protocol == "authors":
             ro = rollout(model, batch[:, :n_burn], horizon=T - 1)
             pred = ro.at(torch.arange(1, T, dtype=seqs.dtype, device=seqs.device), offset=0.5)
-        elif times is None:
+        elif data.t is None:
             ro = rollout(model, batch[:, :n_burn], horizon=T - 1)
             pred = ro.frames()
         else:
-            tb = times[lo:lo + batch_size]
+            tb = data.times[lo:lo + batch_size]
             ro = rollout(model, batch[:, :n_burn], horizon=tb[:, -1], t_burn=tb[:, :n_burn])
             pred = ro.at(tb[:, n_burn:])
         if batch.is_cuda:

@@ -40,6 +40,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .data import Trajectories
 from .errors import ConfigError
 from .model import PCODE, SequenceModel, in_chunks
 
@@ -131,9 +132,8 @@ class Objective(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, seq: Tensor, rule: SkipRule, times: Tensor | None = None,
-                mask: Tensor | None = None) -> Losses:
-        return teacher_forcing(self.model, seq, rule, times=times, mask=mask)
+    def forward(self, batch: Trajectories, rule: SkipRule) -> Losses:
+        return teacher_forcing(self.model, batch, rule)
 
 
 def skip_decision(err: Tensor, rule: SkipRule) -> Tensor:
@@ -143,24 +143,12 @@ def skip_decision(err: Tensor, rule: SkipRule) -> Tensor:
     return (err < rule.threshold) | (torch.rand_like(err) < rule.jump_prob)
 
 
-def _defaults(seq: Tensor, times: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    B, T1, _ = seq.shape
-    if times is None:
-        times = torch.arange(T1, dtype=seq.dtype, device=seq.device).expand(B, T1)
-    if mask is None:
-        mask = torch.ones(B, T1 - 1, dtype=torch.bool, device=seq.device)
-    return times.to(seq.dtype), mask
-
-
-def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Tensor | None = None,
-                    mask: Tensor | None = None) -> Losses:
+def teacher_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: SkipRule) -> Losses:
     """Jumpy teacher forcing (the PC-ODE) or plain teacher forcing (RNN, ODE-RNN).
 
     Args:
-        seq: (B, T+1, state_dim) observed frames.
-        times: (B, T+1) their times in frames, increasing; None means 0, 1, 2, ...
-        mask: (B, T) bool, False for transitions `seq[:, i] -> seq[:, i+1]` that are
-            padding; None means all are real.
+        batch: B trajectories of T+1 frames, (B, T+1, state_dim) or `Trajectories`
+            with their times and padding mask.
 
     See the module docstring for the method. A threshold relative to the data that
     `rule.for_data` has not fixed (`fit` fixes it on the whole training set) is measured
@@ -170,7 +158,8 @@ def teacher_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Te
     rollout: the model learns to recover from its own errors and its segments end where
     a rollout's would.
     """
-    times, mask = _defaults(seq, times, mask)
+    batch = Trajectories.of(batch)
+    seq, times, mask = batch.x, batch.times, batch.real
     if isinstance(model, PCODE):
         return _jumpy_forcing(model, seq, rule.for_data(seq, mask, model.config.aux_dims), times, mask)
     return _plain_forcing(model, seq, times, mask)
@@ -313,15 +302,15 @@ def _dt_loss(dt_raw: Tensor, seg_at: Tensor, start_at: Tensor, times: Tensor, up
     return torch.cat([closed, still_open]).mean(), mean_dt
 
 
-def reference_forcing(model: SequenceModel, seq: Tensor, rule: SkipRule, times: Tensor | None = None,
-                      mask: Tensor | None = None) -> Losses:
+def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: SkipRule) -> Losses:
     """Teacher forcing written frame by frame as the method states it (slow; for reading and testing).
 
     Every row runs the cell at every frame and every loss term is decoded where it
     arises. `teacher_forcing` must give the same losses, decisions and gradients, and
     draws its random numbers in the same order.
     """
-    times, mask = _defaults(seq, times, mask)
+    batch = Trajectories.of(batch)
+    seq, times, mask = batch.x, batch.times, batch.real
     rule = rule.for_data(seq, mask, model.config.aux_dims)
     B, T1, D = seq.shape
     T = T1 - 1

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import load_npz, save_npz
+from .data import Trajectories, load_npz, save_npz
 from .errors import ConfigError, DataError, check_fields
 
 JENA_TIME = "Date Time"
@@ -321,8 +321,9 @@ class Scaling:
 
 
 @dataclass
-class Windows:
-    """Windows of series on the model's clock and scale, padded to one length and masked.
+class Windows(Trajectories):
+    """Windows of series on the model's clock and scale, padded to one length and masked:
+    `Trajectories` that remember where they came from.
 
     x: (N, L, D) standardised values; t: (N, L) frames since each window's first
     reading; mask: (N, L-1) True for real transitions; t0: (N,) your time of frame 0;
@@ -330,11 +331,8 @@ class Windows:
     time, so padded frames add no span and no change.
     """
 
-    x: Tensor
-    t: Tensor
-    mask: Tensor
-    t0: np.ndarray
-    ids: list[str]
+    t0: np.ndarray | None = None
+    ids: list[str] | None = None
 
     @property
     def lengths(self) -> Tensor:
@@ -493,8 +491,7 @@ def evaluate_series(model, spec: SeriesSpec, series: Series, n_burn: int, progre
     from .evaluate import evaluate
     scaling = scaling_of(spec)
     w = cut(series, scaling, spec.window, spec.window)
-    return evaluate(model, w.x, n_burn=n_burn, progress=progress, times=w.t, mask=w.mask,
-                    scale=torch.tensor(scaling.std, dtype=torch.float32))
+    return evaluate(model, w, n_burn=n_burn, progress=progress, scale=torch.tensor(scaling.std, dtype=torch.float32))
 
 
 @dataclass

@@ -26,6 +26,7 @@ from torch import Tensor
 from . import checkpoint as ckpt
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError, check_fields
 from .evaluate import evaluate
+from .data import Trajectories
 from .forcing import Losses, Objective, SkipRule
 from .model import ModelConfig, SequenceModel, build_model
 
@@ -119,51 +120,45 @@ def run_config(model: SequenceModel, config: TrainConfig, data: dict | None = No
             "data": data or {}, "pcnode": __version__}
 
 
-def fit(model: SequenceModel, train: Tensor, config: TrainConfig, *, test: Tensor | None = None,
-        run_dir: str | Path | None = None, resume: bool = False, data: dict | None = None,
-        on_step: Callable[[int, Losses], None] | None = None, times: Tensor | None = None,
-        mask: Tensor | None = None, test_times: Tensor | None = None,
-        test_mask: Tensor | None = None) -> list[dict]:
-    """Train `model` on `train` (N, T, state_dim) sequences.
+def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig, *,
+        test: Tensor | Trajectories | None = None, run_dir: str | Path | None = None, resume: bool = False,
+        data: dict | None = None, on_step: Callable[[int, Losses], None] | None = None) -> list[dict]:
+    """Train `model` on the trajectories `train`.
 
     Main arguments:
         model: a PCODE, RNN or ODERNN.
-        train: training trajectories, (N, T, state_dim).
+        train: training trajectories, (N, T, state_dim), or `Trajectories` with their
+            times (unevenly sampled data, see `pcnode.series`) and padding mask.
         config: optimisation settings.
 
     Other arguments:
-        test: held-out trajectories scored every `config.eval_every` steps.
+        test: held-out trajectories (the same forms) scored every `config.eval_every` steps.
         run_dir: folder for config.json, checkpoints and metrics.csv; nothing is
             written when None.
         resume: continue from `run_dir`'s checkpoint instead of refusing to overwrite it.
         data: description of the data, saved in the config (task, seed, ...).
         on_step: called after every step with the step number and its losses.
-        times, test_times: (N, T) real times of the frames in frames, for unevenly
-            sampled data (see `pcnode.series`); None means 0, 1, 2, ...
-        mask, test_mask: (N, T-1) bool, False for padded transitions of shorter series.
 
     Returns the metrics rows (dicts keyed by `METRIC_FIELDS`), one per evaluation.
     """
     config.validate()
-    check_sequences(train, model.config.state_dim, config.rule.n_burn + 1, "training data")
+    train = Trajectories.of(train)
+    check_sequences(train.x, model.config.state_dim, config.rule.n_burn + 1, "training data")
     if test is not None:
-        check_sequences(test, model.config.state_dim, config.rule.n_burn + 1, "test data")
+        test = Trajectories.of(test)
+        check_sequences(test.x, model.config.state_dim, config.rule.n_burn + 1, "test data")
     # A threshold relative to the data is fixed here, once, on the whole training set.
-    config = dataclasses.replace(config, rule=config.rule.for_data(train, mask, model.config.aux_dims))
+    config = dataclasses.replace(config, rule=config.rule.for_data(train.x, train.mask, model.config.aux_dims))
     with distributed(config) as (rank, world, device):
-        return _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask, test_times, test_mask,
-                    rank, world, device)
+        return _fit(model, train, config, test, run_dir, resume, data, on_step, rank, world, device)
 
 
-def _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask, test_times, test_mask,
-         rank, world, device) -> list[dict]:
+def _fit(model, train, config, test, run_dir, resume, data, on_step, rank, world, device) -> list[dict]:
     lead = rank == 0  # only the first process evaluates, logs and writes
     per_rank = config.batch_size // world
     model.to(device)
     train = train.to(device)
     test = None if test is None else test[:config.eval_size].to(device)
-    times, mask = (None if a is None else a.to(device) for a in (times, mask))
-    test_times, test_mask = (None if a is None else a[:config.eval_size].to(device) for a in (test_times, test_mask))
 
     torch.manual_seed(config.seed + rank)  # random skips differ per process...
     batches = torch.Generator().manual_seed(config.seed)  # ...but all draw the same global batch
@@ -191,8 +186,7 @@ def _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask
         idx = torch.randint(len(train), (config.batch_size,), generator=batches)
         idx = idx[rank * per_rank:(rank + 1) * per_rank].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
-            losses = net(train[idx], config.rule, times=None if times is None else times[idx],
-                         mask=None if mask is None else mask[idx])
+            losses = net(train[idx], config.rule)
         if not torch.isfinite(losses.total):
             raise PCNodeError(f"training diverged at step {step + 1} (loss is {losses.total.item()}); "
                               "lower the learning rate or check the data scale")
@@ -206,7 +200,7 @@ def _fit(model, train, config, test, run_dir, resume, data, on_step, times, mask
         if on_step is not None:
             on_step(step, losses)
         if lead and (step % config.eval_every == 0 or step == config.steps):
-            history.append(_metrics_row(model, step, window, test, config, opt, train_s, test_times, test_mask))
+            history.append(_metrics_row(model, step, window, test, config, opt, train_s))
             window = []
             if run_dir is not None:
                 _write_metrics(run_dir / ckpt.METRICS, history)
@@ -264,7 +258,7 @@ def check_sequences(x: Tensor, state_dim: int | None, min_frames: int, what: str
         raise DataError(f"{what} contains NaN or inf; remove or fill those values first")
 
 
-def _metrics_row(model, step, window, test, config, opt, train_s, test_times=None, test_mask=None) -> dict:
+def _metrics_row(model, step, window, test, config, opt, train_s) -> dict:
     row = {
         "step": step,
         "loss": sum(l.total.item() for l in window) / len(window),
@@ -277,7 +271,7 @@ def _metrics_row(model, step, window, test, config, opt, train_s, test_times=Non
         "train_s": train_s,
     }
     if test is not None:
-        m = evaluate(model, test, n_burn=config.rule.n_burn, times=test_times, mask=test_mask)
+        m = evaluate(model, test, n_burn=config.rule.n_burn)
         row.update(test_mse=m["mse"], test_mean_dt=m["mean_dt"], test_updates=m["updates"])
     return row
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pcnode import ModelConfig, SkipRule, build_model, teacher_forcing
+from pcnode.data import Trajectories
 from pcnode.forcing import reference_forcing
 
 
@@ -36,12 +37,13 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     rule = SkipRule(epsilon=2e-4, jump_prob=0.1, feed_predictions=feed)
 
     torch.manual_seed(1)
-    fast = teacher_forcing(model, seq, rule, times=times, mask=mask)
+    batch = Trajectories(seq, times, mask)
+    fast = teacher_forcing(model, batch, rule)
     fast.total.backward()
     fast_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     torch.manual_seed(1)
-    ref = reference_forcing(model, seq, rule, times=times, mask=mask)
+    ref = reference_forcing(model, batch, rule)
     ref.total.backward()
 
     assert torch.equal(fast.updated, ref.updated)

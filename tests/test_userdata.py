@@ -6,6 +6,7 @@ import torch
 import pcnode.forcing
 from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit, teacher_forcing
 from pcnode.cli import main
+from pcnode.data import Trajectories
 from pcnode.errors import DataError
 from pcnode.series import (Scaling, cut, forecast, from_arrays, from_csv, from_npz, jena_climate, to_csv,
                            to_npz)
@@ -68,12 +69,12 @@ def test_fit_hands_the_real_times_and_masks_to_teacher_forcing(monkeypatch):
     seen = []
     model = tiny_model()
 
-    def spy(model, seq, rule, times=None, mask=None):
-        seen.append((times, mask))
-        return teacher_forcing(model, seq, rule, times=times, mask=mask)
+    def spy(model, batch, rule):
+        seen.append((batch.t, batch.mask))
+        return teacher_forcing(model, batch, rule)
     monkeypatch.setattr(pcnode.forcing, "teacher_forcing", spy)
     w = cut(ragged(), Scaling.fit(ragged()))
-    fit(model, w.x, TrainConfig(steps=2, batch_size=2, eval_every=2), times=w.t, mask=w.mask)
+    fit(model, w, TrainConfig(steps=2, batch_size=2, eval_every=2))
     times, mask = seen[0]
     assert times is not None and mask is not None
     assert {tuple(r.tolist()) for r in times} <= {tuple(r.tolist()) for r in w.t}
@@ -113,8 +114,9 @@ def test_forecast_comes_back_in_your_units():
 def test_evaluate_reports_errors_in_your_units():
     model = tiny_model(state_dim=1)
     x = torch.randn(4, 10, 1)
-    plain = evaluate(model, x, times=torch.arange(10.0).expand(4, 10))["mse"]
-    scaled = evaluate(model, x, times=torch.arange(10.0).expand(4, 10), scale=torch.tensor([3.0]))["mse"]
+    data = Trajectories(x, t=torch.arange(10.0).expand(4, 10))
+    plain = evaluate(model, data)["mse"]
+    scaled = evaluate(model, data, scale=torch.tensor([3.0]))["mse"]
     assert scaled == pytest.approx(9 * plain, rel=1e-5)
 
 
@@ -133,8 +135,8 @@ def test_padded_frames_do_not_reach_the_loss():
     garbage[0, 7:] = 1e3
     rule = SkipRule(jump_prob=0.0)
     model = tiny_model()
-    a = teacher_forcing(model, w.x, rule, times=w.t, mask=w.mask)
-    b = teacher_forcing(model, garbage, rule, times=w.t, mask=w.mask)
+    a = teacher_forcing(model, w, rule)
+    b = teacher_forcing(model, Trajectories(garbage, w.t, w.mask), rule)
     assert a.displacement == b.displacement and a.zero_span == b.zero_span
     assert a.displacement < 1e2
 
@@ -208,8 +210,8 @@ def test_lines_sampled_at_random_times_are_learned_in_a_jump_or_two():
     x = start + velocity * t.unsqueeze(-1)
     torch.manual_seed(0)
     model = build_model(ModelConfig(kind="pcode", state_dim=2))
-    fit(model, x[:1000], TrainConfig(steps=1200, eval_every=1200), times=t[:1000])
-    metrics = evaluate(model, x[1000:], times=t[1000:])
+    fit(model, Trajectories(x[:1000], t[:1000]), TrainConfig(steps=1200, eval_every=1200))
+    metrics = evaluate(model, Trajectories(x[1000:], t[1000:]))
 
     test_x, test_t = x[1000:], t[1000:]
     even = test_t[:, 3:4] + torch.arange(1, frames - 3) * gaps.mean()
