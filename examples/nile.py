@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit
-from pcnode.plots import plot_forecast
+from pcnode.experiments.figures import plot_forecast
 from pcnode.series import Scaling, cut, forecast, from_arrays, split
 
 

@@ -37,6 +37,7 @@ from torchdiffeq import odeint
 from .errors import ConfigError, check_fields
 
 MODELS = ("pcode", "rnn", "odernn")
+MODEL_NAMES = {"pcode": "PC-ODE", "rnn": "RNN", "odernn": "ODE-RNN"}  # as reports and figures name them
 SOLVERS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_heun")
 
 

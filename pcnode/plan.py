@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -199,18 +198,14 @@ def simulator_predictor(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -
 def model_predictor(model: SequenceModel) -> Predictor:
     """A predictor that rolls `model` out from each action's simulated burn-in frames.
 
-    Its path is the true burn-in frames, then the rollout at frames `N_BURN .. HORIZON`.
-    A model that steps one frame at a time predicted exactly those frames; a PC-ODE's are
-    decoded from the straight latent segments between its jumps.
+    Its path is the true burn-in frames, then the rollout at frames `N_BURN .. HORIZON`
+    (`Rollout.at`: a model that steps one frame at a time predicted exactly those
+    frames; a PC-ODE's are decoded from the straight latent segments between its jumps).
     """
     def predict(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -> Paths:
         x_burn = torch.from_numpy(simulate_actions(cue, obj, actions, N_BURN))
         ro = rollout(model, x_burn, float(HORIZON))
-        if model.jumpy:
-            ahead = ro.frames(N_BURN)
-        else:  # its steps are the frames: nothing to decode again
-            ahead = torch.cat([ro.x[:, N_BURN:], ro.at(float(HORIZON)).unsqueeze(1)], 1)
-        return Paths(torch.cat([x_burn, ahead], 1), ro.updates)
+        return Paths(torch.cat([x_burn, ro.frames(N_BURN)], 1), ro.updates)
     return predict
 
 
@@ -380,95 +375,3 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     # At k = 0 or k = n one end is p itself in exact arithmetic; rounding must not put p outside.
     return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
-
-
-def planner_colors(names: list[str]) -> dict[str, str | None]:
-    """A plot colour per planner: the models' usual ones, black for the simulator, grey for
-    random, and colours none of those use for planners named by the user (`NAME=RUN`)."""
-    from .plots import COLORS
-    known = {**COLORS, "simulator": "black", "random": "0.5"}
-    spare = iter(["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
-    return {name: known.get(name) or next(spare, None) for name in names}
-
-
-def plot_budget_curve(path: Path, curve: dict[str, list[dict]]) -> None:
-    """Tasks solved vs planning budget: success (with 95% intervals) and wall time per plan.
-
-    Args:
-        curve: planner name -> rows with `budget`, `success`, `ci95` and `wall_s_per_plan`.
-    """
-    import matplotlib.pyplot as plt
-    from .plots import LABELS, _save_figure
-    colors = planner_colors(list(curve))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for name, rows in curve.items():
-        b = [r["budget"] for r in rows]
-        s = np.array([r["success"] for r in rows])
-        ci = np.array([r["ci95"] for r in rows]).reshape(-1, 2)
-        label = LABELS.get(name, name)
-        left.errorbar(b, s, yerr=[s - ci[:, 0], ci[:, 1] - s], marker="o", capsize=3, color=colors.get(name),
-                      label=label)
-        right.plot(b, [r["wall_s_per_plan"] for r in rows], marker="o", color=colors.get(name), label=label)
-    budgets = sorted({r["budget"] for rows in curve.values() for r in rows})
-    for ax in (left, right):
-        ax.set_xscale("log")
-        ax.minorticks_off()
-        ax.set_xticks(budgets, [str(b) for b in budgets])
-        ax.set_xlabel("candidate actions per plan")
-    left.set_ylabel("tasks solved")
-    left.set_ylim(0, 1)
-    right.set_ylabel("wall time per plan (s)")
-    right.set_yscale("log")
-    left.legend(fontsize=8)
-    fig.tight_layout()
-    _save_figure(fig, path)
-
-
-def plan_gif(path: Path, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, times: np.ndarray,
-             shown: dict[str, tuple[np.ndarray, np.ndarray | None, bool]], fps: int = 12) -> None:
-    """Animate one problem as each planner solved it, one panel per planner.
-
-    Args:
-        cue, obj, target: (2,) positions of the problem.
-        times: (Q,) animation times in frames.
-        shown: planner name -> (true states (Q, 4) under its chosen action, the model's
-            predicted states (Q, 4) or None, whether the plan succeeded). True balls are
-            filled, predicted balls are outlines; lines trace the object ball's paths.
-    """
-    import matplotlib.pyplot as plt
-    from .plots import LABELS, grab, save_gif, table
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.7 * len(shown), 3.0), squeeze=False)
-    frames = []
-    for q, tq in enumerate(times):
-        for ax, (name, (true, pred, ok)) in zip(axes[0], shown.items()):
-            table(ax)
-            ax.set_title(f"{LABELS.get(name, name)}: {'hit' if ok else 'miss'}  t={tq:4.1f}", fontsize=9,
-                         color="tab:green" if ok else "tab:red")
-            ax.add_patch(plt.Circle(tuple(target), TARGET_RADIUS, color="tab:green", alpha=0.35))
-            ax.plot(true[: q + 1, 2], true[: q + 1, 3], color="tab:blue", lw=1)
-            for k, color in ((0, "tab:orange"), (1, "tab:blue")):
-                ax.add_patch(plt.Circle(tuple(true[q, 2 * k:2 * k + 2]), BALL_RADIUS, color=color, alpha=0.8))
-            if pred is not None:
-                ax.plot(pred[: q + 1, 2], pred[: q + 1, 3], "--", color="tab:blue", lw=1)
-                for k, color in ((0, "tab:orange"), (1, "tab:blue")):
-                    ax.add_patch(plt.Circle(tuple(pred[q, 2 * k:2 * k + 2]), BALL_RADIUS, fill=False, ls="--",
-                                            lw=1.5, color=color))
-        frames.append(grab(fig))
-    plt.close(fig)
-    save_gif(path, frames, fps)
-
-
-@torch.no_grad()
-def trace(cue: np.ndarray, obj: np.ndarray, action: np.ndarray, times: np.ndarray,
-          model: SequenceModel | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """True states (Q, 4) under `action` at `times` (frames, multiples of 1/EVERY), and `model`'s
-    prediction (Q, 4) from that action's burn-in (the true frames during the burn-in), or None."""
-    fine = simulate_actions(cue, obj, action[None], int(round(times.max() * EVERY)) + 1, every=1)[0]
-    true = fine[np.round(times * EVERY).astype(int)]
-    if model is None:
-        return true, None
-    x_burn = torch.from_numpy(simulate_actions(cue, obj, action[None], N_BURN))
-    pred = rollout(model, x_burn, float(HORIZON)).at(torch.as_tensor(times, dtype=torch.float32))[0].numpy()
-    burn = times <= N_BURN - 1
-    pred[burn] = true[burn]
-    return true, pred

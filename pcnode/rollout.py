@@ -61,17 +61,26 @@ class Rollout:
                (B, Q, state_dim); or (B, Q) one row of times per trajectory -> (B, Q, state_dim).
             offset: read each time from the last step that started more than `offset`
                frames before it. With the default 0, a time in `(t_k, t_k + dt_k]` is read
-               from step `k`, so a query at the end of a step returns exactly that step's
-               prediction. (The authors read their rollouts with an offset of 0.5.)
+               from step `k`, and a query at the end of a step after the burn-in returns
+               exactly the frame that step predicted. (The authors read their rollouts
+               with an offset of 0.5.)
 
         Times before the first step are read from the first step.
         """
         squeeze = torch.as_tensor(t).ndim == 0
         rows, k, span = self._locate(t, offset)
-        step = (rows * self.t.shape[1] + k).flatten()
-        read = in_chunks(lambda s, dt: self.model.along(self._segments.index_select(0, s), dt),
-                         step, span.reshape(-1, 1))
-        out = self.x[rows, k] + read.view(*k.shape, -1)
+        K = self.t.shape[1]
+        out = self.x[rows, (k + 1).clamp(max=K - 1)]
+        # A time at the end of a step is the frame the rollout predicted there and read next;
+        # only the others are decoded (a model that steps frame by frame decodes nothing again).
+        stored = (k + 1 >= self.n_burn) & (k + 1 < K) & (span.squeeze(-1) == self.dt[rows, k])
+        stored &= torch.isfinite(self.t[rows, (k + 1).clamp(max=K - 1)])
+        todo = (~stored).nonzero(as_tuple=True)
+        if len(todo[0]):
+            step = rows.expand_as(k)[todo] * K + k[todo]
+            read = in_chunks(lambda s, dt: self.model.along(self._segments.index_select(0, s), dt),
+                             step, span[todo])
+            out[todo] = self.x[rows.expand_as(k)[todo], k[todo]] + read
         return out[:, 0] if squeeze else out
 
     @cached_property

@@ -9,6 +9,7 @@ from pcnode import PCODE, RNN, ModelConfig, rollout
 from pcnode import plan as pl
 from pcnode.tasks import billiards
 from pcnode.cli import main
+from pcnode.experiments.planning import planner_colors
 
 torch.set_num_threads(1)
 
@@ -218,6 +219,6 @@ def test_plan_command_refuses_a_bad_search_setting(tmp_path, capsys, flag, value
 
 
 def test_planners_named_by_the_user_get_colours_of_their_own():
-    colors = pl.planner_colors(["simulator", "pcode", "pcode_fed", "rnn", "rnn_long", "random"])
+    colors = planner_colors(["simulator", "pcode", "pcode_fed", "rnn", "rnn_long", "random"])
     assert colors["pcode"] == "tab:red" and colors["rnn"] == "tab:blue"
     assert len(set(colors.values())) == 6

@@ -1,17 +1,12 @@
 """`pcnode demo` (`run_demo`): every promised file written and well-formed."""
 from PIL import Image
 
-from pcnode.report import run_demo
-from pcnode.train import fit
-
-
-def plain_fit(model, train, test, cfg, run, spec, resume=False, label=None):
-    return fit(model, train, cfg, test=test, run_dir=run, resume=resume, data=spec)
+from pcnode.experiments.demo import run_demo
 
 
 def test_demo_writes_its_report_figures_animation_and_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the demo caches its data under ./data
-    out = run_demo(tmp_path / "demo", steps=2, seed=0, train_model=plain_fit, n=40)
+    out = run_demo(tmp_path / "demo", steps=2, seed=0, n=40)
     report = (out / "report.md").read_text()
     for row in ("| PC-ODE |", "| RNN |", "| (hold the last burn-in frame) |"):
         assert row in report

@@ -6,23 +6,28 @@ import pytest
 import torch
 from PIL import Image
 
+import pcnode.experiments.reproduce as rp
 from pcnode.cli import main
 from pcnode.errors import ConfigError
+from pcnode.experiments.reproduce import FixedDt, ReproduceConfig, Target, reproduce, target_status
 from pcnode.model import ModelConfig, PCODE
-from pcnode.reproduce import FixedDt, ReproduceConfig, Target, reproduce, target_status
 from pcnode.rollout import rollout
-from pcnode.train import fit
 
 torch.set_num_threads(1)
 
 TINY = dict(tasks=["pixel_billiards2d"], models=["pcode", "rnn"], steps=2, n=20)
 
 
-def counting_fit(calls):
-    def train(model, x_train, x_test, cfg, run, spec, resume=False, label=None):
+def counted(calls, config, out):
+    """`reproduce(config, out)`, noting each training it starts in `calls`: (task, model, resumed)."""
+    real = rp.fit_with_bar
+
+    def counting(model, train, test, cfg, run, spec, resume=False, label=None):
         calls.append((spec["task"], model.config.kind, resume))
-        return fit(model, x_train, cfg, test=x_test, run_dir=run, resume=resume, data=spec)
-    return train
+        return real(model, train, test, cfg, run, spec, resume=resume, label=label)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(rp, "fit_with_bar", counting)
+        return reproduce(config, out, data_dir=None)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,7 @@ def tiny(tmp_path_factory):
     """One pixel task, PC-ODE and RNN, two steps each: (report folder, calls to train)."""
     out = tmp_path_factory.mktemp("reproduce")
     calls = []
-    reproduce(ReproduceConfig(**TINY), out, data_dir=None, train=counting_fit(calls))
+    counted(calls, ReproduceConfig(**TINY), out)
     return out, calls
 
 
@@ -76,7 +81,7 @@ def test_each_pair_trains_in_its_own_run_folder_with_config(tiny):
 def test_second_invocation_skips_finished_runs(tiny):
     out, _ = tiny
     calls = []
-    reproduce(ReproduceConfig(**TINY), out, data_dir=None, train=counting_fit(calls))
+    counted(calls, ReproduceConfig(**TINY), out)
     assert calls == []
 
 
@@ -84,7 +89,7 @@ def test_more_steps_resume_each_run_from_its_checkpoint(tmp_path):
     cfg = dict(tasks=["lines"], models=["rnn"], n=20)
     reproduce(ReproduceConfig(**cfg, steps=1), tmp_path, data_dir=None)
     calls = []
-    reproduce(ReproduceConfig(**cfg, steps=2), tmp_path, data_dir=None, train=counting_fit(calls))
+    counted(calls, ReproduceConfig(**cfg, steps=2), tmp_path)
     assert calls == [("lines", "rnn", True)]
 
 

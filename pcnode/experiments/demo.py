@@ -1,64 +1,30 @@
-"""The demo job and the figures it shares with `pcnode rollout`.
+"""The demo: the main job behind `make demo`.
 
-`run_demo` is the main job behind `make demo`: Billiards2D data, a PC-ODE and an
-RNN trained on it, both scored on held-out trajectories, and a folder with a
-report, a figure and an animation.
+`run_demo`: Billiards2D data, a PC-ODE and an RNN trained on it, both scored on
+held-out trajectories, and a folder with a report, a figure and an animation.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-import torch
 
-from . import checkpoint as ckpt
-from .data import split, task_data
-from .evaluate import evaluate
-from .forcing import SkipRule
-from .model import ModelConfig, SequenceModel, build_model
-from .plots import plot_curves, plot_paths, rollout_gif
-from .rollout import rollout
-from .train import TrainConfig
+from .. import checkpoint as ckpt
+from ..data import DATA_DIR, split, task_data
+from ..evaluate import evaluate
+from ..forcing import SkipRule
+from ..model import MODEL_NAMES, ModelConfig, build_model
+from ..train import TrainConfig
+from .figures import draw_rollouts, plot_curves
+from .progress import fit_with_bar
 
 
-@torch.no_grad()
-def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tensor, n_burn: int,
-                  every: float = 0.25, box: bool = True) -> tuple[Path, Path]:
-    """Write `paths.png` (truth vs each model, update points marked) and `rollout.gif`
-    (the first trajectory, truth beside each model) into `out`.
-
-    Args:
-        seqs: (P, T, state_dim) true trajectories; frames before `n_burn` are given.
-        every: spacing in frames of the times the rollouts are read at.
-    """
-    out = Path(out)
-    T = seqs.shape[1]
-    times = torch.arange(n_burn - 1, T - 1 + 1e-6, every, dtype=seqs.dtype)
-    paths, updates, update_times = {}, {}, {}
-    for name, model in models.items():
-        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1)
-        paths[name] = (times.numpy(), ro.at(times).numpy())
-        chosen = ro.t[:, n_burn - 1:]
-        update_times[name] = chosen[0][torch.isfinite(chosen[0])].numpy()
-        if model.jumpy:  # a baseline updates at every frame: circling them all says nothing
-            t_up = torch.where(torch.isfinite(chosen), chosen, chosen.new_full((), float(n_burn - 1)))
-            updates[name] = ro.at(t_up).numpy()
-    truth = seqs.numpy()
-    png, gif = out / "paths.png", out / "rollout.gif"
-    plot_paths(png, truth, n_burn, paths, updates, box=box,
-               title="held-out trajectories: truth (grey), rollouts from 4 burn-in frames; ball 2 dashed")
-    rollout_gif(gif, np.arange(T, dtype=np.float32), truth[0], times.numpy(),
-                {name: p[1][0] for name, p in paths.items()}, update_times)
-    return png, gif
-
-
-def run_demo(out: Path, steps: int, seed: int, train_model, n: int = 10_000) -> Path:
+def run_demo(out: Path, steps: int, seed: int, n: int = 10_000) -> Path:
     """Train a PC-ODE and an RNN on Billiards2D for `steps` steps each and report on both."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = {"task": "billiards2d", "n": n, "seed": seed, "test_fraction": 0.1}
-    train, test = split(task_data("billiards2d", n, seed, cache_dir="data")["x"], 0.1)
+    train, test = split(task_data("billiards2d", n, seed, cache_dir=DATA_DIR)["x"], 0.1)
     cfg = TrainConfig(steps=steps, eval_every=max(1, steps // 6), checkpoint_every=max(1, steps // 3),
                       seed=seed, rule=SkipRule())
     ckpt.write_json(out / "config.json", {"demo": {"steps": steps, "seed": seed, "data": spec},
@@ -68,7 +34,7 @@ def run_demo(out: Path, steps: int, seed: int, train_model, n: int = 10_000) -> 
         model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1]), seed=seed)
         run = out / kind
         resume = (run / ckpt.CHECKPOINT).exists()
-        history = train_model(model, train, test, cfg, run, spec, resume=resume, label=f"train {kind}")
+        history = fit_with_bar(model, train, test, cfg, run, spec, resume=resume, label=f"train {kind}")
         model.eval()
         metrics = evaluate(model, test, n_burn=cfg.rule.n_burn)
         models[kind], curves[kind] = model, history
@@ -82,7 +48,6 @@ def run_demo(out: Path, steps: int, seed: int, train_model, n: int = 10_000) -> 
 
 
 def _report(rows: list[dict], spec: dict, cfg: TrainConfig, n_train: int, n_test: int, hold: float) -> str:
-    names = {"pcode": "PC-ODE", "rnn": "RNN", "odernn": "ODE-RNN"}
     lines = [
         "# pcnode demo: Billiards2D, PC-ODE vs RNN",
         "",
@@ -94,7 +59,7 @@ def _report(rows: list[dict], spec: dict, cfg: TrainConfig, n_train: int, n_test
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {names[r['model']]} | {r['mse']:.3e} | {r['updates']:.2f} | {r['mean_dt']:.2f} | "
+        lines.append(f"| {MODEL_NAMES[r['model']]} | {r['mse']:.3e} | {r['updates']:.2f} | {r['mean_dt']:.2f} | "
                      f"{r['rollout_s']:.3f} | {r['train_s']:.1f} |")
     lines.append(f"| (hold the last burn-in frame) | {hold:.3e} | - | - | - | - |")
     by = {r["model"]: r for r in rows}

@@ -25,22 +25,22 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import checkpoint as ckpt
-from .data import split, task_data
-from .errors import CheckpointError, ConfigError
-from .evaluate import evaluate
-from .forcing import AUTHORS_EPSILON, SkipRule
-from .model import MODELS, PCODE, ModelConfig, SequenceModel, build_model
-from .plots import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series, pixel_gif, rollout_gif
-from .rollout import rollout
-from .tasks import SKIP_EPSILON, TASKS
-from .train import TrainConfig, _comparable, fit, load_run, read_metrics, run_config
+from .. import checkpoint as ckpt
+from ..data import DATA_DIR, split, task_data
+from ..errors import CheckpointError, ConfigError
+from ..evaluate import evaluate
+from ..forcing import AUTHORS_EPSILON, SkipRule
+from ..model import MODEL_NAMES, MODELS, PCODE, ModelConfig, SequenceModel, build_model
+from ..rollout import rollout
+from ..tasks import SKIP_EPSILON, TASKS
+from ..train import TrainConfig, _comparable, load_run, read_metrics, run_config
+from .figures import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series, pixel_gif, rollout_gif
+from .progress import fit_with_bar
 
 BUDGETS = ("small", "paper")
 
@@ -72,7 +72,8 @@ SMALL = {
 }
 PAPER = TaskPlan(n=10_000, steps=25_000, batch_size=256)
 
-# Read off the paper's figures (REFERENCE.md); their MSE normalisation may differ from ours.
+# Read off the figures of the paper (Greydanus, Lee & Fern 2021, arXiv:2106.06621), scored by the
+# authors' protocol (`evaluate(..., protocol="authors")`).
 PUBLISHED = {
     ("lines", "pcode"): {"mse": 3e-7, "mean_dt": 20.0},
     ("circles", "pcode"): {"mse": 5e-4, "mean_dt": 17.0},
@@ -82,7 +83,6 @@ PUBLISHED = {
 }
 
 ABLATION_DTS = (1.0, 2.0, 4.0, 8.0, 16.0)
-NAMES = {"pcode": "PC-ODE", "rnn": "RNN", "odernn": "ODE-RNN"}
 
 
 @dataclass(frozen=True)
@@ -157,13 +157,6 @@ class ReproduceConfig:
                            seed=self.seed, device=self.device, rule=SkipRule(epsilon=p.epsilon))
 
 
-TrainFn = Callable[..., list]
-
-
-def _plain_fit(model, train, test, cfg, out, spec, resume=False, label=None) -> list[dict]:
-    return fit(model, train, cfg, test=test, run_dir=out, resume=resume, data=spec)
-
-
 class FixedDt(PCODE):
     """A trained PC-ODE forced to update every `dt` frames: the constant-dt ablation."""
 
@@ -177,8 +170,7 @@ class FixedDt(PCODE):
         return h.new_full((h.shape[0], 1), self.dt)
 
 
-def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | None = "data",
-              train: TrainFn | None = None) -> Path:
+def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | None = DATA_DIR) -> Path:
     """Train, evaluate, draw and report every model on every task of `config` into `out`.
 
     Main arguments:
@@ -187,14 +179,10 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
 
     Other arguments:
         data_dir: where generated task data is cached (None: not cached).
-        train: called as `train(model, train, test, train_config, run_dir, data_spec,
-            resume=bool, label=str)` to train one pair; the command line passes one
-            with a progress bar. Defaults to `pcnode.fit`.
 
     Returns `out`.
     """
     config.validate()
-    train = train or _plain_fit
     out = Path(out)
     for sub in ("runs", "figures", "gifs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -211,8 +199,7 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
         for mi, kind in enumerate(config.models):
             label = f"[{ti * len(config.models) + mi + 1}/{total}] {task} {kind}"
             run = out / "runs" / f"{task}-{kind}"
-            model, metrics = _train_and_score(kind, x_train, x_test, config.train_config(task), run, spec,
-                                              train, label)
+            model, metrics = _train_and_score(kind, x_train, x_test, config.train_config(task), run, spec, label)
             models[kind] = model
             curves[kind] = read_metrics(run / ckpt.METRICS)
             rows.append({"task": task, "model": kind, "n_train": len(x_train), "n_test": len(x_test),
@@ -232,7 +219,7 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
 
 
 def _train_and_score(kind: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConfig, run: Path, spec: dict,
-                     train: TrainFn, label: str) -> tuple[SequenceModel, dict]:
+                     label: str) -> tuple[SequenceModel, dict]:
     """Train one pair unless its run folder is finished, then score it (scores are cached in eval.json)."""
     model = build_model(ModelConfig(kind=kind, state_dim=x_train.shape[-1]), seed=tcfg.seed)
     step = _saved_step(run, run_config(model, tcfg, spec))
@@ -241,7 +228,7 @@ def _train_and_score(kind: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConf
             # Cut short before its first checkpoint: nothing to resume, start afresh.
             for name in (ckpt.CONFIG, ckpt.METRICS):
                 (run / name).unlink(missing_ok=True)
-        train(model, x_train, x_test, tcfg, run, spec, resume=step > 0, label=label)
+        fit_with_bar(model, x_train, x_test, tcfg, run, spec, resume=step > 0, label=label)
     model, _ = load_run(run, device=tcfg.device)
     cached = run / "eval.json"
     if cached.exists():
@@ -406,7 +393,7 @@ def results_markdown(config: ReproduceConfig, rows: list[dict], ablation: list[d
         "",
         "## Results",
         "",
-        "Published figures are read off the paper's figures (REFERENCE.md); their MSE normalisation may "
+        "Published figures are read off the paper's figures (arXiv:2106.06621); their MSE normalisation may "
         "differ from ours, so compare them as orders of magnitude.",
         "",
         "| task | model | test MSE | mean dt | updates / rollout | RNN updates / these | NFE / rollout | "
@@ -416,7 +403,7 @@ def results_markdown(config: ReproduceConfig, rows: list[dict], ablation: list[d
     for r in rows:
         pub = PUBLISHED.get((r["task"], r["model"]), {})
         lines.append(
-            f"| {r['task']} | {NAMES[r['model']]} | {r['mse']:.3e} | {r['mean_dt']:.2f} | {r['updates']:.2f} | "
+            f"| {r['task']} | {MODEL_NAMES[r['model']]} | {r['mse']:.3e} | {r['mean_dt']:.2f} | {r['updates']:.2f} | "
             f"{_fmt(r['rnn_updates_ratio'], '.2f')} | {_fmt(r['nfe'], '.0f')} | {r['train_s']:.0f} | "
             f"{r['rollout_s_per_1024']:.3f} | {_published(pub.get('mse'), '.1e')} | "
             f"{_published(pub.get('mean_dt'), '.1f')} | {r['steps']} x {r['batch_size']}, "

@@ -2,8 +2,8 @@
 
 States are drawn as objects in the plane: a state of `2k` numbers is read as `k`
 points `(x, y)` (two billiard balls for the billiards tasks, one point for Lines and
-Circles). Everything here takes numpy arrays already read off a rollout, so the
-figures never touch the model.
+Circles). Everything but `draw_rollouts`, which rolls models out to draw them, takes
+numpy arrays already read off a rollout.
 """
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # draws into files on machines without a display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from . import checkpoint as ckpt  # noqa: E402
+from .. import checkpoint as ckpt  # noqa: E402
+from ..model import MODEL_NAMES, SequenceModel  # noqa: E402
+from ..rollout import rollout  # noqa: E402
 
 COLORS = {"truth": "black", "pcode": "tab:red", "rnn": "tab:blue", "odernn": "tab:green"}
-LABELS = {"truth": "truth", "pcode": "PC-ODE", "rnn": "RNN", "odernn": "ODE-RNN"}
+LABELS = {"truth": "truth", **MODEL_NAMES}
 
 
 def _points(s: np.ndarray) -> np.ndarray:
@@ -64,7 +67,7 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.ndarray,
@@ -118,7 +121,7 @@ def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...]
             ax.set_yscale("log")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def table(ax) -> None:
@@ -145,7 +148,7 @@ def save_gif(path: Path, frames: list, fps: int) -> None:
                                                              duration=int(1000 / fps), loop=0))
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     ckpt.atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
@@ -178,7 +181,7 @@ def plot_time_series(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _updated_near(update_times: np.ndarray, t: float, span: float) -> bool:
@@ -216,7 +219,7 @@ def plot_pixel_strip(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray]
                 ax.set_title(f"t={times[f]:g}", fontsize=7)
         axes[r][0].set_ylabel(LABELS.get(name, name), fontsize=8)
     fig.tight_layout(pad=0.3)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str, np.ndarray],
@@ -287,7 +290,7 @@ def plot_ablation(path: Path, ablation: list[dict], results: list[dict]) -> None
         ax.set_title(task, fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_forecast(path: Path, truth_t: np.ndarray, truth: np.ndarray, columns: list[str],
@@ -317,4 +320,35 @@ def plot_forecast(path: Path, truth_t: np.ndarray, truth: np.ndarray, columns: l
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
+
+
+@torch.no_grad()
+def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tensor, n_burn: int,
+                  every: float = 0.25, box: bool = True) -> tuple[Path, Path]:
+    """Write `paths.png` (truth vs each model, update points marked) and `rollout.gif`
+    (the first trajectory, truth beside each model) into `out`.
+
+    Args:
+        seqs: (P, T, state_dim) true trajectories; frames before `n_burn` are given.
+        every: spacing in frames of the times the rollouts are read at.
+    """
+    out = Path(out)
+    T = seqs.shape[1]
+    times = torch.arange(n_burn - 1, T - 1 + 1e-6, every, dtype=seqs.dtype)
+    paths, updates, update_times = {}, {}, {}
+    for name, model in models.items():
+        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1)
+        paths[name] = (times.numpy(), ro.at(times).numpy())
+        chosen = ro.t[:, n_burn - 1:]
+        update_times[name] = chosen[0][torch.isfinite(chosen[0])].numpy()
+        if ro.updates.float().mean() < T - n_burn:  # circling every frame a baseline reads would say nothing
+            t_up = torch.where(torch.isfinite(chosen), chosen, chosen.new_full((), float(n_burn - 1)))
+            updates[name] = ro.at(t_up).numpy()
+    truth = seqs.numpy()
+    png, gif = out / "paths.png", out / "rollout.gif"
+    plot_paths(png, truth, n_burn, paths, updates, box=box,
+               title="held-out trajectories: truth (grey), rollouts from 4 burn-in frames; ball 2 dashed")
+    rollout_gif(gif, np.arange(T, dtype=np.float32), truth[0], times.numpy(),
+                {name: p[1][0] for name, p in paths.items()}, update_times)
+    return png, gif

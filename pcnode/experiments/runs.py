@@ -1,0 +1,197 @@
+"""The jobs behind `pcnode data`, `train`, `eval` and `rollout`: a run folder from task
+data or your series, its scores, its figures and forecasts."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .. import checkpoint as ckpt
+from .. import pretrained
+from ..data import DATA_DIR, Trajectories, load_npz, save_npz, split, task_data
+from ..errors import CheckpointError, ConfigError, DataError
+from ..evaluate import evaluate
+from ..model import ModelConfig, build_model
+from ..series import (SeriesSpec, check_columns, evaluate_series, forecast, parse_time, prepare, scaling_of,
+                      write_forecast)
+from ..tasks import SKIP_EPSILON
+from ..train import TrainConfig, load_run
+from .figures import draw_rollouts, plot_forecast
+from .progress import fit_with_bar
+
+
+def make_data(task: str, n: int, seed: int, out: Path | None = None) -> tuple[Path, tuple]:
+    """Generate `n` trajectories of `task` into an .npz (default data/TASK-nN-seedS.npz)."""
+    out = out or DATA_DIR / f"{task}-n{n}-seed{seed}.npz"
+    arrays = task_data(task, n, seed)
+    save_npz(out, **arrays)
+    return out, arrays["x"].shape
+
+
+def dataset(spec: dict) -> tuple[Trajectories, Trajectories]:
+    """The training and test trajectories a run's `data` config describes."""
+    if "file" not in spec and not {"task", "n", "seed"} <= set(spec):
+        raise ConfigError(f"the run's data config {spec} names neither a file nor a task with n and seed; "
+                          "this run cannot be evaluated from the command line")
+    if spec.get("kind") == "series":
+        train, test, _ = prepare(SeriesSpec.from_dict(spec))
+        return train, test
+    if "file" in spec:
+        x = load_npz(spec["file"])["x"]
+    else:
+        x = task_data(spec["task"], spec["n"], spec["seed"], cache_dir=DATA_DIR)["x"]
+    train, test = split(x, spec.get("test_fraction", 0.1))
+    return Trajectories(train), Trajectories(test)
+
+
+def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | None = None, task: str | None = None,
+              n: int = 10_000, series: SeriesSpec | None = None, resume: bool = False) -> str:
+    """Train a `kind` model on a built-in `task` (n trajectories) or on your `series` into `out`.
+
+    A skip rule that gives no threshold takes the one a resumed run started with, else
+    the task's (`pcnode.tasks.SKIP_EPSILON`), else the default. Returns a line that
+    describes what was trained on.
+    """
+    config = dataclasses.replace(config, rule=_threshold(config.rule, out, task, resume)).validate()
+    fields = dict(model_fields or {})
+    if series is None:
+        spec = {"task": task, "n": n, "seed": config.seed, "test_fraction": 0.1}
+        train, test = dataset(spec)
+        about = f"{len(train)} training and {len(test)} test trajectories of {task}"
+    else:
+        stored = ckpt.read_json(out / ckpt.CONFIG).get("data") if resume and (out / ckpt.CONFIG).exists() else None
+        if stored is not None and "scaling" not in stored:
+            raise CheckpointError(f"{out} holds a run trained on a built-in task, not on a data file; "
+                                  "resume it with `task` or choose another `run_dir`")
+        # A resumed run keeps the scaling it started with, so its data config still matches.
+        train, test, series = prepare(dataclasses.replace(series, scaling=stored["scaling"]) if stored else series)
+        short = (test.lengths <= config.rule.n_burn).nonzero()
+        if len(short):
+            k = short[0, 0].item()
+            raise DataError(f"series '{test.ids[k]}' keeps {test.lengths[k].item()} readings in the test split; "
+                            f"rollouts need more than the {config.rule.n_burn} burn-in readings: raise "
+                            "`test_fraction`, use `split=\"series\"`, or drop short series")
+        fields["aux_dims"] = len(series.aux_columns)
+        spec = dataclasses.asdict(series)
+        about = (f"{len(train)} training windows, {len(test)} test windows, "
+                 f"one frame = {series.scaling['time_scale']:g} time units")
+    model_cfg = ModelConfig(kind=kind, state_dim=train.x.shape[-1], **fields).validate()
+    model = build_model(model_cfg, seed=config.seed)
+    fit_with_bar(model, train, test, config, out, spec, resume=resume)
+    return about
+
+
+def _threshold(rule, out: Path, task: str | None, resume: bool):
+    if rule.epsilon is not None or rule.relative_epsilon is not None:
+        return rule
+    if resume and (out / ckpt.CONFIG).is_file():
+        stored = ckpt.read_json(out / ckpt.CONFIG).get("train", {}).get("rule", {})
+        return dataclasses.replace(rule, **{k: stored[k] for k in ("epsilon", "relative_epsilon")
+                                            if stored.get(k) is not None})
+    if task in SKIP_EPSILON:
+        return dataclasses.replace(rule, epsilon=SKIP_EPSILON[task])
+    return rule
+
+
+def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu", series: dict | None = None,
+                 show_progress: bool = True) -> tuple[dict, Path | None]:
+    """Roll a trained run out on its test trajectories and score it.
+
+    `run` is a folder or `pretrained:NAME`. For a series run, `series` overrides its
+    stored reading of the data (another `file` is scored whole). Returns the scores and
+    the file they were written to (None for a shipped model, whose folder is part of
+    the installed package).
+    """
+    folder = pretrained.resolve(run)
+    model, cfg = load_run(folder, device=device)
+    rule = TrainConfig.from_dict({**cfg["train"], "device": "cpu"}).rule
+    if cfg["data"].get("kind") == "series":
+        if protocol != "pcnode":
+            raise ConfigError("the authors' protocol scores the built-in tasks; series runs are scored in your units")
+        spec = SeriesSpec.from_dict({**cfg["data"], **(series or {})})
+        data = spec.read()
+        if "file" not in (series or {}):
+            data = spec.split_series(data)[1]
+        check_columns(cfg["data"]["columns"] + cfg["data"]["aux_columns"], data, model.config.state_dim, spec.file)
+        with tqdm(desc="rollouts", unit="window", disable=not show_progress) as bar:
+            m = evaluate_series(model, spec, data, rule.n_burn, progress=bar.update)
+        scale = spec.scaling["time_scale"]
+        metrics = {"model": model.config.kind, "data": spec.file, "series": len(data), "mse": m["mse"],
+                   "mean_dt": m["mean_dt"] * scale, "mean_dt_frames": m["mean_dt"], "updates": m["updates"],
+                   "rollout_s": m["rollout_s"]}
+        name = "eval.json" if "file" not in (series or {}) else f"eval-{Path(spec.file).stem}.json"
+    else:
+        if series:
+            raise ConfigError("a series file works with runs trained on a series file; this run was trained on a task")
+        _, test = dataset(cfg["data"])
+        # The delay keeps the bar off stderr when evaluate refuses its input at once.
+        with tqdm(total=len(test), desc="rollouts", unit="traj", disable=not show_progress, delay=0.5) as bar:
+            scores = evaluate(model, test.to(device), n_burn=rule.n_burn, progress=bar.update, protocol=protocol,
+                              rule=rule)
+        metrics = {"model": model.config.kind, "trajectories": len(test), "protocol": protocol, **scores}
+        name = "eval.json" if protocol == "pcnode" else f"eval-{protocol}.json"
+    if pretrained.is_pretrained(run):
+        return metrics, None
+    ckpt.write_json(folder / name, metrics)
+    return metrics, folder / name
+
+
+def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: int = 3,
+             every: float = 0.25) -> list[Path]:
+    """`paths.png` and `rollout.gif` of a task run's test trajectories `index..index+count-1`,
+    read every `every` frames, into `out` (default: the run folder; runs/pretrained/NAME
+    for a shipped model)."""
+    if not (math.isfinite(every) and every > 0):
+        raise ConfigError(f"`every` must be a positive finite number of frames, got {every}")
+    if count < 1:
+        raise ConfigError(f"`count` must be at least 1, got {count}")
+    folder = pretrained.resolve(run)
+    model, cfg = load_run(folder)
+    if cfg["data"].get("kind") == "series":
+        raise ConfigError("a series run is rolled out from a time: give `start` and `horizon`")
+    _, test = dataset(cfg["data"])
+    if not 0 <= index < len(test):
+        raise ConfigError(f"`index` must be in [0, {len(test) - 1}]")
+    out = out or (Path("runs/pretrained") / folder.name if pretrained.is_pretrained(run) else folder)
+    out.mkdir(parents=True, exist_ok=True)
+    return list(draw_rollouts(out, {model.config.kind: model}, test.x[index:index + count],
+                              cfg["train"]["rule"]["n_burn"], every=every,
+                              box=cfg["data"].get("task", "").startswith("billiards")))
+
+
+def forecast_run(run: str | Path, start: str, horizon: float, every: float | None = None, series: dict | None = None,
+                 series_id: str | None = None, out: Path | None = None) -> tuple[list[Path], int]:
+    """Forecast a series run `horizon` of your time units past `start` (the readings at or
+    before it are the burn-in). Writes PREFIX.csv and PREFIX.png (default RUN/forecast);
+    returns them and the number of model updates."""
+    folder = pretrained.resolve(run)
+    model, cfg = load_run(folder)
+    if cfg["data"].get("kind") != "series":
+        raise ConfigError("a forecast from a time needs a run trained on a series file")
+    spec = SeriesSpec.from_dict({**cfg["data"], **(series or {})})
+    data = spec.read()
+    check_columns(cfg["data"]["columns"] + cfg["data"]["aux_columns"], data, model.config.state_dim, spec.file)
+    if series_id is not None and series_id not in data.ids:
+        raise DataError(f"no series '{series_id}' in {spec.file}; its ids are: {', '.join(data.ids[:20])}")
+    i = 0 if series_id is None else data.ids.index(series_id)
+    try:
+        t0, _ = parse_time(start, spec.time_format if data.dates else None)
+    except ValueError as e:
+        raise ConfigError(f"`start`: {e}") from None
+    t, x = data.t[i], data.x[i]
+    f = forecast(model, scaling_of(spec), t, x, cfg["train"]["rule"]["n_burn"], t0, horizon, every)
+    prefix = out or folder / "forecast"
+    csv_path, png_path = Path(f"{prefix}.csv"), Path(f"{prefix}.png")
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    write_forecast(csv_path, f, data.columns, data.dates, spec.time_format)
+
+    def axis(v):  # dates as datetimes on the plot
+        return (v * 1000).astype("datetime64[ms]") if data.dates else v
+    seen = (t >= f.burn_t[0]) & (t <= t0 + horizon)
+    plot_forecast(png_path, axis(t[seen]), x[seen], data.columns,
+                  {model.config.kind: (axis(f.times), f.values, axis(f.update_times))}, axis(f.burn_t), f.burn_x,
+                  title=f"{folder.name}: series {data.ids[i]} from {start}",
+                  time_label="time" + (" (UTC)" if data.dates else ""))
+    return [csv_path, png_path], len(f.update_times)
