@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pcnode import build_model, load_run
+from pcnode import build_model, load_run, rollout
 from pcnode.data import split, task_data
 
 
@@ -49,7 +49,7 @@ def main():
         best, read = float("inf"), float("inf")
         for _ in range(args.repeats):
             tick = time.perf_counter()
-            ro = model.rollout(x[:, :4], horizon=44)
+            ro = rollout(model, x[:, :4], horizon=44)
             sync(args.device)
             tock = time.perf_counter()
             ro.frames()

@@ -4,7 +4,7 @@ Time is measured in data frames everywhere: a span of 1 is one frame.
 
     >>> import torch, pcnode
     >>> model = pcnode.PCODE(pcnode.ModelConfig(state_dim=2))
-    >>> ro = model.rollout(torch.zeros(8, 4, 2), horizon=20)
+    >>> ro = pcnode.rollout(model, torch.zeros(8, 4, 2), horizon=20)
     >>> ro.at(torch.linspace(4, 20, 65)).shape
     torch.Size([8, 65, 2])
 """

@@ -19,6 +19,7 @@ import torch
 
 from . import plan as pl
 from . import pretrained
+from .config import load_config
 from .errors import ConfigError, PCNodeError
 from .evaluate import PROTOCOLS
 from .experiments.demo import run_demo
@@ -248,7 +249,7 @@ def cmd_data(args) -> None:
 def cmd_train(args) -> None:
     out = args.out or Path("runs") / f"{args.task or args.data.stem}-{args.model}"
     config = TrainConfig(**_pick(args, TrainConfig, skip={"rule"}), rule=SkipRule(**_pick(args, SkipRule))).validate()
-    series = None if args.data is None else SeriesSpec.from_dict(_series_overrides(args))
+    series = None if args.data is None else load_config(SeriesSpec, _series_overrides(args), "data")
     about = train_run(args.model, out, config, _pick(args, ModelConfig, skip=MODEL_SET_BY_DATA), task=args.task,
                       n=args.n, series=series, resume=args.resume)
     print(f"wrote {out}  ({about})")

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from . import checkpoint as ckpt
 from .errors import ConfigError, DataError
+from .tasks import TASKS, simulate
 
 # Where the command line and the experiments cache generated task data.
 DATA_DIR = Path("data")
@@ -131,7 +132,6 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
 
 def task_data(task: str, n: int, seed: int, cache_dir: str | Path | None = None) -> dict[str, np.ndarray]:
     """Trajectories of a built-in task, generated once and cached as `cache_dir/TASK-nN-seedS.npz`."""
-    from .tasks import TASKS, simulate
     if task not in TASKS:
         raise ConfigError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
     if n < 2:

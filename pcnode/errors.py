@@ -3,7 +3,6 @@
 Every message says what was wrong and what to do about it. The command line turns
 any `PCNodeError` into one line on stderr and exit code 2.
 """
-import dataclasses
 
 
 class PCNodeError(Exception):
@@ -21,10 +20,3 @@ class DataError(PCNodeError, ValueError):
 class CheckpointError(PCNodeError):
     """A run folder or checkpoint is missing, corrupt, unsafe or does not match."""
 
-
-def check_fields(cls: type, d: dict, what: str) -> None:
-    """Refuse keys of `d` that are not fields of the dataclass `cls` (a config read from JSON)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ConfigError(f"unknown {what} settings {sorted(unknown)}; known: {sorted(names)}")

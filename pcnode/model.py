@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint
 
-from .errors import ConfigError, check_fields
+from .errors import ConfigError
 
 MODELS = ("pcode", "rnn", "odernn")
 MODEL_NAMES = {"pcode": "PC-ODE", "rnn": "RNN", "odernn": "ODE-RNN"}  # as reports and figures name them
@@ -48,19 +48,19 @@ class ModelConfig:
     The defaults are the authors'.
     """
 
-    kind: str = "pcode"
-    state_dim: int = 4
-    hidden: int = 128
-    latent: int = 128
-    time_constant: float = 0.2
-    aux_dims: int = 0
-    encoder: str = "mlp"
+    kind: str = "pcode"            # pcode, rnn or odernn
+    state_dim: int = 4             # numbers per frame (784 for 28x28 pixels)
+    hidden: int = 128              # width of the encoder and decoder MLPs
+    latent: int = 128              # GRU state; for the PC-ODE half position, half velocity
+    time_constant: float = 0.2     # c: the latent moves as z + c * v * span; the decoder reads c * h
+    aux_dims: int = 0              # trailing dims read by the model but never predicted or scored
+    encoder: str = "mlp"           # mlp, or conv for square images (then image_size**2 == state_dim)
     image_size: int = 0
-    min_dt: float = 1.0
+    min_dt: float = 1.0            # bounds on the PC-ODE's chosen dt in rollouts (frames)
     max_dt: float = 1000.0
-    solver: str = "rk4"
-    solver_steps: int = 1
-    rtol: float = 1e-3
+    solver: str = "rk4"            # the ODE-RNN's torchdiffeq solver
+    solver_steps: int = 1          # fixed-step solvers: steps per frame
+    rtol: float = 1e-3             # adaptive solvers: tolerances
     atol: float = 1e-4
 
     def validate(self) -> "ModelConfig":
@@ -93,10 +93,6 @@ class ModelConfig:
             raise ConfigError(f"need 0 < min_dt <= max_dt, got {self.min_dt} and {self.max_dt}")
         return self
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        check_fields(cls, d, "model")
-        return cls(**d).validate()
 
 
 class ResidualMLP(nn.Module):
@@ -226,10 +222,6 @@ class SequenceModel(nn.Module):
         """Vector-field evaluations so far (ODE-RNN only; 0 for the others)."""
         return 0
 
-    def rollout(self, x_burn: Tensor, horizon: float, **kwargs):
-        """Roll out from burn-in frames (B, n_burn, state_dim) to `horizon`; see `pcnode.rollout.rollout`."""
-        from .rollout import rollout
-        return rollout(self, x_burn, horizon, **kwargs)
 
 
 class PCODE(SequenceModel):

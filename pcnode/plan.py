@@ -241,11 +241,11 @@ class PlanConfig:
     the default budget.
     """
 
-    candidates: int = 128
-    rounds: int = 3
-    elite_fraction: float = 0.1
-    min_std: tuple[float, float] = (0.01, 0.01)
-    late_penalty: float = 0.008
+    candidates: int = 128                        # actions scored per round, in one batch
+    rounds: int = 3                              # 1 is random shooting
+    elite_fraction: float = 0.1                  # best actions the next round's Gaussian is fitted to
+    min_std: tuple[float, float] = (0.01, 0.01)  # floor of its standard deviations (angle, speed)
+    late_penalty: float = 0.008                  # added per frame of the time to the closest approach
 
     def validate(self) -> "PlanConfig":
         if self.candidates < 2 or self.rounds < 1:

@@ -24,7 +24,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import checkpoint as ckpt
-from .errors import CheckpointError, ConfigError, DataError, PCNodeError, check_fields
+from .config import load_config
+from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .data import Trajectories
 from .forcing import Losses, Objective, SkipRule
@@ -39,65 +40,43 @@ METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_
 class TrainConfig:
     """Optimisation settings; the defaults are the authors' (25k steps of batch 256)."""
 
-    steps: int = 25_000
-    batch_size: int = 256
-    lr: float = 1e-3
+    steps: int = 25_000            # optimiser steps
+    batch_size: int = 256          # trajectories per step (split across processes under torchrun)
+    lr: float = 1e-3               # Adam's learning rate...
     weight_decay: float = 1e-7
-    decay_every: int = 1000
+    decay_every: int = 1000        # ...multiplied by decay_gamma every decay_every steps
     decay_gamma: float = 0.75
-    eval_every: int = 1000
-    eval_size: int = 512
-    checkpoint_every: int = 1000
-    seed: int = 0
+    eval_every: int = 1000         # steps between rollouts of the test trajectories
+    eval_size: int = 512           # test trajectories rolled out then
+    checkpoint_every: int = 1000   # steps between checkpoints (and at the end)
+    seed: int = 0                  # batches, random skips and (through build_model) initial weights
     device: str = "cpu"
     # "bfloat16" runs the forward pass under torch.autocast (matrix products in bfloat16,
-    # losses and weights in float32); see the README's measurements before choosing it.
+    # losses and weights in float32); see the documentation's measurements before choosing it.
     precision: str = "float32"
-    rule: SkipRule = field(default_factory=SkipRule)
+    rule: SkipRule = field(default_factory=SkipRule)  # the skip rule and the loss weights
 
     def validate(self) -> "TrainConfig":
-        r = self.rule
-        for name, value in [(n, getattr(self, n)) for n in ("steps", "batch_size", "decay_every", "eval_every",
-                                                           "eval_size", "checkpoint_every")] + [("n_burn", r.n_burn)]:
+        for name in ("steps", "batch_size", "decay_every", "eval_every", "eval_size", "checkpoint_every"):
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        # Written as `not (x >= 0)` so that NaN, which compares false, is refused too.
-        floats = {"lr": self.lr, "weight_decay": self.weight_decay, "decay_gamma": self.decay_gamma,
-                  "jump_prob": r.jump_prob, "zero_span_weight": r.zero_span_weight,
-                  "dt_weight": r.dt_weight, "feed_predictions": r.feed_predictions}
-        floats.update({name: getattr(r, name) for name in ("epsilon", "relative_epsilon", "data_change")
-                       if getattr(r, name) is not None})
-        for name, value in floats.items():
+        for name in ("lr", "weight_decay", "decay_gamma"):
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"learning rate must be positive and finite, got {self.lr}")
         if not (self.weight_decay >= 0 and 0 < self.decay_gamma <= 1):
             raise ConfigError("need weight_decay >= 0 and 0 < decay_gamma <= 1")
-        if not (all(floats.get(n, 0) >= 0 for n in ("epsilon", "relative_epsilon", "data_change"))
-                and 0 <= r.jump_prob <= 1 and r.zero_span_weight >= 0 and r.dt_weight >= 0
-                and 0 <= r.feed_predictions <= 1):
-            raise ConfigError("need epsilon >= 0, relative_epsilon >= 0, 0 <= jump_prob <= 1, zero_span_weight >= 0, "
-                              "dt_weight >= 0 and 0 <= feed_predictions <= 1")
-        if r.epsilon is not None and r.relative_epsilon is not None:
-            raise ConfigError("give the skip threshold as epsilon (a squared error in the data's units) or as "
-                              "relative_epsilon (a multiple of the data's mean squared change per frame), not both")
+        self.rule.validate()
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check_device(self.device)
         return self
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        rule = d.pop("rule", {})
-        if not isinstance(rule, dict):
-            raise ConfigError(f"the training setting 'rule' must be a mapping, got {type(rule).__name__}")
-        check_fields(cls, d, "training")
-        check_fields(SkipRule, rule, "skip-rule")
-        return cls(**d, rule=SkipRule(**rule)).validate()
 
 
 def check_device(name: str) -> torch.device:
@@ -115,7 +94,7 @@ def check_device(name: str) -> torch.device:
 
 def run_config(model: SequenceModel, config: TrainConfig, data: dict | None = None) -> dict:
     """The JSON written next to every run: enough to rebuild and retrain it."""
-    from . import __version__
+    from . import __version__  # the package's __init__ imports this module, so not at the top
     return {"model": dataclasses.asdict(model.config), "train": dataclasses.asdict(config),
             "data": data or {}, "pcnode": __version__}
 
@@ -402,12 +381,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SequenceModel, d
         if not isinstance(cfg.get(section), dict):
             raise CheckpointError(f"{run_dir / ckpt.CONFIG} has no {section} section; it was not written by pcnode")
     try:
-        model_cfg = ModelConfig.from_dict(cfg["model"])
+        model_cfg = load_config(ModelConfig, cfg["model"], "model")
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{run_dir / ckpt.CONFIG}: bad model config ({e})") from None
     try:
         # The device trained on need not exist where the run is loaded.
-        train_cfg = TrainConfig.from_dict({**cfg["train"], "device": "cpu"})
+        train_cfg = load_config(TrainConfig, {**cfg["train"], "device": "cpu"}, "training")
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{run_dir / ckpt.CONFIG}: bad training config ({e})") from None
     cfg["train"] = {**dataclasses.asdict(train_cfg), "device": cfg["train"].get("device", "cpu")}

@@ -16,6 +16,7 @@ import torch
 from pcnode import PCODE, ModelConfig, TrainConfig, build_model, fit, load_run, rollout
 from pcnode import checkpoint as ckpt
 from pcnode.cli import main
+from pcnode.config import load_config
 from pcnode.data import load_npz, save_npz
 from pcnode.errors import CheckpointError, ConfigError, DataError
 from pcnode.train import read_metrics
@@ -142,7 +143,7 @@ def test_malicious_checkpoint_is_refused_on_resume(tmp_path, good_run, marker):
     cfg = json.loads((run / "config.json").read_text())
     model = build_model(ModelConfig(**cfg["model"]))
     with pytest.raises(CheckpointError):
-        fit(model, torch.rand(4, 10, 2), TrainConfig.from_dict(cfg["train"]), run_dir=run, resume=True,
+        fit(model, torch.rand(4, 10, 2), load_config(TrainConfig, cfg["train"], "training"), run_dir=run, resume=True,
             data=cfg["data"])
     assert not marker.exists()
 
@@ -227,7 +228,7 @@ def test_stale_temp_files_of_a_killed_write_are_removed_on_resume(tmp_path, good
     cfg = json.loads((run / "config.json").read_text())
     model = build_model(ModelConfig(**cfg["model"]))
     x = torch.from_numpy(load_npz(cfg["data"]["file"])["x"])
-    fit(model, x[:18], TrainConfig.from_dict({**cfg["train"], "steps": 3}), test=x[18:], run_dir=run,
+    fit(model, x[:18], load_config(TrainConfig, {**cfg["train"], "steps": 3}, "training"), test=x[18:], run_dir=run,
         resume=True, data=cfg["data"])
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
 
@@ -353,8 +354,8 @@ def tiny():
 
 API_CASES = [
     ("unknown-model", lambda: build_model(ModelConfig(kind="lstm")), ConfigError),
-    ("unknown-setting", lambda: ModelConfig.from_dict({"depth": 3}), ConfigError),
-    ("unknown-rule-setting", lambda: TrainConfig.from_dict({"rule": {"temperature": 1}}), ConfigError),
+    ("unknown-setting", lambda: load_config(ModelConfig, {"depth": 3}, "model"), ConfigError),
+    ("unknown-rule-setting", lambda: load_config(TrainConfig, {"rule": {"temperature": 1}}, "training"), ConfigError),
     ("non-integer-hidden", lambda: ModelConfig(hidden=16.5).validate(), ConfigError),
     ("nan-time-constant", lambda: ModelConfig(time_constant=math.nan).validate(), ConfigError),
     ("negative-lr", lambda: TrainConfig(lr=-1e-3).validate(), ConfigError),

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, fit, load_run
+from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, fit, load_run, rollout
 from pcnode.errors import CheckpointError, ConfigError, DataError
 from pcnode.train import read_metrics
 
@@ -26,8 +26,8 @@ def test_checkpoint_round_trip_reproduces_outputs_exactly(tmp_path, kind, device
     model, data, _ = small_run(tmp_path, kind, device=device)
     loaded, cfg = load_run(tmp_path / "run", device=device)
     model.eval()
-    a = model.rollout(data[32:, :4].to(device), 11).frames()
-    b = loaded.rollout(data[32:, :4].to(device), 11).frames()
+    a = rollout(model, data[32:, :4].to(device), 11).frames()
+    b = rollout(loaded, data[32:, :4].to(device), 11).frames()
     assert torch.equal(a, b)
     assert cfg["model"]["kind"] == kind and cfg["data"] == {"note": "test"}
 

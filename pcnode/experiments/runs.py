@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from .. import checkpoint as ckpt
 from .. import pretrained
+from ..config import load_config
 from ..data import DATA_DIR, Trajectories, load_npz, save_npz, split, task_data
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import evaluate
@@ -36,7 +37,7 @@ def dataset(spec: dict) -> tuple[Trajectories, Trajectories]:
         raise ConfigError(f"the run's data config {spec} names neither a file nor a task with n and seed; "
                           "this run cannot be evaluated from the command line")
     if spec.get("kind") == "series":
-        train, test, _ = prepare(SeriesSpec.from_dict(spec))
+        train, test, _ = prepare(load_config(SeriesSpec, spec, "data"))
         return train, test
     if "file" in spec:
         x = load_npz(spec["file"])["x"]
@@ -106,11 +107,11 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
     """
     folder = pretrained.resolve(run)
     model, cfg = load_run(folder, device=device)
-    rule = TrainConfig.from_dict({**cfg["train"], "device": "cpu"}).rule
+    rule = load_config(TrainConfig, {**cfg["train"], "device": "cpu"}, "training").rule
     if cfg["data"].get("kind") == "series":
         if protocol != "pcnode":
             raise ConfigError("the authors' protocol scores the built-in tasks; series runs are scored in your units")
-        spec = SeriesSpec.from_dict({**cfg["data"], **(series or {})})
+        spec = load_config(SeriesSpec, {**cfg["data"], **(series or {})}, "data")
         data = spec.read()
         if "file" not in (series or {}):
             data = spec.split_series(data)[1]
@@ -170,7 +171,7 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
     model, cfg = load_run(folder)
     if cfg["data"].get("kind") != "series":
         raise ConfigError("a forecast from a time needs a run trained on a series file")
-    spec = SeriesSpec.from_dict({**cfg["data"], **(series or {})})
+    spec = load_config(SeriesSpec, {**cfg["data"], **(series or {})}, "data")
     data = spec.read()
     check_columns(cfg["data"]["columns"] + cfg["data"]["aux_columns"], data, model.config.state_dim, spec.file)
     if series_id is not None and series_id not in data.ids:

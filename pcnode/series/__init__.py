@@ -1,0 +1,40 @@
+"""Your own time series: read them, put them on the model's clock and scale, cut them into windows.
+
+Main entry points: `from_csv`, `from_npz`, `from_arrays` and `jena_climate` read a
+`Series`; `prepare` turns a `SeriesSpec` (what a run's config stores as its data)
+into training and test `Windows` and the `Scaling` that undoes everything on output.
+
+Time. The model's clock runs in frames. For your series one frame is the median
+sampling interval of the training data (`Scaling.time_scale`, in your time units;
+dates count in seconds), so evenly sampled data lands on 0, 1, 2, ... and unevenly
+sampled data keeps its real gaps: a reading 2.5 intervals after the previous one is
+2.5 frames later, and the training rule measures segments and spans in those units.
+Each window's clock starts at 0 at its first reading.
+
+Values. Each column is standardised with the mean and standard deviation of the
+training split; the numbers are stored in the run's config and undone on output, so
+rollouts, queries and errors come back in your units.
+
+Choosing the skip threshold. The skip rule compares the squared error of a stretched
+segment, averaged over columns, with `SkipRule.epsilon`, on standardised data: epsilon
+is a fraction of each column's variance. The default 3e-3 lets the PC-ODE skip while
+it stays within about sqrt(3e-3) = 5.5% of a standard deviation. Noise counts as
+error, so a noisy series needs epsilon above the noise's share of the variance or
+every reading looks like an event: with noise of standard deviation s in a column of
+standard deviation sigma, start near epsilon = 2 (s / sigma)^2 and raise it while the
+mean dt grows and the rollout error does not.
+
+Lengths. A long series is cut into windows of `window` readings every `stride`
+readings (the last window is aligned to the end, so no reading is lost). Shorter
+series are padded to the batch's length and masked: padded transitions carry no
+weight in the loss and are never scored.
+"""
+from .forecast import Forecast, forecast, write_forecast
+from .io import (JENA_FORMAT, JENA_TIME, Series, format_time, from_arrays, from_csv, from_npz, jena_climate,
+                 parse_time, to_csv, to_npz)
+from .windows import (Scaling, SeriesSpec, Windows, check_columns, cut, evaluate_series, prepare, scaling_of,
+                      split)
+
+__all__ = ["Series", "from_arrays", "from_csv", "from_npz", "to_csv", "to_npz", "jena_climate", "parse_time",
+           "format_time", "JENA_TIME", "JENA_FORMAT", "Scaling", "Windows", "cut", "SeriesSpec", "split", "prepare",
+           "scaling_of", "check_columns", "evaluate_series", "Forecast", "forecast", "write_forecast"]

@@ -1,0 +1,251 @@
+"""Reading and writing series: CSV, NPZ, arrays and the Jena climate file, each into a `Series`."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from torch import Tensor
+
+from ..data import load_npz, save_npz
+from ..errors import ConfigError, DataError
+
+JENA_TIME = "Date Time"
+JENA_FORMAT = "%d.%m.%Y %H:%M:%S"
+
+
+@dataclass
+class Series:
+    """Several time series of the same columns, each with its own length and times.
+
+    t[i]: (T_i,) float64, strictly increasing, in your time units (dates: seconds since
+    1970 UTC). x[i]: (T_i, D) float64. The last `aux_dims` of the D columns are
+    auxiliary: read by the model, left out of its losses and errors.
+    """
+
+    t: list[np.ndarray]
+    x: list[np.ndarray]
+    columns: list[str]
+    ids: list[str]
+    aux_dims: int = 0
+    dates: bool = False
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def pick(self, idx: Sequence[int], parts: Sequence[slice] | None = None) -> "Series":
+        """The series at `idx`, each cut to `parts[k]` if given."""
+        parts = parts or [slice(None)] * len(idx)
+        return dataclasses.replace(self, t=[self.t[i][p] for i, p in zip(idx, parts)],
+                                   x=[self.x[i][p] for i, p in zip(idx, parts)], ids=[self.ids[i] for i in idx])
+
+
+def _check(t: np.ndarray, x: np.ndarray, columns: list[str], name: str, row: Callable[[int], str]) -> None:
+    """Raise DataError naming the row and column of the first bad value in one series."""
+    if len(t) < 2:
+        raise DataError(f"series {name} has a single reading ({row(0)}); a series needs at least 2, "
+                        "drop it or give it more readings")
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        r, c = bad[0]
+        raise DataError(f"{row(r)}, column '{columns[c]}' of series {name} is {x[r, c]} (a gap); "
+                        "fill or drop the gaps before training")
+    if not np.isfinite(t).all():
+        r = int(np.argwhere(~np.isfinite(t))[0, 0])
+        raise DataError(f"{row(r)} of series {name} has no valid time; fill it in or drop the row")
+    step = np.diff(t)
+    if (step <= 0).any():
+        r = int(np.argmax(step <= 0)) + 1
+        what = "repeats" if step[r - 1] == 0 else "goes back from"
+        raise DataError(f"{row(r)}: time {t[r]:g} of series {name} {what} the previous reading's ({t[r - 1]:g}); "
+                        "times must strictly increase within a series: sort the rows or drop duplicates")
+
+
+def from_arrays(x, t=None, columns: Sequence[str] | None = None, ids: Sequence[str] | None = None,
+                aux_dims: int = 0) -> Series:
+    """Series from arrays or tensors.
+
+    Args:
+        x: (S, T, D) or a list of (T_i, D), one per series.
+        t: None (readings at 0, 1, 2, ...), (T,) shared, (S, T), or a list of (T_i,).
+        columns: D names (default x0, x1, ...); ids: S names (default 0, 1, ...).
+    """
+    xs = [np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v, dtype=np.float64) for v in x]
+    if not xs or any(v.ndim != 2 for v in xs):
+        raise DataError("x must have shape (series, frames, dims) or be a list of (frames, dims) arrays")
+    D = xs[0].shape[1]
+    if any(v.shape[1] != D for v in xs):
+        raise DataError("every series must have the same number of columns")
+    if t is None:
+        ts = [np.arange(len(v), dtype=np.float64) for v in xs]
+    elif isinstance(t, (list, tuple)):
+        ts = [np.asarray(v, dtype=np.float64) for v in t]
+    else:
+        t = np.asarray(t.detach().cpu() if isinstance(t, Tensor) else t, dtype=np.float64)
+        ts = [t] * len(xs) if t.ndim == 1 else list(t)
+    if len(ts) != len(xs) or any(tv.shape != (len(xv),) for tv, xv in zip(ts, xs)):
+        raise DataError("t must give one time per frame: shape (frames,), (series, frames) or a list of (frames,)")
+    columns = list(columns) if columns is not None else [f"x{d}" for d in range(D)]
+    ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(xs))]
+    if len(columns) != D or len(ids) != len(xs):
+        raise DataError(f"got {len(columns)} column names for {D} columns and {len(ids)} ids for {len(xs)} series")
+    for tv, xv, name in zip(ts, xs, ids):
+        _check(tv, xv, columns, f"'{name}'", lambda r: f"frame {r}")
+    return Series(ts, xs, columns, ids, aux_dims)
+
+
+def from_npz(path: str | Path) -> Series:
+    """Series from an .npz with `x` (series, frames, dims) and optionally `t` ((frames,) or
+    (series, frames)), `columns` (dims,) and `ids` (series,) as string arrays."""
+    a = load_npz(path)
+    cols = [str(c) for c in a["columns"]] if "columns" in a else None
+    ids = [str(i) for i in a["ids"]] if "ids" in a else None
+    return from_arrays(a["x"], a.get("t"), cols, ids)
+
+
+def to_npz(series: Series, path: str | Path) -> None:
+    """Write equal-length series as an .npz that `from_npz` reads back."""
+    if len({len(v) for v in series.x}) != 1:
+        raise DataError("series of different lengths cannot share one x array; write them with to_csv")
+    save_npz(path, x=np.stack(series.x), t=np.stack(series.t), columns=np.array(series.columns),
+             ids=np.array(series.ids))
+
+
+def parse_time(text: str, time_format: str | None) -> tuple[float, bool]:
+    """(time, is_date): a plain number, or a date (strptime `time_format`, else ISO 8601) as UTC seconds."""
+    if time_format is None:
+        try:
+            return float(text), False
+        except ValueError:
+            pass
+    try:
+        d = datetime.strptime(text, time_format) if time_format else datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a number" + (f" or a date in the format '{time_format}'" if time_format
+                                                         else " or an ISO date; give `time_format`")) from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return d.timestamp(), True
+
+
+def format_time(t: float, dates: bool, time_format: str | None) -> str:
+    """Inverse of `parse_time` for output files."""
+    if not dates:
+        return f"{t:.10g}"
+    d = datetime.fromtimestamp(t, tz=timezone.utc)
+    return d.strftime(time_format) if time_format else d.replace(tzinfo=None).isoformat()
+
+
+def from_csv(path: str | Path, time_column: str | None = None, id_column: str | None = None,
+             columns: Sequence[str] | None = None, aux_columns: Sequence[str] = (),
+             time_format: str | None = None, duplicates: str = "error") -> Series:
+    """Series from a CSV with a header and one row per reading.
+
+    Args:
+        time_column: numbers or dates (see `parse_time`); None means rows are 0, 1, 2, ...
+        id_column: rows with the same id form one series, in the order they first appear;
+            None means the whole file is one series.
+        columns: the state columns (default: every other column); aux_columns follow them.
+        duplicates: "error", or "first" to keep the first of readings with equal times.
+
+    Errors name the row as its line in the file (the header is line 1) and the column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} not found; check the path")
+    if duplicates not in ("error", "first"):
+        raise ConfigError(f"duplicates must be 'error' or 'first', got '{duplicates}'")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a UTF-8 CSV file; pass a CSV with a header row, "
+                        "or an .npz holding an array x") from None
+    with io.StringIO(text, newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if not header:
+            raise DataError(f"{path} is empty; it needs a header row naming the columns")
+        special = [c for c in (time_column, id_column) if c is not None]
+        aux = list(aux_columns)
+        state = list(columns) if columns else [h for h in header if h not in special and h not in aux]
+        wanted = special + state + aux
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise DataError(f"{path} has no column {', '.join(repr(c) for c in missing)}; "
+                            f"its columns are: {', '.join(header)}")
+        if not state:
+            raise DataError(f"{path} has no value columns besides the time and id; name them with `columns`")
+        pos = [header.index(c) for c in state + aux]
+        names = state + aux
+        groups: dict[str, tuple[list, list, list]] = {}
+        dates = False
+        for line, row in enumerate(reader, start=2):
+            if not row or all(not v.strip() for v in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path} row {line} has {len(row)} fields, the header has {len(header)}")
+            key = row[header.index(id_column)].strip() if id_column else ""
+            ts, xs, lines = groups.setdefault(key, ([], [], []))
+            if time_column is None:
+                t = float(len(ts))
+            else:
+                text = row[header.index(time_column)].strip()
+                try:
+                    t, dates = parse_time(text, time_format)
+                except ValueError as e:
+                    raise DataError(f"{path} row {line}, column '{time_column}': {e}") from None
+            values = []
+            for c, p in zip(names, pos):
+                text = row[p].strip()
+                try:
+                    values.append(float(text) if text else math.nan)
+                except ValueError:
+                    raise DataError(f"{path} row {line}, column '{c}': '{text}' is not a number; "
+                                    "fix or drop that row") from None
+            ts.append(t)
+            xs.append(values)
+            lines.append(line)
+    if not groups:
+        raise DataError(f"{path} has a header but no rows")
+    series = Series([], [], names, [], aux_dims=len(aux), dates=dates)
+    for key, (ts, xs, lines) in groups.items():
+        t, x, lines = np.array(ts), np.array(xs, dtype=np.float64).reshape(len(ts), len(names)), np.array(lines)
+        if duplicates == "first" and len(t) > 1:
+            keep = np.concatenate([[True], np.diff(t) != 0])
+            t, x, lines = t[keep], x[keep], lines[keep]
+        name = f"'{key}'" if id_column else "(the whole file)"
+        _check(t, x, names, name, lambda r, lines=lines: f"{path} row {lines[r]}")
+        series.t.append(t)
+        series.x.append(x)
+        series.ids.append(key or "0")
+    return series
+
+
+def to_csv(series: Series, path: str | Path, time_column: str = "t", id_column: str = "series") -> None:
+    """Write series as a CSV that `from_csv(path, time_column, id_column)` reads back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([id_column, time_column, *series.columns])
+        for key, t, x in zip(series.ids, series.t, series.x):
+            for ti, xi in zip(t, x):
+                w.writerow([key, repr(float(ti)), *(repr(float(v)) for v in xi)])
+
+
+def jena_climate(path: str | Path, columns: Sequence[str] | None = None) -> Series:
+    """The Jena climate record (Max Planck Institute for Biogeochemistry) from a CSV you have.
+
+    The file has a "Date Time" column ("01.01.2009 00:10:00", every 10 minutes) and 14
+    readings such as "p (mbar)" and "T (degC)"; `columns` picks some (default: all).
+    Nothing is downloaded. Repeated timestamps, which the published file contains, keep
+    their first reading. Times are in seconds, so one frame is 600 s. The published wind
+    columns hold a few -9999 sentinel values; pick other columns or clean those first.
+    """
+    return from_csv(path, time_column=JENA_TIME, columns=columns, time_format=JENA_FORMAT, duplicates="first")

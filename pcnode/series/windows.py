@@ -1,0 +1,221 @@
+"""Series on the model's clock and scale: `Scaling`, windows (`cut`), the train/test `split`,
+and `SeriesSpec`, the data section of a run's config that `prepare` turns into windows."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data import Trajectories
+from ..evaluate import evaluate
+from ..errors import ConfigError, DataError
+from .io import Series, from_csv, from_npz, jena_climate
+
+@dataclass
+class Scaling:
+    """Standardisation fitted on training data: model value = (value - mean) / std; model
+    time = (time - the window's first time) / time_scale."""
+
+    mean: list[float]
+    std: list[float]
+    time_scale: float
+
+    @classmethod
+    def fit(cls, series: Series, normalize: bool = True) -> "Scaling":
+        x = np.concatenate(series.x)
+        gaps = np.concatenate([np.diff(t) for t in series.t])
+        D = x.shape[1]
+        if not normalize:
+            return cls([0.0] * D, [1.0] * D, float(np.median(gaps)))
+        std = x.std(0)
+        # A constant column would divide by zero; it carries no dynamics, so leave it unscaled.
+        std = np.where(std > 0, std, 1.0)
+        return cls(x.mean(0).tolist(), std.tolist(), float(np.median(gaps)))
+
+    def values(self, x):
+        """Your units -> model units, (..., D) numpy or torch."""
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def restore(self, x):
+        """Model units -> your units, (..., D) numpy or torch."""
+        mean, std = self._stats(x)
+        return x * std + mean
+
+    def _stats(self, x):
+        if isinstance(x, Tensor):
+            return (torch.tensor(self.mean, dtype=x.dtype, device=x.device),
+                    torch.tensor(self.std, dtype=x.dtype, device=x.device))
+        return np.asarray(self.mean), np.asarray(self.std)
+
+
+@dataclass
+class Windows(Trajectories):
+    """Windows of series on the model's clock and scale, padded to one length and masked:
+    `Trajectories` that remember where they came from.
+
+    x: (N, L, D) standardised values; t: (N, L) frames since each window's first
+    reading; mask: (N, L-1) True for real transitions; t0: (N,) your time of frame 0;
+    ids: (N,) the series each came from. Padding repeats the last reading at the last
+    time, so padded frames add no span and no change.
+    """
+
+    t0: np.ndarray | None = None
+    ids: list[str] | None = None
+
+    @property
+    def lengths(self) -> Tensor:
+        """(N,) real readings per window."""
+        return self.mask.sum(1) + 1
+
+
+def cut(series: Series, scaling: Scaling, window: int | None = None, stride: int | None = None) -> Windows:
+    """Cut every series into windows of `window` readings every `stride` (default: `window`);
+    None keeps each series whole."""
+    if window is not None and window < 2:
+        raise ConfigError(f"window must be at least 2 readings, got {window}")
+    if stride is not None and stride < 1:
+        raise ConfigError(f"stride must be at least 1, got {stride}")
+    pieces = []
+    for key, t, x in zip(series.ids, series.t, series.x):
+        T = len(t)
+        if window is None or T <= window:
+            starts = [0]
+        else:
+            starts = list(range(0, T - window + 1, stride or window))
+            if starts[-1] != T - window:
+                starts.append(T - window)
+        for s in starts:
+            e = T if window is None else min(T, s + window)
+            pieces.append((key, t[s:e], x[s:e]))
+    L = max(len(p[1]) for p in pieces)
+    N, D = len(pieces), len(series.columns)
+    xs = np.zeros((N, L, D))
+    ts = np.zeros((N, L))
+    mask = np.zeros((N, L - 1), dtype=bool)
+    for n, (_, t, x) in enumerate(pieces):
+        k = len(t)
+        xs[n, :k], xs[n, k:] = scaling.values(x), scaling.values(x[-1])
+        ts[n, :k] = (t - t[0]) / scaling.time_scale
+        ts[n, k:] = ts[n, k - 1]
+        mask[n, :k - 1] = True
+    return Windows(torch.tensor(xs, dtype=torch.float32), torch.tensor(ts, dtype=torch.float32),
+                   torch.from_numpy(mask), np.array([p[1][0] for p in pieces]), [p[0] for p in pieces])
+
+
+@dataclass
+class SeriesSpec:
+    """How a run reads and prepares its series; stored as the `data` section of its config.
+
+    `format` is csv, npz or jena (default: from the file's suffix). `split` is "time"
+    (the last `test_fraction` of every series is held out), "series" (the last
+    `test_fraction` of the series are) or "auto" (series when there are at least 10).
+    `scaling` is filled in from the training split when the run starts.
+    """
+
+    file: str                                  # a CSV or NPZ
+    format: str = "auto"                       # csv, npz, jena, or auto: from the suffix
+    time_column: str | None = None             # None: readings at 0, 1, 2, ...
+    id_column: str | None = None               # names the series each row belongs to
+    columns: list[str] | None = None           # the state; None: every other column
+    aux_columns: list[str] = field(default_factory=list)  # read, never predicted or scored
+    time_format: str | None = None             # strptime format of dates in the time column
+    window: int | None = None                  # readings per window; None: whole series
+    stride: int | None = None                  # readings between window starts; None: the window
+    test_fraction: float = 0.1
+    split: str = "auto"                        # time, series, or auto
+    normalize: bool = True                     # standardise each column on the training split
+    scaling: dict | None = None                # filled in when the run starts (`Scaling`)
+    kind: str = "series"
+
+    def validate(self) -> "SeriesSpec":
+        if self.format not in ("auto", "csv", "npz", "jena"):
+            raise ConfigError(f"unknown data format '{self.format}'; choose csv, npz or jena")
+        if self.split not in ("auto", "time", "series"):
+            raise ConfigError(f"unknown split '{self.split}'; choose auto, time or series")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        return self
+
+    def read(self, path: str | Path | None = None) -> Series:
+        """Read `path` (default: the spec's own file) with the spec's columns."""
+        path = Path(path or self.file)
+        fmt = self.format if self.format != "auto" else {".npz": "npz"}.get(path.suffix.lower(), "csv")
+        if fmt == "npz":
+            s = from_npz(path)
+            if self.columns is not None and len(s.columns) != len(self.columns) + len(self.aux_columns):
+                expected = self.columns + self.aux_columns
+                raise DataError(f"{path} has {len(s.columns)} columns per frame; the run expects "
+                                f"{len(expected)} ({', '.join(expected)})")
+            s.aux_dims = len(self.aux_columns)
+            return s
+        if fmt == "jena":
+            return jena_climate(path, self.columns)
+        return from_csv(path, self.time_column, self.id_column, self.columns, self.aux_columns, self.time_format)
+
+    def split_series(self, series: Series) -> tuple[Series, Series]:
+        return split(series, self.test_fraction, self.split)
+
+
+def split(series: Series, test_fraction: float = 0.1, by: str = "auto") -> tuple[Series, Series]:
+    """(train, test): hold out the end of every series (`by="time"`), the last series
+    (`by="series"`), or the latter when there are at least 10 series (`by="auto"`)."""
+    by = by if by != "auto" else ("series" if len(series) >= 10 else "time")
+    idx = list(range(len(series)))
+    if by == "series":
+        n_test = max(1, round(len(series) * test_fraction))
+        if n_test >= len(series):
+            raise DataError(f"{len(series)} series are too few to hold {n_test} out; use --split time")
+        return series.pick(idx[:-n_test]), series.pick(idx[-n_test:])
+    cuts = [len(t) - max(1, round(len(t) * test_fraction)) for t in series.t]
+    return series.pick(idx, [slice(0, c) for c in cuts]), series.pick(idx, [slice(c, None) for c in cuts])
+
+
+def prepare(spec: SeriesSpec) -> tuple[Windows, Windows, SeriesSpec]:
+    """Read, split, fit the scaling on the training split, and cut both splits into windows.
+
+    Returns (train, test, spec with `columns` resolved and `scaling` filled in). A spec
+    that already holds a scaling (a run being resumed or evaluated) keeps it.
+    """
+    spec.validate()
+    series = spec.read()
+    train, test = spec.split_series(series)
+    for part, name in ((train, "training"), (test, "test")):
+        short = [i for i, t in zip(part.ids, part.t) if len(t) < 2]
+        if short:
+            raise DataError(f"series '{short[0]}' has fewer than 2 readings in the {name} split; "
+                            "lower --test-fraction or drop it")
+    scaling = Scaling(**spec.scaling) if spec.scaling else Scaling.fit(train, spec.normalize)
+    aux = series.aux_dims
+    spec = dataclasses.replace(spec, columns=series.columns[:len(series.columns) - aux],
+                               aux_columns=series.columns[len(series.columns) - aux:],
+                               scaling=dataclasses.asdict(scaling))
+    return cut(train, scaling, spec.window, spec.stride), cut(test, scaling, spec.window, spec.window), spec
+
+
+def scaling_of(spec: SeriesSpec) -> Scaling:
+    if not spec.scaling:
+        raise ConfigError("this run's data settings hold no scaling; it was not trained on a series file")
+    return Scaling(**spec.scaling)
+
+
+def check_columns(trained: list[str], series: Series, state_dim: int, path: str | Path) -> None:
+    """Raise DataError unless `series` has as many columns as the run was `trained` on."""
+    if len(series.columns) != state_dim:
+        raise DataError(f"{path} gives {len(series.columns)} columns ({', '.join(series.columns)}) but the run "
+                        f"was trained on {state_dim} ({', '.join(trained)}); pass exactly those columns")
+
+
+def evaluate_series(model, spec: SeriesSpec, series: Series, n_burn: int, progress=None) -> dict[str, float]:
+    """`pcnode.evaluate` on every window of `series`, with the error in your units.
+
+    Windows are cut as in training but without overlap; frames are the run's (one
+    frame = `time_scale` of your time units).
+    """
+    scaling = scaling_of(spec)
+    w = cut(series, scaling, spec.window, spec.window)
+    return evaluate(model, w, n_burn=n_burn, progress=progress, scale=torch.tensor(scaling.std, dtype=torch.float32))
