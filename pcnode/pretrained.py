@@ -27,6 +27,7 @@ from .train import load_run
 ZOO = Path(__file__).parent / "zoo"
 PREFIX = "pretrained:"
 PROVENANCE = "provenance.json"
+CHECK = "check.safetensors"  # a few test trajectories and, in the provenance, the MSE the model scores on them
 
 
 def names() -> list[str]:
@@ -62,15 +63,17 @@ def is_pretrained(run: str | Path) -> bool:
     return str(run).startswith(PREFIX)
 
 
-def export(run: str | Path, dest: str | Path, provenance: dict) -> Path:
+def export(run: str | Path, dest: str | Path, provenance: dict, data: dict | None = None) -> Path:
     """Write the trained run `run` as a shipped model into the folder `dest`: its weights
-    (no optimiser or random state), its config and `provenance`."""
+    (no optimiser or random state), its config (its `data` section replaced by `data`
+    if given, say to regenerate data the run read from a file) and `provenance`."""
     run, dest = Path(run), Path(dest)
     tensors, meta = ckpt.load_tensors(run / ckpt.CHECKPOINT)
     dest.mkdir(parents=True, exist_ok=True)
     weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
     ckpt.save_tensors(dest / ckpt.CHECKPOINT, weights, {"config": meta.get("config", "{}"), "step": meta.get("step", "")})
-    ckpt.write_json(dest / ckpt.CONFIG, ckpt.read_json(run / ckpt.CONFIG))
+    config = ckpt.read_json(run / ckpt.CONFIG)
+    ckpt.write_json(dest / ckpt.CONFIG, config if data is None else {**config, "data": data})
     ckpt.write_json(dest / PROVENANCE, json.loads(json.dumps(provenance)))
     load_run(dest)  # what ships must load
     return dest

@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import checkpoint as ckpt
+from .. import plan as pl
 from .. import pretrained
 from ..config import load_config
 from ..data import DATA_DIR, Trajectories, load_npz, save_npz, split, task_data
@@ -33,13 +34,15 @@ def make_data(task: str, n: int, seed: int, out: Path | None = None) -> tuple[Pa
 
 def dataset(spec: dict) -> tuple[Trajectories, Trajectories]:
     """The training and test trajectories a run's `data` config describes."""
-    if "file" not in spec and not {"task", "n", "seed"} <= set(spec):
+    if "file" not in spec and "planning" not in spec and not {"task", "n", "seed"} <= set(spec):
         raise ConfigError(f"the run's data config {spec} names neither a file nor a task with n and seed; "
                           "this run cannot be evaluated from the command line")
     if spec.get("kind") == "series":
         train, test, _ = prepare(load_config(SeriesSpec, spec, "data"))
         return train, test
-    if "file" in spec:
+    if "planning" in spec:  # a shipped planning model: its data is regenerated
+        x = pl.plan_data(spec["planning"]["n"], spec["planning"]["seed"])
+    elif "file" in spec:
         x = load_npz(spec["file"])["x"]
     else:
         x = task_data(spec["task"], spec["n"], spec["seed"], cache_dir=DATA_DIR)["x"]
