@@ -52,9 +52,7 @@ def train_task(task, kind, rule, out, n, steps, batch, decay):
         return load_run(out)[0], None, spec
     train, test = split(task_data(task, n, 0, cache_dir="data")["x"])
     if not (out / "checkpoint.safetensors").exists():
-        model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1],
-                                        **({"encoder": "conv", "image_size": 28} if task.startswith("pixel") else {})),
-                            seed=0)
+        model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1]), seed=0)
         fit(model, train, cfg, test=test, run_dir=out, data={"task": task, "n": n, "seed": 0})
     return load_run(out)[0], test, None
 

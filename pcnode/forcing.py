@@ -243,30 +243,33 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
                     offset = torch.where(fed, carried[rows] - own, 0.0)
                     offset[:, keep:] = 0.0  # auxiliary inputs are given, never predicted
         # The cell update of the rows that do not skip (all of them in the burn-in).
-        if upd is None:
-            rows = every_row
-            e = burn_enc[i] if i < burn else model.encode(x[:, i] if offset is None else x[:, i] - offset)
-            h = new = model.update(e, model.advance(h, t_i - start))
+        if upd is not None and not upd.any():  # every row keeps its segment
+            carried = target
         else:
-            rows = upd.nonzero().squeeze(-1)
-            x_in = x[rows, i] if offset is None else x[rows, i] - offset
-            new = model.update(model.encode(x_in), model.advance(h[rows], (t_i - start)[rows]))
-            h = h.index_copy(0, rows, new)
-        new_line = model.segment(new)
-        opened.append(new_line)
-        opened_dt.append(model.dt_raw(new))
-        with torch.no_grad():  # bookkeeping: the new segments replace the old on their rows
-            new_seg = torch.arange(n_opened, n_opened + len(rows), device=device)
-            fresh = dx[:, i] if offset is None else dx[:, i].index_add(0, rows, offset)
             if upd is None:
-                line, start, carried, seg = new_line.detach(), t_i, fresh, new_seg
-                upd = torch.ones(B, dtype=torch.bool, device=device)
+                rows = every_row
+                e = burn_enc[i] if i < burn else model.encode(x[:, i] if offset is None else x[:, i] - offset)
+                h = new = model.update(e, model.advance(h, t_i - start))
             else:
-                line = line.index_copy(0, rows, new_line.detach().to(line.dtype))
-                start = torch.where(upd.unsqueeze(-1), t_i, start)
-                carried = torch.where(upd.unsqueeze(-1), fresh, target)
-                seg = seg.index_copy(0, rows, new_seg)
-            n_opened += len(rows)
+                rows = upd.nonzero().squeeze(-1)
+                x_in = x[rows, i] if offset is None else x[rows, i] - offset
+                new = model.update(model.encode(x_in), model.advance(h[rows], (t_i - start)[rows]))
+                h = h.index_copy(0, rows, new)
+            new_line = model.segment(new)
+            opened.append(new_line)
+            opened_dt.append(model.dt_raw(new))
+            with torch.no_grad():  # bookkeeping: the new segments replace the old on their rows
+                new_seg = torch.arange(n_opened, n_opened + len(rows), device=device)
+                fresh = dx[:, i] if offset is None else dx[:, i].index_add(0, rows, offset)
+                if upd is None:
+                    line, start, carried, seg = new_line.detach(), t_i, fresh, new_seg
+                    upd = torch.ones(B, dtype=torch.bool, device=device)
+                else:
+                    line = line.index_copy(0, rows, new_line.detach().to(line.dtype))
+                    start = torch.where(upd.unsqueeze(-1), t_i, start)
+                    carried = torch.where(upd.unsqueeze(-1), fresh, target)
+                    seg = seg.index_copy(0, rows, new_seg)
+                n_opened += len(rows)
         segs.append(seg)
         starts.append(start)
         targets.append(carried)

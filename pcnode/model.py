@@ -135,7 +135,7 @@ class ConvEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-1]
         y = self.net(x.reshape(-1, 1, self.size, self.size))
-        return y.reshape(*lead, -1)
+        return y.reshape(*lead, y.shape[-1])
 
 
 class ConvDecoder(nn.Module):

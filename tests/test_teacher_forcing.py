@@ -76,3 +76,13 @@ def test_fast_teacher_forcing_matches_the_reference_when_no_row_or_every_row_ski
     assert torch.allclose(fast.total, ref.total, rtol=1e-10) and fast.mean_dt == pytest.approx(ref.mean_dt)
     for p, g in zip(model.parameters(), fast_grads):
         assert torch.allclose(p.grad, g, rtol=1e-8, atol=1e-12)
+
+
+def test_a_conv_pcode_trains_through_frames_where_every_row_skips():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(state_dim=64, encoder="conv", image_size=8, hidden=16, latent=16)).double()
+    seq = torch.rand(3, 8, 64, dtype=torch.float64)
+    rule = SkipRule(epsilon=1e9, jump_prob=0.0)
+    fast, ref = teacher_forcing(model, seq, rule), reference_forcing(model, seq, rule)
+    assert not fast.updated[:, 4:].any()
+    assert torch.allclose(fast.total, ref.total, rtol=1e-10)
