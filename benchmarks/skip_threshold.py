@@ -13,7 +13,8 @@ Budgets: Lines 300 steps, Circles and Billiards2D 800 steps of batch 256 on 4,00
 trajectories (as benchmarks/quality.py); PixelBilliards2D 800 steps of batch 64 on
 1,500 (as the README's pixel-threshold table), with an RNN beside it for the target.
 
-    python benchmarks/skip_threshold.py [--tasks ...] [--relative 0.5 1 2.5] [--out runs/skip_threshold]
+    python benchmarks/skip_threshold.py [--tasks ...] [--relative 0.5 1 2.5] [--seeds 0 1 2]
+        [--settings tuned relative2.5] [--out runs/skip_threshold]
 """
 import argparse
 import dataclasses
@@ -36,10 +37,11 @@ BUDGET = {  # task: (trajectories, steps, batch, decay_every)
 }
 
 
-def train_task(task, kind, rule, out, n, steps, batch, decay):
-    """Train (or reload) one model; return (model, test tensor or None, series spec or None)."""
+def train_task(task, kind, rule, out, n, steps, batch, decay, seed=0):
+    """Train (or reload) one model; return (model, test tensor or None, series spec or None).
+    The data is the same for every `seed`; the seed draws the initial weights, batches and skips."""
     cfg = TrainConfig(steps=steps, batch_size=batch, decay_every=decay, eval_every=steps, checkpoint_every=steps,
-                      eval_size=256, rule=rule)
+                      eval_size=256, rule=rule, seed=seed)
     if task == "billiards2d-data":
         npz = out.parent / "billiards2d-n4000.npz"
         if not npz.exists():
@@ -47,12 +49,12 @@ def train_task(task, kind, rule, out, n, steps, batch, decay):
             to_npz(from_arrays(list(task_data("billiards2d", n, 0)["x"].astype(np.float64))), npz)
         train, test, spec = prepare(SeriesSpec(file=str(npz), split="series"))
         if not (out / "checkpoint.safetensors").exists():
-            model = build_model(ModelConfig(kind=kind, state_dim=4), seed=0)
+            model = build_model(ModelConfig(kind=kind, state_dim=4), seed=seed)
             fit(model, train, cfg, test=test, run_dir=out, data=dataclasses.asdict(spec))
         return load_run(out)[0], None, spec
     train, test = split(task_data(task, n, 0, cache_dir="data")["x"])
     if not (out / "checkpoint.safetensors").exists():
-        model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1]), seed=0)
+        model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1]), seed=seed)
         fit(model, train, cfg, test=test, run_dir=out, data={"task": task, "n": n, "seed": 0})
     return load_run(out)[0], test, None
 
@@ -81,6 +83,8 @@ def main():
     p.add_argument("--relative", nargs="+", type=float, default=[0.5, 1.0, 2.5])
     p.add_argument("--out", type=Path, default=Path("runs/skip_threshold"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--settings", nargs="+", help="only these settings (tuned, relativeF, rnn)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     for task in args.tasks:
@@ -89,11 +93,14 @@ def main():
         settings += [(f"relative{f:g}", "pcode", SkipRule(relative_epsilon=f)) for f in args.relative]
         if task == "pixel_billiards2d":
             settings.append(("rnn", "rnn", SkipRule()))
-        for name, kind, rule in settings:
-            run = args.out / f"{task}-{name}"
-            model, test, spec = train_task(task, kind, rule, run, n, steps, batch, decay)
-            row = {"task": task, "setting": name, **score(task, model, test, spec, n, run)}
-            print(json.dumps(row), flush=True)
+        for seed in args.seeds:
+            for name, kind, rule in settings:
+                if args.settings and name not in args.settings:
+                    continue
+                run = args.out / (f"{task}-{name}" + (f"-s{seed}" if seed else ""))
+                model, test, spec = train_task(task, kind, rule, run, n, steps, batch, decay, seed)
+                row = {"task": task, "setting": name, "seed": seed, **score(task, model, test, spec, n, run)}
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

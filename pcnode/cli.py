@@ -42,7 +42,7 @@ DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 
 # The library and the experiments name their arguments in backquotes; here they read as flags.
 FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "task": "--task",
-         "test_fraction": "--test-fraction", 'split="series"': "--split series", 'split="time"': "--split time",
+         "test_fraction": "--test-fraction", "split='series'": "--split series", "split='time'": "--split time",
          "columns": "--columns", "time_format": "--time-format", "horizon": "--horizon", "every": "--every",
          "start": "--from", "index": "--index", "count": "--count", "problems": "--problems", "gifs": "--gifs",
          "feed_predictions": "--feed-predictions", "epsilon": "--epsilon", "relative_epsilon": "--relative-epsilon",

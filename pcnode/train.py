@@ -1,5 +1,8 @@
 """Training: Adam with step decay, periodic evaluation, checkpoints and resume.
 
+(Over 400 lines because a checkpoint's writing, its checks on reading and the resume
+that restores it are one protocol, kept in one file so that each reads beside the others.)
+
 `fit` reads top to bottom: sample a batch, run teacher forcing, step the optimiser;
 every `eval_every` steps roll the model out on held-out trajectories and append a
 row to the metrics; every `checkpoint_every` steps (and at the end) save everything
@@ -295,7 +298,7 @@ def _open_run(run_dir: Path, cfg: dict, resume: bool, model, opt, sched, batches
         ckpt.remove_stale_temps(run_dir)
     if resume:
         if not path.exists():
-            raise CheckpointError(f"nothing to resume in {run_dir}: no {ckpt.CHECKPOINT}; drop --resume to start fresh")
+            raise CheckpointError(f"nothing to resume in {run_dir}: no {ckpt.CHECKPOINT}; start fresh without `resume`")
         saved = ckpt.read_json(run_dir / ckpt.CONFIG)
         if _comparable(saved) != _comparable(cfg):
             raise CheckpointError(f"{run_dir} holds a run with a different config; resume with the same "
@@ -319,18 +322,18 @@ def _open_run(run_dir: Path, cfg: dict, resume: bool, model, opt, sched, batches
         history = [r for r in read_metrics(metrics) if r["step"] <= step] if metrics.exists() else []
         return step, float(meta["train_s"]), history
     if path.exists():
-        raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        raise CheckpointError(f"{run_dir} already holds a run; continue it with `resume=True` or choose another `run_dir`")
     if (run_dir / ckpt.CONFIG).exists():
         # A run that failed before its first checkpoint left only its config (and maybe
         # metrics); the same run may start over there, a different one may not.
         if _comparable(ckpt.read_json(run_dir / ckpt.CONFIG)) != _comparable(cfg):
-            raise CheckpointError(f"{run_dir} already holds a different run; choose another --out")
+            raise CheckpointError(f"{run_dir} already holds a different run; choose another `run_dir`")
         (run_dir / ckpt.METRICS).unlink(missing_ok=True)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json(run_dir / ckpt.CONFIG, cfg)
     except OSError as e:
-        raise CheckpointError(f"cannot write to {run_dir} ({e.strerror}); choose a writable --out folder") from None
+        raise CheckpointError(f"cannot write to {run_dir} ({e.strerror}); choose a writable `run_dir`") from None
     return 0, 0.0, []
 
 

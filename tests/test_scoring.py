@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from pcnode import PCODE, ModelConfig, evaluate, rollout
+from pcnode import PCODE, ModelConfig, evaluate
 from pcnode.evaluate import event_recall
 from pcnode.tasks import billiards, collisions
+from test_rollout import fixed_dt_rollout
 
 torch.set_num_threads(1)
 
@@ -73,10 +74,7 @@ def test_billiards_tasks_have_collisions_and_others_none():
 
 
 def test_event_recall_counts_the_events_with_an_update_within_a_frame():
-    # Two trajectories updating every 5 frames from frame 3: at 3, 8, 13, 18.
-    x = torch.zeros(2, 4, 2)
-    x[..., 0] = 5.0
-    ro = rollout(_EveryFive(ModelConfig(state_dim=2)), x, horizon=20.0)
+    ro = fixed_dt_rollout([5.0, 5.0], horizon=20.0)  # two trajectories updating at 3, 8, 13 and 18
     events = torch.zeros(2, 21, dtype=torch.long)
     events[0, 9] = 1    # in (8, 9]: the update at 8 lies in [8, 10]       -> recalled
     events[0, 15] = 2   # in (14, 15]: nothing in [14, 16]                  -> missed (twice)
@@ -84,17 +82,3 @@ def test_event_recall_counts_the_events_with_an_update_within_a_frame():
     events[1, 2] = 5    # during the burn-in: not counted
     assert event_recall(ro, events) == pytest.approx(2 / 4)
     assert math.isnan(event_recall(ro, torch.zeros(2, 21, dtype=torch.long)))
-
-
-class _EveryFive(PCODE):
-    def encode(self, x):
-        return x
-
-    def update(self, e, h):
-        return torch.cat([e[:, :1], torch.zeros_like(h[:, 1:])], -1)
-
-    def along(self, seg, span):
-        return torch.zeros(*seg.shape[:-1], 2)
-
-    def next_dt(self, h):
-        return h[:, :1]

@@ -1,5 +1,8 @@
 """The paper's experiments in one call: every model on every task, scored, drawn, reported.
 
+(Over 400 lines: the budgets, the published figures and targets, the runs, their
+figures and the report that sets them side by side belong to one experiment.)
+
 `reproduce` trains each (task, model) pair into its own run folder,
 `OUT/runs/TASK-MODEL`, evaluates it on the held-out trajectories the way the authors
 do (`pcnode.evaluate`), and writes into `OUT`:

@@ -76,7 +76,7 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
             k = short[0, 0].item()
             raise DataError(f"series '{test.ids[k]}' keeps {test.lengths[k].item()} readings in the test split; "
                             f"rollouts need more than the {config.rule.n_burn} burn-in readings: raise "
-                            "`test_fraction`, use `split=\"series\"`, or drop short series")
+                            "`test_fraction`, use `split='series'`, or drop short series")
         fields["aux_dims"] = len(series.aux_columns)
         spec = dataclasses.asdict(series)
         about = (f"{len(train)} training windows, {len(test)} test windows, "

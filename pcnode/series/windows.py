@@ -169,7 +169,7 @@ def split(series: Series, test_fraction: float = 0.1, by: str = "auto") -> tuple
     if by == "series":
         n_test = max(1, round(len(series) * test_fraction))
         if n_test >= len(series):
-            raise DataError(f"{len(series)} series are too few to hold {n_test} out; use --split time")
+            raise DataError(f"{len(series)} series are too few to hold {n_test} out; use `split='time'`")
         return series.pick(idx[:-n_test]), series.pick(idx[-n_test:])
     cuts = [len(t) - max(1, round(len(t) * test_fraction)) for t in series.t]
     return series.pick(idx, [slice(0, c) for c in cuts]), series.pick(idx, [slice(c, None) for c in cuts])
@@ -188,7 +188,7 @@ def prepare(spec: SeriesSpec) -> tuple[Windows, Windows, SeriesSpec]:
         short = [i for i, t in zip(part.ids, part.t) if len(t) < 2]
         if short:
             raise DataError(f"series '{short[0]}' has fewer than 2 readings in the {name} split; "
-                            "lower --test-fraction or drop it")
+                            "lower `test_fraction` or drop it")
     scaling = Scaling(**spec.scaling) if spec.scaling else Scaling.fit(train, spec.normalize)
     aux = series.aux_dims
     spec = dataclasses.replace(spec, columns=series.columns[:len(series.columns) - aux],

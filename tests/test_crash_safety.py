@@ -1,0 +1,114 @@
+"""A crash loses nothing: atomic writes, stale temporary files, and training killed at any moment resumes."""
+import json
+import shutil
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from pcnode import ModelConfig, TrainConfig, build_model, fit, load_run
+from pcnode import checkpoint as ckpt
+from pcnode.config import load_config
+from pcnode.data import load_npz
+from pcnode.train import read_metrics
+
+torch.set_num_threads(1)
+
+
+def copy_run(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+# ---- atomic writes -------------------------------------------------------------------------------
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "metrics.csv"
+    target.write_text("old")
+
+    def crash(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        ckpt.atomic_write(target, crash)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+def test_stale_temp_files_of_a_killed_write_are_removed_on_resume(tmp_path, good_run):
+    run = copy_run(good_run, tmp_path / "run")
+    (run / ".checkpoint.safetensors.abc123.tmp").write_bytes(b"half a checkpoint")
+    cfg = json.loads((run / "config.json").read_text())
+    model = build_model(ModelConfig(**cfg["model"]))
+    x = torch.from_numpy(load_npz(cfg["data"]["file"])["x"])
+    fit(model, x[:18], load_config(TrainConfig, {**cfg["train"], "steps": 3}, "training"), test=x[18:], run_dir=run,
+        resume=True, data=cfg["data"])
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_can_start_again(tmp_path):
+    data = torch.cumsum(torch.rand(10, 8, 2) * 0.1, 1)
+    model = build_model(ModelConfig(state_dim=2, hidden=16, latent=16))
+    cfg = TrainConfig(steps=2, batch_size=4, checkpoint_every=2, eval_every=2)
+    with torch.no_grad():
+        model.decoder.out.weight.fill_(1e20)  # the first step diverges
+    with pytest.raises(Exception, match="diverged"):
+        fit(model, data, cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / ckpt.CHECKPOINT).exists()
+    model = build_model(ModelConfig(state_dim=2, hidden=16, latent=16))
+    fit(model, data, cfg, run_dir=tmp_path / "run")
+    assert (tmp_path / "run" / ckpt.CHECKPOINT).exists()
+
+
+# ---- training survives SIGKILL -----------------------------------------------------------------------
+
+TRAIN = ["train", "--task", "lines", "--n", "40", "--batch-size", "8", "--hidden", "16", "--latent", "16",
+         "--steps", "150", "--checkpoint-every", "5", "--eval-every", "5", "--eval-size", "4", "--out", "run"]
+
+
+def test_training_killed_at_a_random_moment_resumes_from_its_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "pcnode", *TRAIN], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / ckpt.CHECKPOINT).exists():
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(random.uniform(0.0, 1.0))
+        assert proc.poll() is None, "training finished before it could be killed; raise --steps"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+    # Whatever moment the kill hit, the files on disk are whole.
+    _, meta = ckpt.load_tensors(run / ckpt.CHECKPOINT)
+    saved = int(meta["step"])
+    assert 5 <= saved < 150 and saved % 5 == 0
+    before = {r["step"]: r for r in read_metrics(run / ckpt.METRICS)}
+
+    done = subprocess.run([sys.executable, "-m", "pcnode", *TRAIN, "--resume"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = read_metrics(run / ckpt.METRICS)
+    assert [r["step"] for r in rows] == list(range(5, 151, 5))
+    # Rows up to the checkpoint were kept, not recomputed: training went on from `saved`, not 0.
+    for r in rows:
+        if r["step"] <= saved:
+            assert r == before[r["step"]]
+    assert all(b["train_s"] < a["train_s"] for b, a in zip(rows, rows[1:]))
+    model, cfg = load_run(run)
+    assert cfg["train"]["steps"] == 150
+    _, meta = ckpt.load_tensors(run / ckpt.CHECKPOINT)
+    assert int(meta["step"]) == 150
+    assert not list(run.glob(".*.tmp"))
