@@ -26,7 +26,7 @@ from .experiments.demo import run_demo
 from .experiments.planning import PlanningRun, run_planning
 from .experiments.reproduce import ReproduceConfig, reproduce
 from .experiments.runs import draw_run, evaluate_run, forecast_run, make_data, train_run
-from .forcing import SkipRule
+from .forcing import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SkipRule
 from .model import MODELS, ModelConfig
 from .series import SeriesSpec
 from .tasks import TASKS
@@ -100,9 +100,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_dataclass_args(t, TrainConfig, skip={"rule"})
     _add_dataclass_args(t, SkipRule, skip={"epsilon", "relative_epsilon", "data_change"})
     t.add_argument("--epsilon", type=float, help="the PC-ODE's skip threshold as a squared error in the data's units "
-                   "(see pcnode.forcing.SkipRule for the default)")
+                   f"(the authors': {AUTHORS_EPSILON:g}; not with --relative-epsilon)")
     t.add_argument("--relative-epsilon", type=float, help="the skip threshold as a multiple of the training data's "
-                   "mean squared change per frame (not with --epsilon)")
+                   f"mean squared change per frame (default {DEFAULT_RELATIVE_EPSILON:g})")
     _add_dataclass_args(t, ModelConfig, skip={"kind", "state_dim", "encoder", "image_size"})
     t.set_defaults(func=cmd_train)
 

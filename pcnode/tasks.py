@@ -34,15 +34,6 @@ CIRCLE_ARC_STEP = 0.3
 BILLIARDS_FRAMES = 45
 BALL_RADIUS = 0.1
 
-# The PC-ODE's skip threshold where it differs from the authors' 3e-3 (`SkipRule.epsilon`).
-# The threshold is a squared error in the data's units: 3e-3 is 2.5x the mean square of a
-# frame's change on Billiards1D/2D coordinates (1.1e-3 and 1.2e-3). The same scenes as
-# 28x28 frames change 20x more per frame (2.4e-2 and 2.5e-2), where 3e-3 asks a stretched
-# prediction to explain 88% of one frame's change and the PC-ODE never skipped at the small
-# budget (README). The pixel tasks put the threshold where it sits on coordinates relative
-# to a frame's change: 3e-3 x 20.
-SKIP_EPSILON = {"pixel_billiards1d": 6e-2, "pixel_billiards2d": 6e-2}
-
 # Bounds the number of collision events resolved inside one simulator step. Two balls in a box
 # produce at most a handful per step; the cap only guards against a pathological float cycle, at
 # the price of that scene losing the rest of the step.

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from pcnode import ModelConfig, TrainConfig, build_model, fit
 from pcnode.cli import main
 from pcnode.data import save_npz
+from pcnode.forcing import DEFAULT_RELATIVE_EPSILON
 
 torch.set_num_threads(1)
 
@@ -295,11 +296,15 @@ def test_a_good_command_still_works_and_writes_its_run(here, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["trajectories"] == 4
 
 
-@pytest.mark.parametrize("task, given, used", [("lines", [], 3e-3), ("pixel_billiards2d", [], 6e-2),
-                                               ("pixel_billiards2d", ["--epsilon", "3e-3"], 3e-3)])
-def test_train_takes_the_tasks_skip_threshold_unless_given(here, task, given, used):
+@pytest.mark.parametrize("task, given, epsilon, relative", [("lines", [], None, DEFAULT_RELATIVE_EPSILON),
+                                                             ("pixel_billiards2d", [], None, DEFAULT_RELATIVE_EPSILON),
+                                                             ("pixel_billiards2d", ["--epsilon", "3e-3"], 3e-3, None),
+                                                             ("lines", ["--relative-epsilon", "1"], None, 1.0)])
+def test_train_takes_the_default_relative_threshold_unless_one_is_given(here, task, given, epsilon, relative):
     assert main(["train", "--task", task, "--n", "20", *SMALL, *given, "--out", "r"]) == 0
-    assert json.loads((here / "r" / "config.json").read_text())["train"]["rule"]["epsilon"] == used
+    rule = json.loads((here / "r" / "config.json").read_text())["train"]["rule"]
+    assert (rule["epsilon"], rule["relative_epsilon"]) == (epsilon, relative)
+    assert (rule["data_change"] is None) == (relative is None)
 
 
 def test_train_gives_the_same_weights_for_the_same_seed_in_any_process(here):

@@ -9,6 +9,7 @@ from PIL import Image
 import pcnode.experiments.reproduce as rp
 from pcnode.cli import main
 from pcnode.errors import ConfigError
+from pcnode.forcing import DEFAULT_RELATIVE_EPSILON
 from pcnode.experiments.reproduce import FixedDt, ReproduceConfig, Target, reproduce, target_status
 from pcnode.model import ModelConfig, PCODE
 from pcnode.rollout import rollout
@@ -114,8 +115,9 @@ def test_cli_reports_a_bad_budget_in_one_line(capsys, tmp_path):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_pixel_tasks_skip_with_a_threshold_scaled_to_their_frames(tiny):
+def test_every_task_skips_with_the_default_threshold_relative_to_its_frames(tiny):
     cfg = json.loads((tiny[0] / "runs" / "pixel_billiards2d-pcode" / "config.json").read_text())
-    assert cfg["train"]["rule"]["epsilon"] == 6e-2
-    assert ReproduceConfig().train_config("billiards2d").rule.epsilon == 3e-3
-    assert "pixel_billiards2d 0.06" in (tiny[0] / "results.md").read_text()
+    rule = cfg["train"]["rule"]
+    assert rule["epsilon"] is None and rule["relative_epsilon"] == DEFAULT_RELATIVE_EPSILON and rule["data_change"] > 0
+    threshold = f"pixel_billiards2d {DEFAULT_RELATIVE_EPSILON * rule['data_change']:.3g}"
+    assert threshold in (tiny[0] / "results.md").read_text()

@@ -6,6 +6,7 @@ import torch
 
 from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, fit, load_run, rollout
 from pcnode.errors import CheckpointError, ConfigError, DataError
+from pcnode.forcing import DEFAULT_RELATIVE_EPSILON
 from pcnode.train import read_metrics
 
 torch.set_num_threads(1)
@@ -35,7 +36,8 @@ def test_checkpoint_round_trip_reproduces_outputs_exactly(tmp_path, kind, device
 def test_every_run_writes_its_full_config(tmp_path):
     small_run(tmp_path)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert cfg["train"]["seed"] == 0 and cfg["train"]["rule"]["epsilon"] == 3e-3
+    assert cfg["train"]["seed"] == 0 and cfg["train"]["rule"]["relative_epsilon"] == DEFAULT_RELATIVE_EPSILON
+    assert cfg["train"]["rule"]["data_change"] > 0  # measured on the training data, kept with the run
     assert cfg["model"]["time_constant"] == 0.2
 
 

@@ -37,10 +37,10 @@ from .. import checkpoint as ckpt
 from ..data import DATA_DIR, split, task_data
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import evaluate, event_recall
-from ..forcing import AUTHORS_EPSILON, SkipRule
+from ..forcing import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SkipRule
 from ..model import MODEL_NAMES, MODELS, PCODE, ModelConfig, SequenceModel, build_model
 from ..rollout import rollout
-from ..tasks import SKIP_EPSILON, TASKS, collisions
+from ..tasks import TASKS, collisions
 from ..train import TrainConfig, _comparable, load_run, read_metrics, run_config
 from .figures import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series, pixel_gif, rollout_gif
 from .progress import fit_with_bar
@@ -56,7 +56,6 @@ class TaskPlan:
     steps: int
     batch_size: int
     decay_every: int = 0  # 0: decay the rate 8 times over the run
-    epsilon: float = AUTHORS_EPSILON  # the skip threshold (see tasks.SKIP_EPSILON)
 
 
 # The small budget fits all 18 trainings in under an hour on a 2-core CPU with one
@@ -148,7 +147,7 @@ class ReproduceConfig:
     def plan(self, task: str) -> TaskPlan:
         base = SMALL[task] if self.budget == "small" else PAPER
         return TaskPlan(n=self.n or base.n, steps=self.steps or base.steps, batch_size=base.batch_size,
-                        decay_every=base.decay_every, epsilon=SKIP_EPSILON.get(task, AUTHORS_EPSILON))
+                        decay_every=base.decay_every)
 
     def train_config(self, task: str) -> TrainConfig:
         p = self.plan(task)
@@ -157,7 +156,7 @@ class ReproduceConfig:
         decays = 25 if self.budget == "paper" else 8
         return TrainConfig(steps=p.steps, batch_size=p.batch_size, decay_every=p.decay_every or max(1, p.steps // decays),
                            eval_every=max(1, p.steps // 10), eval_size=256, checkpoint_every=max(1, p.steps // 10),
-                           seed=self.seed, device=self.device, rule=SkipRule(epsilon=p.epsilon))
+                           seed=self.seed, device=self.device, rule=SkipRule())
 
 
 class FixedDt(PCODE):
@@ -199,6 +198,7 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
         x_train, x_test = split(arrays["x"], 0.1)
         spec = {"task": task, "n": plan.n, "seed": config.seed, "test_fraction": 0.1}
         models, curves = {}, {}
+        threshold = config.train_config(task).rule.for_data(x_train).threshold  # in the data's units
         for mi, kind in enumerate(config.models):
             label = f"[{ti * len(config.models) + mi + 1}/{total}] {task} {kind}"
             run = out / "runs" / f"{task}-{kind}"
@@ -207,7 +207,7 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
             curves[kind] = read_metrics(run / ckpt.METRICS)
             rows.append({"task": task, "model": kind, "n_train": len(x_train), "n_test": len(x_test),
                          "steps": plan.steps, "batch_size": plan.batch_size,
-                         "epsilon": plan.epsilon if kind == "pcode" else math.nan, **metrics})
+                         "epsilon": threshold if kind == "pcode" else math.nan, **metrics})
         plot_curves(out / "figures" / f"curves_{task}.png", curves)
         _draw_task(out, task, models, x_test, SkipRule().n_burn)
         if "pcode" in models:
@@ -224,6 +224,7 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
 def _train_and_score(kind: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConfig, run: Path, spec: dict,
                      label: str) -> tuple[SequenceModel, dict]:
     """Train one pair unless its run folder is finished, then score it (scores are cached in eval.json)."""
+    tcfg = dataclasses.replace(tcfg, rule=tcfg.rule.for_data(x_train))  # as the run stores it
     model = build_model(ModelConfig(kind=kind, state_dim=x_train.shape[-1]), seed=tcfg.seed)
     step = _saved_step(run, run_config(model, tcfg, spec))
     if step < tcfg.steps:
@@ -241,7 +242,7 @@ def _train_and_score(kind: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConf
     x_test = x_test.to(tcfg.device)
     scores = evaluate(model, x_test, n_burn=tcfg.rule.n_burn)
     theirs = evaluate(model, x_test, n_burn=tcfg.rule.n_burn, protocol="authors",
-                      rule=tcfg.rule.for_data(x_train))
+                      rule=tcfg.rule)
     metrics = {
         "mse": scores["mse"], "mean_dt": scores["mean_dt"], "updates": scores["updates"],
         "mse_authors": theirs["mse"], "mean_dt_authors": theirs["mean_dt"],
@@ -390,10 +391,10 @@ def results_markdown(config: ReproduceConfig, rows: list[dict], ablation: list[d
         "the rollout read at every later frame time, mean over frames and state dimensions. "
         f"Measured training wall time, all runs together: {total_train:.0f} s ({total_train / 60:.1f} min).",
         "",
-        "The PC-ODE's skip threshold epsilon is a squared error in the data's units: "
-        + ", ".join(f"{t} {config.plan(t).epsilon:g}" for t in config.tasks)
-        + " (the pixel tasks' puts it where the authors' 3e-3 sits on coordinates relative to a frame's change; "
-        "see `SKIP_EPSILON` in `pcnode/tasks.py`).",
+        f"The PC-ODE's skip threshold is pcnode's default, {DEFAULT_RELATIVE_EPSILON:g} times the training data's "
+        "mean squared change per frame; as a squared error in the data's units: "
+        + ", ".join(f"{r['task']} {r['epsilon']:.3g}" for r in rows if r["model"] == "pcode")
+        + f" (the authors used {AUTHORS_EPSILON:g} on every task).",
         "",
         "## Targets (small budget, PC-ODE against the RNN on the same data)",
         "",

@@ -18,7 +18,6 @@ from ..evaluate import evaluate
 from ..model import ModelConfig, build_model
 from ..series import (SeriesSpec, check_columns, evaluate_series, forecast, parse_time, prepare, scaling_of,
                       write_forecast)
-from ..tasks import SKIP_EPSILON
 from ..train import TrainConfig, load_run
 from .figures import draw_rollouts, plot_forecast
 from .progress import fit_with_bar
@@ -55,10 +54,10 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
     """Train a `kind` model on a built-in `task` (n trajectories) or on your `series` into `out`.
 
     A skip rule that gives no threshold takes the one a resumed run started with, else
-    the task's (`pcnode.tasks.SKIP_EPSILON`), else the default. Returns a line that
+    the default (`pcnode.forcing.DEFAULT_RELATIVE_EPSILON`). Returns a line that
     describes what was trained on.
     """
-    config = dataclasses.replace(config, rule=_threshold(config.rule, out, task, resume)).validate()
+    config = dataclasses.replace(config, rule=_threshold(config.rule, out, resume)).validate()
     fields = dict(model_fields or {})
     if series is None:
         spec = {"task": task, "n": n, "seed": config.seed, "test_fraction": 0.1}
@@ -87,15 +86,13 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
     return about
 
 
-def _threshold(rule, out: Path, task: str | None, resume: bool):
+def _threshold(rule, out: Path, resume: bool):
     if rule.epsilon is not None or rule.relative_epsilon is not None:
         return rule
     if resume and (out / ckpt.CONFIG).is_file():
         stored = ckpt.read_json(out / ckpt.CONFIG).get("train", {}).get("rule", {})
         return dataclasses.replace(rule, **{k: stored[k] for k in ("epsilon", "relative_epsilon")
                                             if stored.get(k) is not None})
-    if task in SKIP_EPSILON:
-        return dataclasses.replace(rule, epsilon=SKIP_EPSILON[task])
     return rule
 
 

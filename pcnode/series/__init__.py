@@ -15,14 +15,17 @@ Values. Each column is standardised with the mean and standard deviation of the
 training split; the numbers are stored in the run's config and undone on output, so
 rollouts, queries and errors come back in your units.
 
-Choosing the skip threshold. The skip rule compares the squared error of a stretched
-segment, averaged over columns, with `SkipRule.epsilon`, on standardised data: epsilon
-is a fraction of each column's variance. The default 3e-3 lets the PC-ODE skip while
-it stays within about sqrt(3e-3) = 5.5% of a standard deviation. Noise counts as
-error, so a noisy series needs epsilon above the noise's share of the variance or
-every reading looks like an event: with noise of standard deviation s in a column of
-standard deviation sigma, start near epsilon = 2 (s / sigma)^2 and raise it while the
-mean dt grows and the rollout error does not.
+Choosing the skip threshold. By default it is relative (`SkipRule.relative_epsilon`,
+2.5): a segment is kept while its stretched prediction's squared error, averaged over
+columns, stays below 2.5 times the mean squared change of the standardised training
+data over one reading. That change is measured when a run starts and stored with it,
+so the same series in other units makes the same decisions. Raise the multiple for
+fewer, longer segments; lower it for more updates. Noise counts as change and as
+error alike; a series whose readings are mostly noise may need an absolute threshold
+(`SkipRule.epsilon`, a fraction of each column's variance here): with noise of
+standard deviation s in a column of standard deviation sigma, start near
+epsilon = 2 (s / sigma)^2 and raise it while the mean dt grows and the rollout error
+does not.
 
 Lengths. A long series is cut into windows of `window` readings every `stride`
 readings (the last window is aligned to the end, so no reading is lost). Shorter
