@@ -58,12 +58,12 @@ class Rollout:
 
         Args:
             t: a scalar -> (B, state_dim); a grid (Q,) shared by every trajectory ->
-               (B, Q, state_dim); or (B, Q) one row of times per trajectory -> (B, Q, state_dim).
+                (B, Q, state_dim); or (B, Q) one row of times per trajectory -> (B, Q, state_dim).
             offset: read each time from the last step that started more than `offset`
-               frames before it. With the default 0, a time in `(t_k, t_k + dt_k]` is read
-               from step `k`, and a query at the end of a step after the burn-in returns
-               exactly the frame that step predicted. (The authors read their rollouts
-               with an offset of 0.5.)
+                frames before it. With the default 0, a time in `(t_k, t_k + dt_k]` is read
+                from step `k`, and a query at the end of a step after the burn-in returns
+                exactly the frame that step predicted. (The authors read their rollouts
+                with an offset of 0.5.)
 
         Times before the first step are read from the first step.
         """
