@@ -189,6 +189,9 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--epsilon", type=float, default=pl.SKIP_EPSILON,
                    help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
                         "sooner (default %(default)s, pcnode.plan.SKIP_EPSILON; the authors' is 3e-3)")
+    q.add_argument("--actions-as-inputs", action="store_true",
+                   help="models trained here read the cue velocity as a known input with the first frame and plan "
+                        f"from that one frame, instead of from {pl.N_BURN} simulated frames of each shot")
     q.set_defaults(func=cmd_plan)
     return p
 
@@ -318,7 +321,8 @@ def cmd_plan(args) -> None:
                                          late_penalty=args.late_penalty),
                       budgets=args.budgets, gifs=args.gifs, train_steps=args.train_steps, train_batch=args.train_batch,
                       train_n=args.train_n, train_seed=args.train_seed, train_decay_every=args.train_decay_every,
-                      hidden=args.hidden, feed_predictions=args.feed_predictions, epsilon=args.epsilon)
+                      hidden=args.hidden, feed_predictions=args.feed_predictions, epsilon=args.epsilon,
+                      actions_as_inputs=args.actions_as_inputs)
     summary = run_planning(run)
     print(f"{'planner':>10} {'models':>6} {'success':>8} {'95% CI':>15} {'s/plan':>8} {'updates/rollout':>16}")
     for name, s in summary.items():

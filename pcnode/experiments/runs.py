@@ -40,14 +40,19 @@ def dataset(spec: dict) -> tuple[Trajectories, Trajectories]:
     if spec.get("kind") == "series":
         train, test, _ = prepare(load_config(SeriesSpec, spec, "data"))
         return train, test
+    u = None
     if "planning" in spec:  # a shipped planning model: its data is regenerated
         x = pl.plan_data(spec["planning"]["n"], spec["planning"]["seed"])
     elif "file" in spec:
-        x = load_npz(spec["file"])["x"]
+        arrays = load_npz(spec["file"])
+        x, u = arrays["x"], arrays.get("inputs")  # known inputs, if the file has them
     else:
         x = task_data(spec["task"], spec["n"], spec["seed"], cache_dir=DATA_DIR)["x"]
     train, test = split(x, spec.get("test_fraction", 0.1))
-    return Trajectories(train), Trajectories(test)
+    if u is None:
+        return Trajectories(train), Trajectories(test)
+    u_train, u_test = split(u, spec.get("test_fraction", 0.1))
+    return Trajectories(train, u=u_train), Trajectories(test, u=u_test)
 
 
 def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | None = None, task: str | None = None,
