@@ -155,10 +155,11 @@ def main():
                           "ms_p25": round(quantile(c.ms, 0.25), 1), "ms_p75": round(quantile(c.ms, 0.75), 1),
                           "mean_dt": round(sum(c.dts) / len(c.dts), 2), "threads": args.threads,
                           "batch": args.batch, "device": args.device, "precision": args.precision}), flush=True)
-    for name, ms in medians.items():
-        if not name.startswith("authors") and name != "reference" and "authors-pcode" in medians:
-            base = "authors-rnn" if name == "rnn" else "authors-pcode"
-            print(f"{name}: {ms / medians[base]:.2f}x {base}")
+    if "authors-pcode" in medians:
+        for name, ms in medians.items():
+            base = "authors-rnn" if name == "rnn" else "authors-pcode" if name.startswith("pcode") else None
+            if base is not None:
+                print(f"{name}: {ms / medians[base]:.2f}x {base}")
 
 
 if __name__ == "__main__":
