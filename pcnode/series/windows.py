@@ -166,8 +166,9 @@ class SeriesSpec:
                                 f"leave out `input_columns`, or name exactly those")
             if self.columns is not None and len(s.state_columns) != len(self.columns) + len(self.aux_columns):
                 expected = self.columns + self.aux_columns
-                raise DataError(f"{path} has {len(s.state_columns)} state columns per frame; the run expects "
-                                f"{len(expected)} ({', '.join(expected)})")
+                raise DataError(f"{path} has {len(s.state_columns)} columns per frame"
+                                + (" besides its known inputs" if s.input_dims else "")
+                                + f"; the run expects {len(expected)} ({', '.join(expected)})")
             if self.columns is not None and s.input_dims != len(self.input_columns):
                 raise DataError(f"{path} gives {s.input_dims} known input(s) per frame; the run reads "
                                 f"{len(self.input_columns)}" + (f" ({', '.join(self.input_columns)})"
