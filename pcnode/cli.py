@@ -46,7 +46,8 @@ FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "t
          "columns": "--columns", "time_format": "--time-format", "horizon": "--horizon", "every": "--every",
          "start": "--from", "index": "--index", "count": "--count", "problems": "--problems", "gifs": "--gifs",
          "feed_predictions": "--feed-predictions", "epsilon": "--epsilon", "relative_epsilon": "--relative-epsilon",
-         "ensemble": "--ensemble", "train_decay_every": "--train-decay-every", "models": "--models"}
+         "ensemble": "--ensemble", "train_decay_every": "--train-decay-every", "models": "--models",
+         "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold"}
 
 
 def as_flags(message: str) -> str:
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pcnode: interrupted", file=sys.stderr)
         return 130
+
+
+# Model settings the data decides, not the command line.
+MODEL_SET_BY_DATA = {"kind", "state_dim", "encoder", "image_size", "aux_dims", "input_dim"}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -103,7 +108,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    f"(the authors': {AUTHORS_EPSILON:g}; not with --relative-epsilon)")
     t.add_argument("--relative-epsilon", type=float, help="the skip threshold as a multiple of the training data's "
                    f"mean squared change per frame (default {DEFAULT_RELATIVE_EPSILON:g})")
-    _add_dataclass_args(t, ModelConfig, skip={"kind", "state_dim", "encoder", "image_size"})
+    _add_dataclass_args(t, ModelConfig, skip=MODEL_SET_BY_DATA)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="roll out a trained run on its test trajectories")
@@ -189,6 +194,9 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--epsilon", type=float, default=pl.SKIP_EPSILON,
                    help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
                         "sooner (default %(default)s, pcnode.plan.SKIP_EPSILON; the authors' is 3e-3)")
+    q.add_argument("--actions-as-inputs", action="store_true",
+                   help="models trained here read the cue velocity as a known input with the first frame and plan "
+                        f"from that one frame, instead of from {pl.N_BURN} simulated frames of each shot")
     q.set_defaults(func=cmd_plan)
     return p
 
@@ -201,7 +209,11 @@ def _add_series_args(parser, training: bool) -> None:
     g.add_argument("--time-format", help="strptime format of dates in the time column, e.g. '%%d.%%m.%%Y %%H:%%M:%%S'")
     g.add_argument("--id-column", help="column naming the series each row belongs to")
     g.add_argument("--columns", help="comma-separated state columns (default: all the others)")
-    g.add_argument("--aux-columns", help="comma-separated auxiliary columns: read, but not predicted or scored")
+    g.add_argument("--input-columns", help="comma-separated known inputs (covariates, actions): read by the model at "
+                   "every update, never predicted or scored; rollouts and scores take them from the data, the last "
+                   "reading at or before each update (an .npz may give them as an `inputs` array instead)")
+    g.add_argument("--aux-columns", help="the older spelling of --input-columns: a new run reads these as known "
+                   "inputs; a run trained with them before inputs existed keeps them as it was trained")
     if training:
         g.add_argument("--window", type=int, help="cut series into windows of this many readings (default: whole)")
         g.add_argument("--stride", type=int, help="readings between window starts (default: the window)")
@@ -211,13 +223,19 @@ def _add_series_args(parser, training: bool) -> None:
         g.add_argument("--no-normalize", action="store_true", help="train on raw values instead of standardised ones")
 
 
+# Help for the settings whose name does not say enough.
+HELP = {"input_threshold": "a PC-ODE updates where a known input moves more than this (standardised units, max over "
+                           "inputs) from the value its segment read; 0: at every change, so an input that changes at "
+                           "every reading makes it update at every reading"}
+
+
 def _add_dataclass_args(parser, cls, skip=()) -> None:
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         parser.add_argument(flag, dest=f.name, type=type(f.default), default=None,
-                            help=f"(default {f.default})")
+                            help=f"{HELP[f.name]} (default {f.default})" if f.name in HELP else f"(default {f.default})")
 
 
 def _pick(args, cls, skip=()) -> dict:
@@ -233,7 +251,7 @@ def _series_overrides(args) -> dict:
     for name in ("format", "time_column", "time_format", "id_column", "window", "stride", "test_fraction", "split"):
         if getattr(args, name, None) is not None:
             d[name] = getattr(args, name)
-    for name in ("columns", "aux_columns"):
+    for name in ("columns", "input_columns", "aux_columns"):
         if getattr(args, name, None) is not None:
             d[name] = [c.strip() for c in getattr(args, name).split(",") if c.strip()]
     if getattr(args, "no_normalize", False):
@@ -253,10 +271,6 @@ def cmd_train(args) -> None:
     about = train_run(args.model, out, config, _pick(args, ModelConfig, skip=MODEL_SET_BY_DATA), task=args.task,
                       n=args.n, series=series, resume=args.resume)
     print(f"wrote {out}  ({about})")
-
-
-# Model settings the data decides, not the command line.
-MODEL_SET_BY_DATA = {"kind", "state_dim", "encoder", "image_size", "aux_dims"}
 
 
 def cmd_eval(args) -> None:
@@ -279,9 +293,14 @@ def cmd_rollout(args) -> None:
     if args.start is not None or args.horizon is not None:
         if args.start is None or args.horizon is None:
             raise ConfigError("a series run's rollout needs --from T0 and --horizon H (your time units)")
-        paths, updates = forecast_run(args.run, args.start, args.horizon, args.every, _series_overrides(args),
-                                      args.id, args.out)
-        print(f"{updates} updates over {args.horizon:g} time units")
+        paths, f = forecast_run(args.run, args.start, args.horizon, args.every, _series_overrides(args),
+                                args.id, args.out)
+        print(f"{len(f.update_times)} updates over {args.horizon:g} time units")
+        if f.inputs_held_from is not None:
+            print(f"no known inputs after {args.start}: the forecast holds their last reading (columns marked "
+                  "'(held)'); give the future inputs as readings in --data to use them")
+        elif f.inputs is not None:
+            print("known inputs: read from the series at every update (columns marked '(given)')")
     else:
         paths = draw_run(args.run, args.out, args.index, args.count, 0.25 if args.every is None else args.every)
     print("\n".join(f"wrote {p}" for p in paths))
@@ -318,7 +337,8 @@ def cmd_plan(args) -> None:
                                          late_penalty=args.late_penalty),
                       budgets=args.budgets, gifs=args.gifs, train_steps=args.train_steps, train_batch=args.train_batch,
                       train_n=args.train_n, train_seed=args.train_seed, train_decay_every=args.train_decay_every,
-                      hidden=args.hidden, feed_predictions=args.feed_predictions, epsilon=args.epsilon)
+                      hidden=args.hidden, feed_predictions=args.feed_predictions, epsilon=args.epsilon,
+                      actions_as_inputs=args.actions_as_inputs)
     summary = run_planning(run)
     print(f"{'planner':>10} {'models':>6} {'success':>8} {'95% CI':>15} {'s/plan':>8} {'updates/rollout':>16}")
     for name, s in summary.items():

@@ -1,8 +1,10 @@
 """Trajectories in memory (`Trajectories`, what every later stage takes) and on disk.
 
-A dataset file is an `.npz` holding `x`, float (sequences, frames, dims), and for pixel
-tasks `coords`, the ball positions behind each frame. It is always read with
-`allow_pickle=False`, so a file cannot run code when loaded.
+A dataset file is an `.npz` holding `x`, float (sequences, frames, dims), optionally
+`inputs`, float (sequences, frames, inputs): known inputs at the same frames, read by
+the model and never predicted, and for pixel tasks `coords`, the ball positions behind
+each frame. It is always read with `allow_pickle=False`, so a file cannot run code when
+loaded.
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ class Trajectories:
     t: (N, T) the frames' times, in frames, increasing along each row; None: 0, 1, 2, ...
     mask: (N, T-1) bool, False where the transition `x[:, i] -> x[:, i+1]` is padding
         (a shorter series padded to the batch's length); None: every transition is real.
+    u: (N, T, U) known inputs in force at the frames' times (covariates, actions), for a
+        model with `input_dim = U`: read with every frame, never predicted or scored.
+        None: the model reads no inputs.
 
     A plain (N, T, D) tensor stands for `Trajectories(x)` wherever one is taken.
     """
@@ -39,6 +44,7 @@ class Trajectories:
     x: Tensor
     t: Tensor | None = None
     mask: Tensor | None = None
+    u: Tensor | None = None
 
     @classmethod
     def of(cls, data: "Tensor | Trajectories") -> "Trajectories":
@@ -49,11 +55,28 @@ class Trajectories:
 
     def __getitem__(self, rows) -> "Trajectories":
         """The trajectories `rows` (a slice, indices or a bool mask over N)."""
-        return Trajectories(self.x[rows], None if self.t is None else self.t[rows],
-                            None if self.mask is None else self.mask[rows])
+        return Trajectories(*(None if a is None else a[rows] for a in (self.x, self.t, self.mask, self.u)))
 
     def to(self, device) -> "Trajectories":
-        return Trajectories(*(None if a is None else a.to(device) for a in (self.x, self.t, self.mask)))
+        return Trajectories(*(None if a is None else a.to(device) for a in (self.x, self.t, self.mask, self.u)))
+
+    def check_inputs(self, input_dim: int, what: str = "data") -> None:
+        """Raise DataError unless `u` is what a model with `input_dim` known inputs reads:
+        None for 0, else finite floats shaped (N, T, input_dim) like `x`."""
+        N, T = self.x.shape[:2]
+        if self.u is None:
+            if input_dim:
+                raise DataError(f"the model reads {input_dim} known input(s) with every frame but the {what} "
+                                "gives none; pass them as Trajectories(x, u=...)")
+            return
+        if not input_dim:
+            raise DataError(f"the {what} gives known inputs but the model reads none; build it with "
+                            f"input_dim={self.u.shape[-1]}, or leave the inputs out")
+        if not isinstance(self.u, Tensor) or self.u.ndim != 3 or self.u.shape != (N, T, input_dim):
+            raise DataError(f"the {what}'s inputs must have shape ({N}, {T}, {input_dim}) (sequences, frames, "
+                            f"inputs); got {tuple(getattr(self.u, 'shape', ()))}")
+        if not self.u.is_floating_point() or not torch.isfinite(self.u).all():
+            raise DataError(f"the {what}'s inputs must be finite floating-point numbers; fill or drop the gaps")
 
     @property
     def times(self) -> Tensor:
@@ -127,6 +150,18 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         arrays["x"] = x.astype(np.float32)
     if not np.isfinite(arrays["x"]).all():
         raise DataError(f"{path}: x holds values beyond float32's range (about 3.4e38); rescale the data first")
+    if "inputs" in arrays:
+        u = arrays["inputs"]
+        if u.ndim != 3 or u.shape[:2] != x.shape[:2] or not np.issubdtype(u.dtype, np.number) \
+                or np.issubdtype(u.dtype, np.complexfloating):
+            raise DataError(f"{path}: inputs must be a real array of shape (sequences, frames, inputs) with x's "
+                            f"sequences and frames {x.shape[:2]}; got dtype {u.dtype} and shape {u.shape}")
+        with np.errstate(over="ignore"):
+            arrays["inputs"] = u.astype(np.float32)
+        if not np.isfinite(arrays["inputs"]).all():
+            s, f, d = np.argwhere(~np.isfinite(arrays["inputs"]))[0]
+            raise DataError(f"{path}: inputs[{s}, {f}, {d}] (sequence {s}, frame {f}, input {d}) is "
+                            f"{u[s, f, d]}; give every input at every frame")
     return arrays
 
 
@@ -147,7 +182,9 @@ def task_data(task: str, n: int, seed: int, cache_dir: str | Path | None = None)
 
 
 def split(x: np.ndarray, test_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first (1 - test_fraction) of the sequences to train on, the rest to test on, as tensors."""
+    """The first (1 - test_fraction) of the sequences to train on, the rest to test on, as tensors.
+
+    (Known inputs (N, T, U) split alike with the same `test_fraction`.)"""
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
     n_test = max(1, int(round(len(x) * test_fraction)))

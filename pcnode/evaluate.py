@@ -32,8 +32,10 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
     Main arguments:
         data: N true trajectories, (N, T, state_dim) or `Trajectories` with their
             times (unevenly sampled: the rollout is read at those times and runs until
-            each trajectory's last real frame) and padding mask (padded frames are not
-            scored). Frames `0..n_burn-1` are given.
+            each trajectory's last real frame), padding mask (padded frames are not
+            scored) and known inputs (`u`, for a model that reads them: the rollout is
+            given every frame's inputs, the future ones included, as readings at the
+            frames' times). Frames `0..n_burn-1` are given.
 
     Other arguments:
         progress: optional callable receiving the number of trajectories done per batch.
@@ -67,6 +69,7 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
     seqs = data.x
     if seqs.ndim != 3 or seqs.shape[-1] != model.config.state_dim:
         raise DataError(f"sequences must have shape (N, T, {model.config.state_dim}); got {tuple(seqs.shape)}")
+    data.check_inputs(model.config.input_dim, "data")
     N, T, _ = seqs.shape
     if N == 0:
         raise DataError("no sequences to evaluate")
@@ -85,16 +88,18 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
     sq_err, dts, updates, seconds, nfe, batches = 0.0, [], [], 0.0, 0, 0
     for lo in range(0, N, batch_size):
         batch = seqs[lo:lo + batch_size]
+        # Known inputs: every frame's, as readings at the frames' times.
+        given = {} if data.u is None else {"u": data.u[lo:lo + batch_size], "t_u": data.times[lo:lo + batch_size]}
         start = time.perf_counter()
         if protocol == "authors":
-            ro = rollout(model, batch[:, :n_burn], horizon=T - 1)
+            ro = rollout(model, batch[:, :n_burn], horizon=T - 1, **given)
             pred = ro.at(torch.arange(1, T, dtype=seqs.dtype, device=seqs.device), offset=0.5)
         elif data.t is None:
-            ro = rollout(model, batch[:, :n_burn], horizon=T - 1)
+            ro = rollout(model, batch[:, :n_burn], horizon=T - 1, **given)
             pred = ro.frames()
         else:
             tb = data.times[lo:lo + batch_size]
-            ro = rollout(model, batch[:, :n_burn], horizon=tb[:, -1], t_burn=tb[:, :n_burn])
+            ro = rollout(model, batch[:, :n_burn], horizon=tb[:, -1], t_burn=tb[:, :n_burn], **given)
             pred = ro.at(tb[:, n_burn:])
         if batch.is_cuda:
             torch.cuda.synchronize()
@@ -114,7 +119,7 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
             progress(len(batch))
     mean_dt = torch.cat(dts).mean().item()
     if protocol == "authors":
-        mean_dt = teacher_forcing(model, seqs, rule or SkipRule(n_burn=n_burn)).mean_dt
+        mean_dt = teacher_forcing(model, data, rule or SkipRule(n_burn=n_burn)).mean_dt
     model.train(was_training)
     return {
         "mse": sq_err / N,

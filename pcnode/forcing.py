@@ -19,6 +19,14 @@ predict no change over a span of zero (the zero-span loss); and the dt head, rea
 the state that opened a segment, regresses that segment's length (the dt loss). The RNN
 and ODE-RNN baselines update at every frame and have only the displacement loss.
 
+Known inputs (`Trajectories.u`, a model with `input_dim > 0`). Every update reads the
+frame's state with the inputs at that frame. A change of input is an event, as in a
+rollout: a row also updates at frame `i` when an input there differs from the one its
+segment's update read by more than `model.config.input_threshold`, whatever the skip rule
+says. The length of a segment that only an input ended is a lower bound on the length
+the dt head should predict (the dynamics would have kept it), so, like a segment still
+open when the data ends, it is penalised only for predicting less.
+
 `reference_forcing` is the method written frame by frame, exactly as above.
 `teacher_forcing` computes the same losses, decisions and gradients faster (the tests
 compare the two):
@@ -43,7 +51,7 @@ from torch import Tensor
 
 from .data import Trajectories
 from .errors import ConfigError
-from .model import PCODE, SequenceModel, in_chunks
+from .model import PCODE, SequenceModel, in_chunks, with_inputs
 
 
 # The authors' skip threshold, a squared error in the units of their data.
@@ -162,12 +170,18 @@ def skip_decision(err: Tensor, rule: SkipRule) -> Tensor:
     return (err < rule.threshold) | (torch.rand_like(err) < rule.jump_prob)
 
 
+def input_event(u: Tensor, u_read: Tensor, threshold: float) -> Tensor:
+    """Where the inputs `u` (B, U) differ from those a segment read, `u_read` (B, U), by more
+    than `threshold` in some input: the segment must end there. -> (B,) bool"""
+    return (u - u_read).abs().amax(-1) > threshold
+
+
 def teacher_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: SkipRule) -> Losses:
     """Jumpy teacher forcing (the PC-ODE) or plain teacher forcing (RNN, ODE-RNN).
 
     Args:
         batch: B trajectories of T+1 frames, (B, T+1, state_dim) or `Trajectories`
-            with their times and padding mask.
+            with their times, padding mask and known inputs.
 
     See the module docstring for the method. A threshold relative to the data that
     `rule.for_data` has not fixed (`fit` fixes it on the whole training set) is measured
@@ -178,20 +192,22 @@ def teacher_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: Sk
     a rollout's would.
     """
     batch = Trajectories.of(batch)
-    seq, times, mask = batch.x, batch.times, batch.real
+    batch.check_inputs(model.config.input_dim, "batch")
+    seq, times, mask, u = batch.x, batch.times, batch.real, batch.u
     if isinstance(model, PCODE):
-        return _jumpy_forcing(model, seq, rule.for_data(seq, mask, model.config.aux_dims), times, mask)
-    return _plain_forcing(model, seq, times, mask)
+        return _jumpy_forcing(model, seq, rule.for_data(seq, mask, model.config.aux_dims), times, mask, u)
+    return _plain_forcing(model, seq, times, mask, u)
 
 
-def _plain_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tensor) -> Losses:
+def _plain_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tensor, u: Tensor | None) -> Losses:
     """The cell updates at every frame; the state advanced to the next frame decodes its change."""
     B, T1, D = seq.shape
     T = T1 - 1
     # Frames are encoded and decoded all at once, time-major so that each frame's rows
     # are one contiguous block (a per-frame slice of a batch-major tensor would cost a
     # full-size gradient buffer per frame in the backward pass).
-    enc = in_chunks(model.encode, seq[:, :-1].transpose(0, 1).reshape(T * B, D)).view(T, B, -1).unbind(0)
+    frames = with_inputs(seq[:, :-1], None if u is None else u[:, :-1])
+    enc = in_chunks(model.encode, frames.transpose(0, 1).reshape(T * B, -1)).view(T, B, -1).unbind(0)
     h = seq.new_zeros(B, model.config.latent)
     advanced = []
     for i in range(T):
@@ -203,7 +219,8 @@ def _plain_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tenso
     return Losses(displacement, displacement.detach(), zero, zero, 1.0, mask.new_ones(mask.shape))
 
 
-def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mask: Tensor) -> Losses:
+def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mask: Tensor,
+                   u: Tensor | None) -> Losses:
     """The PC-ODE's pass; `teacher_forcing` documents it and `reference_forcing` is its plain form."""
     B, T1, D = seq.shape
     T = T1 - 1
@@ -212,7 +229,10 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
     burn = min(rule.n_burn, T)
     device = seq.device
     every_row = torch.arange(B, device=device)
-    burn_enc = model.encode(x[:, :burn].transpose(0, 1).reshape(burn * B, D)).view(burn, B, -1).unbind(0)
+    first = with_inputs(x[:, :burn], None if u is None else u[:, :burn])
+    burn_enc = model.encode(first.transpose(0, 1).reshape(burn * B, -1)).view(burn, B, -1).unbind(0)
+    # The inputs each row's current segment read when it opened (no inputs: None).
+    u_read = None
 
     # With autograd, the loop keeps only the recurrent state `h` and the segments it
     # opens (their lines and dt guesses, in the order opened).
@@ -224,10 +244,12 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
     start, carried = times[:, :1], torch.zeros_like(dx[:, 0])
     line = seg = None
     n_opened = 0
-    segs, starts, targets, updated = [], [], [], []
+    segs, starts, targets, updated, by_input = [], [], [], [], []
+    no_row = torch.zeros(B, dtype=torch.bool, device=device)
     for i in range(T):
         t_i, t_next = times[:, i:i + 1], times[:, i + 1:i + 2]
         offset = None
+        forced = no_row
         with torch.no_grad():
             if i < burn:
                 upd = None  # every row updates
@@ -235,6 +257,9 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
                 target = carried + dx[:, i]
                 stretch = model.along(line, t_next - start) - target
                 skip = skip_decision(stretch[:, :keep].pow(2).mean(-1), rule)
+                if u is not None:  # an input event ends the segment whatever the rule says
+                    event = input_event(u[:, i], u_read, model.config.input_threshold)
+                    forced, skip = skip & event, skip & ~event
                 upd = ~skip if skip.any() else None
                 if rule.feed_predictions > 0:
                     rows = every_row if upd is None else upd.nonzero().squeeze(-1)
@@ -248,11 +273,16 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
         else:
             if upd is None:
                 rows = every_row
-                e = burn_enc[i] if i < burn else model.encode(x[:, i] if offset is None else x[:, i] - offset)
+                if i < burn:
+                    e = burn_enc[i]
+                else:
+                    x_in = x[:, i] if offset is None else x[:, i] - offset
+                    e = model.encode(with_inputs(x_in, None if u is None else u[:, i]))
                 h = new = model.update(e, model.advance(h, t_i - start))
             else:
                 rows = upd.nonzero().squeeze(-1)
                 x_in = x[rows, i] if offset is None else x[rows, i] - offset
+                x_in = with_inputs(x_in, None if u is None else u[rows, i])
                 new = model.update(model.encode(x_in), model.advance(h[rows], (t_i - start)[rows]))
                 h = h.index_copy(0, rows, new)
             new_line = model.segment(new)
@@ -263,17 +293,20 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
                 fresh = dx[:, i] if offset is None else dx[:, i].index_add(0, rows, offset)
                 if upd is None:
                     line, start, carried, seg = new_line.detach(), t_i, fresh, new_seg
+                    u_read = None if u is None else u[:, i]
                     upd = torch.ones(B, dtype=torch.bool, device=device)
                 else:
                     line = line.index_copy(0, rows, new_line.detach().to(line.dtype))
                     start = torch.where(upd.unsqueeze(-1), t_i, start)
                     carried = torch.where(upd.unsqueeze(-1), fresh, target)
                     seg = seg.index_copy(0, rows, new_seg)
+                    u_read = None if u is None else torch.where(upd.unsqueeze(-1), u[:, i], u_read)
                 n_opened += len(rows)
         segs.append(seg)
         starts.append(start)
         targets.append(carried)
         updated.append(upd)
+        by_input.append(forced)
 
     # The losses, batched over every frame: frame i is predicted by the segment in force
     # after it, `seg_at[:, i]`, read at the span from its start to frame i+1.
@@ -287,7 +320,7 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
     frames_in_force = seq.new_zeros(len(lines)).index_add_(0, seg_at.flatten(), mask.flatten().to(seq.dtype))
     zero_span = (at_zero[:, :keep].pow(2).sum(-1) * frames_in_force).sum() / (mask.sum().clamp(min=1) * keep)
     updated = torch.stack(updated, 1)
-    dt_loss, mean_dt = _dt_loss(dt_raw, seg_at, start_at, times, updated, mask, burn)
+    dt_loss, mean_dt = _dt_loss(dt_raw, seg_at, start_at, times, updated, torch.stack(by_input, 1), mask, burn)
     total = displacement + rule.zero_span_weight * zero_span + rule.dt_weight * dt_loss
     return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt, updated)
 
@@ -300,23 +333,25 @@ def _displacement_loss(pred: Tensor, target: Tensor, mask: Tensor, aux_dims: int
     return ((pred[..., :keep] - target[..., :keep]).pow(2) * w).sum() / n
 
 
-def _dt_loss(dt_raw: Tensor, seg_at: Tensor, start_at: Tensor, times: Tensor, updated: Tensor, mask: Tensor,
-             burn: int) -> tuple[Tensor, float]:
+def _dt_loss(dt_raw: Tensor, seg_at: Tensor, start_at: Tensor, times: Tensor, updated: Tensor, by_input: Tensor,
+             mask: Tensor, burn: int) -> tuple[Tensor, float]:
     """Regress the dt head on the lengths of the segments that ended; also return their mean length.
 
     `dt_raw` (S,) is the head's raw guess at the state that opened each segment;
-    `seg_at`, `start_at` (B, T) the segment in force after each frame and its start.
+    `seg_at`, `start_at` (B, T) the segment in force after each frame and its start;
+    `by_input` (B, T) where an update happened only because an input changed.
     A segment ends at frame i >= burn where its row updates. A segment still open when
-    a row's data ends has only a lower bound on its length and is penalised only for
-    predicting less than that. Without this the head never learns that a segment can
-    outlast the window (on Lines nothing else ends).
+    a row's data ends, or ended only by an input, has only a lower bound on its length
+    and is penalised only for predicting less than that. Without this the head never
+    learns that a segment can outlast the window (on Lines nothing else ends).
     """
     B, T = seg_at.shape
     if T <= burn:
         return dt_raw.new_zeros(()), 1.0
     length = times[:, burn:T] - start_at[:, burn - 1:T - 1]       # of the segment in force before frame i
     ended = updated[:, burn:] & mask[:, burn:]
-    closed = (dt_raw[seg_at[:, burn - 1:T - 1][ended]] - length[ended]).pow(2)
+    miss = dt_raw[seg_at[:, burn - 1:T - 1][ended]] - length[ended]
+    closed = torch.where(by_input[:, burn:][ended], miss.clamp(max=0), miss).pow(2)
     last = (mask.long().sum(1) - 1).unsqueeze(1)                 # each row's last real transition
     open_len = (times.gather(1, last + 1) - start_at.gather(1, last)).squeeze(1)
     still_open = (dt_raw[seg_at.gather(1, last).squeeze(1)] - open_len).clamp(max=0).pow(2)
@@ -332,7 +367,8 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
     draws its random numbers in the same order.
     """
     batch = Trajectories.of(batch)
-    seq, times, mask = batch.x, batch.times, batch.real
+    batch.check_inputs(model.config.input_dim, "batch")
+    seq, times, mask, u = batch.x, batch.times, batch.real, batch.u
     rule = rule.for_data(seq, mask, model.config.aux_dims)
     B, T1, D = seq.shape
     T = T1 - 1
@@ -341,30 +377,39 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
     times = times.unsqueeze(-1)
     h = seq.new_zeros(B, model.config.latent)
     start, carried = times[:, 0], seq.new_zeros(B, D)
+    u_read = None if u is None else u[:, 0]  # the inputs the current segment's update read
     disp, zero, dt_terms, lengths, updated = [], [], [], [], []
     last = mask.sum(1) - 1
     open_h, open_len = [None] * B, [None] * B
     for i in range(T):
         t_i, t_next, dx = times[:, i], times[:, i + 1], seq[:, i + 1] - seq[:, i]
         skip = torch.zeros(B, dtype=torch.bool, device=seq.device)
+        forced = torch.zeros_like(skip)  # updates that only an input change caused
         offset = torch.zeros_like(carried)
         if jumpy and i >= rule.n_burn:
             with torch.no_grad():
                 err = (model.decode(model.advance(h, t_next - start)) - (carried + dx))[:, :keep].pow(2).mean(-1)
                 skip = skip_decision(err, rule)
+                if u is not None:
+                    event = input_event(u[:, i], u_read, model.config.input_threshold)
+                    forced, skip = skip & event, skip & ~event
                 if rule.feed_predictions > 0:  # an updating row may read the frame its segment predicted
                     own = model.decode(model.advance(h, t_i - start))
                     fed = torch.rand(int((~skip).sum()), 1, dtype=seq.dtype, device=seq.device) < rule.feed_predictions
                     offset[~skip] = torch.where(fed, (carried - own)[~skip], 0.0)
                     offset[:, keep:] = 0.0
             ends = ~skip & mask[:, i]
-            dt_terms.append((model.dt_raw(h) - (t_i - start)).squeeze(-1).pow(2)[ends])
+            miss = (model.dt_raw(h) - (t_i - start)).squeeze(-1)
+            dt_terms.append(torch.where(forced, miss.clamp(max=0), miss).pow(2)[ends])
             lengths.append((t_i - start).squeeze(-1)[ends])
-        h_tick = model.update(model.encode(seq[:, i] - offset), model.advance(h, t_i - start))
+        frame = with_inputs(seq[:, i] - offset, None if u is None else u[:, i])
+        h_tick = model.update(model.encode(frame), model.advance(h, t_i - start))
         s = skip.unsqueeze(-1)
         h = torch.where(s, h, h_tick)
         start = torch.where(s, start, t_i)
         carried = torch.where(s, carried + dx, dx + offset)
+        if u is not None:
+            u_read = torch.where(s, u_read, u[:, i])
         updated.append(~skip)
         for b in range(B):
             if last[b] == i:  # the segment still open when this row's real data ends

@@ -17,7 +17,22 @@ before the next update (`next_dt`):
   integrated with torchdiffeq; one update per frame.
 
 The decoder always predicts the change in the observation since the frame the cell
-last read, never the observation itself. Between two updates a model is on a
+last read, never the observation itself.
+
+Known inputs. A model with `input_dim > 0` reads, at every update, the frame's state
+(`state_dim` numbers) followed by the known inputs in force at that time (`input_dim`
+numbers: covariates recorded or scheduled, or a controller's actions). Inputs are given,
+never predicted: the decoder predicts the state alone, and teacher forcing, rollouts and
+scores take the inputs from the data (`Trajectories.u`, `rollout(..., u=, t_u=)`). A
+change of input is an event: a PC-ODE ends its segment where an input moves more than
+`input_threshold` away from the value its last update read, in training and in
+rollouts alike (`pcnode.forcing`, `pcnode.rollout`).
+
+Auxiliary dims (`aux_dims`, runs written before inputs existed): the last `aux_dims`
+of the state dims were read by the cell and decoded like the others but left out of
+every loss and score. New runs give inputs instead; an old run still loads, and its
+rollouts hold the auxiliary dims at their last observed value rather than feed back an
+output no loss trained. Between two updates a model is on a
 *segment*: `segment(h)` summarises the state that opened it and `along(seg, span)`
 reads the predicted change any span into it (for the PC-ODE, a straight line through
 the decoder's first layer), so rollouts and losses read segments at many times cheaply
@@ -53,7 +68,10 @@ class ModelConfig:
     hidden: int = 128              # width of the encoder and decoder MLPs
     latent: int = 128              # GRU state; for the PC-ODE half position, half velocity
     time_constant: float = 0.2     # c: the latent moves as z + c * v * span; the decoder reads c * h
-    aux_dims: int = 0              # trailing dims read by the model but never predicted or scored
+    aux_dims: int = 0              # old runs only: trailing state dims left out of losses (new runs: input_dim)
+    input_dim: int = 0             # known inputs read with every frame, never predicted (0: none)
+    input_threshold: float = 0.0   # a PC-ODE updates where an input moves more than this from the value its
+                                   # segment read (max over inputs, model units); 0: at every change
     encoder: str = "mlp"           # mlp, or conv for square images (then image_size**2 == state_dim)
     image_size: int = 0
     min_dt: float = 1.0            # bounds on the PC-ODE's chosen dt in rollouts (frames)
@@ -72,7 +90,7 @@ class ModelConfig:
             raise ConfigError(f"unknown encoder '{self.encoder}'; choose 'mlp' or 'conv'")
         if self.encoder == "conv" and self.image_size ** 2 != self.state_dim:
             raise ConfigError("a conv encoder needs square images: set image_size so that image_size**2 == state_dim")
-        for name in ("state_dim", "hidden", "latent", "solver_steps", "aux_dims", "image_size"):
+        for name in ("state_dim", "hidden", "latent", "solver_steps", "aux_dims", "input_dim", "image_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -89,6 +107,16 @@ class ModelConfig:
             raise ConfigError(f"latent must be even (half position, half velocity), got {self.latent}")
         if not 0 <= self.aux_dims < self.state_dim:
             raise ConfigError(f"aux_dims must be in [0, state_dim), got {self.aux_dims}")
+        if self.input_dim < 0:
+            raise ConfigError(f"input_dim must be 0 or more, got {self.input_dim}")
+        if self.input_dim and self.aux_dims:
+            raise ConfigError("give known inputs as input_dim; aux_dims is the form of runs written before inputs "
+                              "existed, and the two do not mix")
+        if self.input_dim and self.encoder == "conv":
+            raise ConfigError("a conv encoder reads image frames alone; known inputs need the mlp encoder")
+        value = self.input_threshold
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"input_threshold must be a finite number >= 0, got {value!r}")
         if not 0 < self.min_dt <= self.max_dt:
             raise ConfigError(f"need 0 < min_dt <= max_dt, got {self.min_dt} and {self.max_dt}")
         return self
@@ -181,12 +209,12 @@ class SequenceModel(nn.Module):
             self.encoder: nn.Module = ConvEncoder(c.image_size, c.hidden)
             self.decoder: nn.Module = ConvDecoder(c.latent, c.image_size, c.hidden)
         else:
-            self.encoder = ResidualMLP(c.state_dim, c.hidden, c.hidden)
+            self.encoder = ResidualMLP(c.state_dim + c.input_dim, c.hidden, c.hidden)
             self.decoder = ResidualMLP(c.latent, c.hidden, c.state_dim)
         self.cell = nn.GRUCell(c.hidden, c.latent)
 
     def encode(self, x: Tensor) -> Tensor:
-        """(..., state_dim) -> (..., hidden)"""
+        """(..., state_dim + input_dim) -> (..., hidden): a frame with its inputs (`with_inputs`)."""
         return self.encoder(x)
 
     def update(self, e: Tensor, h: Tensor) -> Tensor:
@@ -335,6 +363,11 @@ def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(config)
+
+
+def with_inputs(x: Tensor, u: Tensor | None) -> Tensor:
+    """What the encoder reads: the state (..., state_dim) followed by the inputs (..., input_dim), if any."""
+    return x if u is None else torch.cat([x, u.to(x.dtype)], -1)
 
 
 # Rows per layer call that keep a layer's input and output in a CPU core's cache.

@@ -13,9 +13,15 @@ Targets are reachable by construction: each is a place the object ball passes wh
 witness action aimed at it is simulated (`make_problems`).
 
 Models. State = `[x1, y1, x2, y2]` per frame, as in Billiards2D. The action reaches a
-model through its burn-in: the simulated first `N_BURN` frames of the cue ball's motion
-under that action. A rollout from those frames to `HORIZON` predicts the outcome.
-`plan_data` makes training trajectories from the same distribution.
+model in one of two ways. Through its burn-in (the authors' recipe): the simulated first
+`N_BURN` frames of the cue ball's motion under that action; a rollout from those frames
+to `HORIZON` predicts the outcome. Or as a known input (`pcnode plan
+--actions-as-inputs`): a model with `input_dim = ACTION_INPUTS` reads the cue velocity
+`(vx, vy)` with the first frame, the balls at rest where the problem places them, and
+rolls out from that one frame, as a controller would plan from one observation, with no
+simulated frames. The input is the commanded velocity, held over the whole trajectory.
+`plan_data` makes training trajectories from the same distribution (`plan_data_actions`
+with their actions).
 
 Planners. `plan` scores candidate actions by rolling every candidate of a round out in
 one batch: round 1 is random shooting, later rounds refine by the cross-entropy method.
@@ -67,6 +73,8 @@ TARGET_RADIUS = 0.07
 # A target centre lies at least this far from the object ball's start, so the object
 # ball never starts inside its target and must be struck.
 MIN_TARGET_TRAVEL = 0.3
+# Known inputs of models that read the action (`--actions-as-inputs`): the cue velocity (vx, vy).
+ACTION_INPUTS = 2
 # The PC-ODE's skip threshold for planning models, absolute: about 150 times this data's mean
 # squared change per frame (6.5e-4), where the default (`SkipRule`) is 2.5 times it.
 # A planner needs each shot's outcome, up to 27 frames ahead. At 0.1 a segment ends only
@@ -166,6 +174,11 @@ def plan_data(n: int, seed: int = 0) -> np.ndarray:
     Scenes as in `make_problems` (object ball at rest); a fraction `AIM_FRACTION` of cue
     shots is aimed at the object ball, the rest are uniformly random actions.
     """
+    return plan_data_actions(n, seed)[0]
+
+
+def plan_data_actions(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`plan_data(n, seed)` and the actions (n, 2) `(angle, speed)` that made it."""
     rng = np.random.default_rng(seed)
     r = BALL_RADIUS
     cue, obj = np.empty((n, 2)), np.empty((n, 2))
@@ -174,7 +187,19 @@ def plan_data(n: int, seed: int = 0) -> np.ndarray:
         cue[todo], obj[todo] = rng.uniform(r, 1 - r, (todo.size, 2)), rng.uniform(r, 1 - r, (todo.size, 2))
         todo = todo[np.linalg.norm(obj[todo] - cue[todo], axis=-1) <= 2 * r]
     actions = np.where((rng.random(n) < AIM_FRACTION)[:, None], aimed_actions(rng, cue, obj), random_actions(rng, n))
-    return simulate_actions(cue, obj, actions, HORIZON + 1)
+    return simulate_actions(cue, obj, actions, HORIZON + 1), actions
+
+
+def action_inputs(actions: np.ndarray, frames: int) -> np.ndarray:
+    """The known inputs of models that read actions: each action's (n, 2) cue velocity
+    `(vx, vy)`, held over `frames` frames -> (n, frames, ACTION_INPUTS) float32."""
+    v = actions[:, 1:] * np.stack([np.cos(actions[:, 0]), np.sin(actions[:, 0])], -1)
+    return np.repeat(v[:, None].astype(np.float32), frames, axis=1)
+
+
+def reads_actions(model: SequenceModel) -> bool:
+    """Whether `model` takes the action as a known input (else through its burn-in frames)."""
+    return model.config.input_dim == ACTION_INPUTS
 
 
 class Paths(NamedTuple):
@@ -196,17 +221,35 @@ def simulator_predictor(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -
     return Paths(torch.from_numpy(simulate_actions(cue, obj, actions, HORIZON + 1)), None)
 
 
-def model_predictor(model: SequenceModel) -> Predictor:
-    """A predictor that rolls `model` out from each action's simulated burn-in frames.
+def model_rollout(model: SequenceModel, cue: np.ndarray, obj: np.ndarray, actions: np.ndarray):
+    """Roll `model` out to `HORIZON` under each action (n, 2): (the frames it starts from
+    (n, n_burn, 4), its `Rollout`).
 
-    Its path is the true burn-in frames, then the rollout at frames `N_BURN .. HORIZON`
-    (`Rollout.at`: a model that steps one frame at a time predicted exactly those
-    frames; a PC-ODE's are decoded from the straight latent segments between its jumps).
+    A model that reads actions (`reads_actions`) starts from frame 0 alone, the balls where
+    the problem places them, with the cue velocity as a known input from frame 0 to the
+    horizon; any other model from the `N_BURN` simulated frames of the action.
+    """
+    if reads_actions(model):
+        n = len(actions)
+        x0 = torch.from_numpy(np.concatenate([np.broadcast_to(cue, (n, 2)), np.broadcast_to(obj, (n, 2))], -1)
+                              .astype(np.float32))[:, None]
+        u = torch.from_numpy(action_inputs(actions, 2))                   # readings at frames 0 and HORIZON
+        t_u = torch.tensor([0.0, float(HORIZON)]).expand(n, 2)
+        return x0, rollout(model, x0, float(HORIZON), u=u, t_u=t_u)
+    x_burn = torch.from_numpy(simulate_actions(cue, obj, actions, N_BURN))
+    return x_burn, rollout(model, x_burn, float(HORIZON))
+
+
+def model_predictor(model: SequenceModel) -> Predictor:
+    """A predictor that rolls `model` out under each action (`model_rollout`).
+
+    Its path is the frames it started from, then the rollout at every later frame up to
+    `HORIZON` (`Rollout.at`: a model that steps one frame at a time predicted exactly
+    those frames; a PC-ODE's are decoded from the straight latent segments between its jumps).
     """
     def predict(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -> Paths:
-        x_burn = torch.from_numpy(simulate_actions(cue, obj, actions, N_BURN))
-        ro = rollout(model, x_burn, float(HORIZON))
-        return Paths(torch.cat([x_burn, ro.frames(N_BURN)], 1), ro.updates)
+        start, ro = model_rollout(model, cue, obj, actions)
+        return Paths(torch.cat([start, ro.frames(start.shape[1])], 1), ro.updates)
     return predict
 
 

@@ -8,6 +8,16 @@ trajectories that are done.
 
 The latent path is known between updates, so `Rollout.at(t)` decodes the state at
 any real time `t` (in frames), finer than the data if asked.
+
+Known inputs (a model with `input_dim > 0`) are given to a rollout as readings with
+their times, each reading in force until the next: an update at time `t` reads the last
+reading at or before `t`, so the state is predicted from the true future inputs. A
+change of input is an event: a PC-ODE's jump ends at the next reading where an input
+moves more than `input_threshold` from the value its last update read, and it updates
+there, as teacher forcing trains it to. Given no reading after the last burn-in frame,
+a rollout holds the last one (and warns). Auxiliary dims of runs from before inputs
+existed (`aux_dims`) are held at their last observed value: no loss ever trained the
+decoder's output for them.
 """
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError, DataError
-from .model import SequenceModel, in_chunks
+from .model import SequenceModel, in_chunks, with_inputs
 
 
 @dataclass
@@ -31,9 +41,11 @@ class Rollout:
     state `h[b, k]` (after its update) and lasted `dt[b, k]` frames. The first
     `n_burn - 1` steps are teacher-forced burn-in steps; `updates[b]` counts the
     steps from the last burn-in frame on, the ones the model chose. Padding steps
-    have `t = inf`.
+    have `t = inf`. For a model with known inputs, `u[b, k]` are the inputs step `k`'s
+    update read (None for a model without).
 
-    Shapes: t, dt (B, K); x (B, K, state_dim); h (B, K, latent); updates (B,).
+    Shapes: t, dt (B, K); x (B, K, state_dim); h (B, K, latent); updates (B,);
+    u (B, K, input_dim).
     """
 
     model: SequenceModel
@@ -45,6 +57,7 @@ class Rollout:
     n_burn: int
     horizon: float
     nfe: int
+    u: Tensor | None = None
 
     @property
     def mean_dt(self) -> float:
@@ -78,8 +91,8 @@ class Rollout:
         todo = (~stored).nonzero(as_tuple=True)
         if len(todo[0]):
             step = rows.expand_as(k)[todo] * K + k[todo]
-            read = in_chunks(lambda s, dt: self.model.along(self._segments.index_select(0, s), dt),
-                             step, span[todo])
+            read = hold_aux(self.model, in_chunks(lambda s, dt: self.model.along(
+                self._segments.index_select(0, s), dt), step, span[todo]))
             out[todo] = self.x[rows.expand_as(k)[todo], k[todo]] + read
         return out[:, 0] if squeeze else out
 
@@ -119,7 +132,7 @@ class Rollout:
     def select(self, rows: Tensor) -> "Rollout":
         """The rollouts of the trajectories `rows` (indices or a bool mask over the batch)."""
         return replace(self, t=self.t[rows], dt=self.dt[rows], x=self.x[rows], h=self.h[rows],
-                       updates=self.updates[rows])
+                       updates=self.updates[rows], u=None if self.u is None else self.u[rows])
 
     def frames(self, start: int | None = None) -> Tensor:
         """The rollout read at the integer frame times `start..horizon`: (B, frames, state_dim)."""
@@ -128,9 +141,73 @@ class Rollout:
         return self.at(grid)
 
 
+def hold_aux(model: SequenceModel, change: Tensor) -> Tensor:
+    """A predicted change (..., state_dim) with the auxiliary dims of an old run (`aux_dims`)
+    set to no change: those dims hold the value they were last observed at."""
+    aux = model.config.aux_dims
+    if aux:
+        change = change.clone()
+        change[..., change.shape[-1] - aux:] = 0.0
+    return change
+
+
+class Readings:
+    """Known inputs as readings (B, Q, U) at times (B, Q), each in force until the next."""
+
+    def __init__(self, u: Tensor, t: Tensor):
+        self.u, self.t = u, t.contiguous()
+
+    def at(self, rows: Tensor, t: Tensor) -> Tensor:
+        """The last reading at or before each time `t` (R, n) of the rows `rows` (R,) -> (R, n, U)."""
+        k = (torch.searchsorted(self.t[rows], t.contiguous(), right=True) - 1).clamp(min=0)
+        return self.u[rows.unsqueeze(-1), k]
+
+    def next_change(self, rows: Tensor, t: Tensor, read: Tensor, threshold: float) -> Tensor:
+        """For each row, the time (R, 1) of the first reading after `t` (R, 1) that differs
+        from `read` (R, U) by more than `threshold` in some input; inf where none does."""
+        after = self.t[rows] > t
+        changed = (self.u[rows] - read.unsqueeze(1)).abs().amax(-1) > threshold
+        return torch.where(after & changed, self.t[rows], math.inf).amin(-1, keepdim=True)
+
+
+def _readings(model: SequenceModel, u, t_u, t_burn: Tensor) -> Readings | None:
+    """Check the known inputs given to `rollout` against the model and the burn-in times."""
+    U = model.config.input_dim
+    B, n_burn = t_burn.shape
+    if not U:
+        if u is not None or t_u is not None:
+            raise DataError("known inputs were given but the model reads none (its input_dim is 0); leave out "
+                            "`u` and `t_u`")
+        return None
+    if not isinstance(u, Tensor) or u.ndim != 3 or u.shape[0] != B or u.shape[2] != U or u.shape[1] == 0:
+        raise DataError(f"the model reads {U} known input(s): give `u` shaped ({B}, readings, {U}) with their "
+                        f"times `t_u`; got {tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__}")
+    if not u.is_floating_point() or not torch.isfinite(u).all():
+        raise DataError("known inputs `u` must be finite floating-point numbers; fill or drop the gaps")
+    Q = u.shape[1]
+    if t_u is None:
+        t_u = torch.arange(Q, dtype=t_burn.dtype, device=t_burn.device).expand(B, Q)
+    if not isinstance(t_u, Tensor) or t_u.shape != (B, Q) or not torch.isfinite(t_u).all() \
+            or (t_u.diff(dim=1) < 0).any():
+        raise DataError(f"reading times `t_u` must be finite, non-decreasing and shaped ({B}, {Q}); got "
+                        f"{tuple(t_u.shape) if isinstance(t_u, Tensor) else type(t_u).__name__}")
+    t_u = t_u.to(t_burn.dtype)
+    late = (t_u[:, 0] > t_burn[:, 0]).nonzero()
+    if len(late):
+        b = late[0, 0].item()
+        raise DataError(f"trajectory {b}'s known inputs begin at {t_u[b, 0].item():g}, after its first burn-in "
+                        f"frame ({t_burn[b, 0].item():g}); give a reading at or before it")
+    held = (t_u[:, -1] <= t_burn[:, -1]).sum().item()
+    if held:
+        warnings.warn(f"no known inputs after the last burn-in frame for {held} of {B} trajectories: their last "
+                      "reading is held to the horizon; give `u` and `t_u` up to the horizon to use the true future "
+                      "inputs", RuntimeWarning, stacklevel=3)
+    return Readings(u.to(t_burn.dtype), t_u)
+
+
 @torch.no_grad()
 def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_updates: int | None = None,
-            t_burn: Tensor | None = None) -> Rollout:
+            t_burn: Tensor | None = None, u: Tensor | None = None, t_u: Tensor | None = None) -> Rollout:
     """Roll `model` out from burn-in frames until `horizon`.
 
     Args:
@@ -138,9 +215,18 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
         horizon: time (frames, counted from the first burn-in frame) each
             trajectory's clock must reach: a number, or (B,) one per trajectory.
         max_updates: safety bound on model-chosen updates per trajectory; by default
-            enough for `model.config.min_dt`-sized steps. Hitting it warns.
+            enough for `model.config.min_dt`-sized steps (and one per input reading). Hitting it warns.
         t_burn: (B, n_burn) real times of the burn-in frames, strictly increasing
             along each row, for unevenly sampled data; None means 0, 1, ..., n_burn-1.
+        u: (B, Q, input_dim) known inputs, for a model that reads them (`input_dim > 0`):
+            Q readings per trajectory, each in force until the next. Every update (the
+            burn-in's too) reads the last reading at or before its time, so readings must
+            begin at or before the first burn-in frame; a PC-ODE's jump ends at the next
+            reading where an input moves more than `model.config.input_threshold` from
+            the value its last update read. With no reading after the last burn-in frame
+            the last one is held to the horizon, with a RuntimeWarning.
+        t_u: (B, Q) the readings' times, non-decreasing along each row, on the burn-in's
+            clock (frames); None means 0, 1, ..., Q-1 (one reading per frame from frame 0).
 
     Returns a `Rollout`; query it with `.at(t)`.
     """
@@ -168,14 +254,20 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
     if not torch.isfinite(hz).all() or (hz <= t_burn[:, -1]).any():
         raise ConfigError(f"horizon must be a finite time after the last burn-in frame "
                           f"({t_burn[:, -1].max().item():g}); got {horizon}")
+    readings = _readings(model, u, t_u, t_burn)
+    events = readings is not None and model.jumpy  # models that step frame by frame read inputs as they come
     if max_updates is None:
         max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / model.config.min_dt) + 1
+        if events:  # each reading may end a jump early
+            max_updates += int((readings.t > t_burn[:, -1:]).sum(1).max().item())
     nfe0 = model.nfe
     dtype, device = x_burn.dtype, x_burn.device
     L = model.config.latent
+    rows = torch.arange(B, device=device)
+    u_burn = None if readings is None else readings.at(rows, t_burn)  # (B, n_burn, U)
 
     # Burn-in: the cell reads the true frames one per frame.
-    enc = model.encode(x_burn)
+    enc = model.encode(with_inputs(x_burn, u_burn))
     h = x_burn.new_zeros(B, L)
     ts, dts, xs, hs = [], [], [], []
     gaps = t_burn.diff(dim=1).unsqueeze(-1)  # (B, n_burn - 1, 1)
@@ -188,16 +280,20 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
             hs.append(h)
 
     # From the last burn-in frame on, the model chooses when to update next.
-    rows = torch.arange(B, device=device)
     x_cur, t_cur = x_burn[:, -1], t_burn[:, -1:].clone()
+    u_cur = None if u_burn is None else u_burn[:, -1]
     updates = torch.zeros(B, dtype=torch.long, device=device)
-    chosen = []  # per step: (rows still running, t, dt, x, h)
+    chosen = []  # per step: (rows still running, t, dt, x, h, u)
     while True:
         dt = model.next_dt(h)
-        chosen.append((rows, t_cur, dt, x_cur, h))
-        updates[rows] += 1
-        x_next = x_cur + model.change(h, dt)
         t_next = t_cur + dt
+        if events:  # the jump ends early at the next input event, exactly at its reading's time
+            t_event = readings.next_change(rows, t_cur, u_cur, model.config.input_threshold)
+            t_next = torch.minimum(t_next, t_event)
+            dt = t_next - t_cur
+        chosen.append((rows, t_cur, dt, x_cur, h, u_cur))
+        updates[rows] += 1
+        x_next = x_cur + hold_aux(model, model.change(h, dt))
         going = t_next.squeeze(-1) < hz[rows]
         if not going.any():
             break
@@ -206,16 +302,23 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
                           "raise max_updates or min_dt", RuntimeWarning, stacklevel=2)
             break
         rows, x_cur, t_cur = rows[going], x_next[going], t_next[going]
-        h = model.update(model.encode(x_cur), model.advance(h[going], dt[going]))
+        if readings is not None:
+            u_cur = readings.at(rows, t_cur)[:, 0]
+        h = model.update(model.encode(with_inputs(x_cur, u_cur)), model.advance(h[going], dt[going]))
 
     K = n_burn - 1 + len(chosen)
     t = torch.full((B, K), math.inf, dtype=dtype, device=device)
     dt_all = torch.zeros(B, K, dtype=dtype, device=device)
     x = torch.zeros(B, K, x_burn.shape[-1], dtype=dtype, device=device)
     hh = torch.zeros(B, K, L, dtype=dtype, device=device)
+    uu = None if u_burn is None else u_burn.new_zeros(B, K, u_burn.shape[-1])
     for k in range(n_burn - 1):
         t[:, k], dt_all[:, k], x[:, k], hh[:, k] = ts[k], dts[k], xs[k], hs[k]
-    for j, (r, tc, dtc, xc, hc) in enumerate(chosen):
+        if uu is not None:
+            uu[:, k] = u_burn[:, k]
+    for j, (r, tc, dtc, xc, hc, uc) in enumerate(chosen):
         k = n_burn - 1 + j
         t[r, k], dt_all[r, k], x[r, k], hh[r, k] = tc.squeeze(-1), dtc.squeeze(-1), xc, hc
-    return Rollout(model, t, dt_all, x, hh, updates, n_burn, hz.max().item(), model.nfe - nfe0)
+        if uu is not None:
+            uu[r, k] = uc
+    return Rollout(model, t, dt_all, x, hh, updates, n_burn, hz.max().item(), model.nfe - nfe0, uu)

@@ -110,13 +110,16 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
     Main arguments:
         model: a PCODE, RNN or ODERNN.
         train: training trajectories, (N, T, state_dim), or `Trajectories` with their
-            times (unevenly sampled data, see `pcnode.series`) and padding mask.
+            times (unevenly sampled data, see `pcnode.series`), padding mask and known
+            inputs (`u`, (N, T, input_dim), for a model with `model.config.input_dim`).
         config: optimisation settings.
 
     Other arguments:
         test: held-out trajectories (the same forms) scored every `config.eval_every` steps.
         run_dir: folder for config.json, checkpoints and metrics.csv; nothing is
-            written when None.
+            written when None. The folder is locked while training writes there: a second
+            training on it (in this process or another) raises CheckpointError naming
+            the process that holds it; the lock of a process that died is taken over.
         resume: continue from `run_dir`'s checkpoint instead of refusing to overwrite it.
         data: description of the data, saved in the config (task, seed, ...).
         on_step: called after every step with the step number and its losses.
@@ -126,13 +129,17 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
     config.validate()
     train = Trajectories.of(train)
     check_sequences(train.x, model.config.state_dim, config.rule.n_burn + 1, "training data")
+    train.check_inputs(model.config.input_dim, "training data")
     if test is not None:
         test = Trajectories.of(test)
         check_sequences(test.x, model.config.state_dim, config.rule.n_burn + 1, "test data")
+        test.check_inputs(model.config.input_dim, "test data")
     # A threshold relative to the data is fixed here, once, on the whole training set.
     config = dataclasses.replace(config, rule=config.rule.for_data(train.x, train.mask, model.config.aux_dims))
     with distributed(config) as (rank, world, device):
-        return _fit(model, train, config, test, run_dir, resume, data, on_step, rank, world, device)
+        # Only the first process writes, so only it holds the run folder's lock.
+        with ckpt.lock_run(run_dir) if run_dir is not None and rank == 0 else contextlib.nullcontext():
+            return _fit(model, train, config, test, run_dir, resume, data, on_step, rank, world, device)
 
 
 def _fit(model, train, config, test, run_dir, resume, data, on_step, rank, world, device) -> list[dict]:

@@ -17,9 +17,21 @@ CASES = {
     "pcode-aux": dict(kind="pcode", aux_dims=1),
     "pcode-fed": dict(kind="pcode", feed_predictions=0.5),
     "pcode-aux-fed": dict(kind="pcode", aux_dims=1, feed_predictions=1.0),
+    "pcode-inputs": dict(kind="pcode", input_dim=2, input_threshold=0.3),
+    "pcode-inputs-fed": dict(kind="pcode", input_dim=2, input_threshold=0.3, feed_predictions=0.5),
     "rnn": dict(kind="rnn"),
+    "rnn-inputs": dict(kind="rnn", input_dim=2),
     "odernn": dict(kind="odernn"),
 }
+
+
+def stepped_inputs(rows, frames, dims, device):
+    """Inputs that hold a level and jump now and then (in about one frame in four), with
+    small wobbles in between, so some changes pass a threshold of 0.3 and some do not."""
+    g = torch.Generator().manual_seed(2)
+    jumps = (torch.rand(rows, frames, dims, generator=g) < 0.25) * torch.randn(rows, frames, dims, generator=g)
+    wobble = torch.rand(rows, frames, dims, generator=g, dtype=torch.float64) * 0.1
+    return (torch.cumsum(jumps.double(), 1) + wobble).to(device)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -35,9 +47,10 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     mask = torch.ones(12, 13, dtype=torch.bool, device=device)
     mask[:4, 9:] = False  # four shorter sequences
     rule = SkipRule(epsilon=2e-4, jump_prob=0.1, feed_predictions=feed)
+    u = stepped_inputs(12, 14, model.config.input_dim, device) if model.config.input_dim else None
 
     torch.manual_seed(1)
-    batch = Trajectories(seq, times, mask)
+    batch = Trajectories(seq, times, mask, u)
     fast = teacher_forcing(model, batch, rule)
     fast.total.backward()
     fast_grads = [p.grad.clone() for p in model.parameters()]
@@ -49,6 +62,12 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     assert torch.equal(fast.updated, ref.updated)
     if model.jumpy:
         assert 0 < ref.updated[:, 4:].float().mean() < 1, "the case should mix skips and updates"
+    if model.jumpy and u is not None:
+        # Some updates come from input events alone: rerun with no change counting as an event.
+        model.config.input_threshold = 1e9
+        torch.manual_seed(1)
+        deaf = reference_forcing(model, batch, rule)
+        assert (ref.updated & ~deaf.updated).any(), "the case should have updates forced by inputs"
     for name in ("displacement", "zero_span", "dt", "total"):
         assert torch.allclose(getattr(fast, name), getattr(ref, name), rtol=1e-10), name
     assert fast.mean_dt == pytest.approx(ref.mean_dt, rel=1e-12)

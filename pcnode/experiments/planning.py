@@ -22,7 +22,6 @@ from ..data import DATA_DIR, save_npz
 from ..errors import ConfigError
 from ..forcing import SkipRule
 from ..model import MODEL_NAMES, MODELS, ModelConfig, SequenceModel, build_model
-from ..rollout import rollout
 from ..tasks import BALL_RADIUS
 from ..train import TrainConfig, load_run
 from .figures import COLORS, grab, save_figure, save_gif, table
@@ -51,6 +50,9 @@ class PlanningRun:
     hidden: int = ModelConfig.hidden        # width of the encoder, decoder and GRU state
     feed_predictions: float = 0.0           # a PC-ODE's probability of reading its own predicted frame
     epsilon: float = pl.SKIP_EPSILON        # a PC-ODE's skip threshold
+    # Models trained here read the cue velocity as a known input with the first frame and
+    # roll out from that one frame, instead of from N_BURN simulated frames of the shot.
+    actions_as_inputs: bool = False
 
     def validate(self) -> "PlanningRun":
         self.plan.validate()
@@ -94,6 +96,7 @@ def run_planning(run: PlanningRun) -> dict[str, dict]:
         "planners": summary, "budget_curve": curve,
         "setup": {"problems": run.problems, "seed": run.seed, "plan": dataclasses.asdict(run.plan),
                   "models": {n: [folder for _, folder in ms] for n, ms in models.items()},
+                  "actions_as_inputs": {n: [pl.reads_actions(m) for m, _ in ms] for n, ms in models.items()},
                   "constants": {k: getattr(pl, k) for k in ("HORIZON", "N_BURN", "SPEED_RANGE", "TARGET_RADIUS",
                                                             "MIN_TARGET_TRAVEL", "SIM_DT", "EVERY")}}})
     plot_budget_curve(run.out / "plan_budget.png", curve)
@@ -126,23 +129,31 @@ def _plan_model(name: str, folder: str | None, member: int, run: PlanningRun) ->
     if folder is not None:
         model, cfg = load_run(pretrained.resolve(folder))
         n_burn = cfg.get("train", {}).get("rule", {}).get("n_burn")
-        if model.config.state_dim != 4 or n_burn != pl.N_BURN:
-            raise ConfigError(f"{folder} is not a billiards model with {pl.N_BURN} burn-in frames; train one with "
-                              f"`pcnode plan --models {model.config.kind}`")
+        # A model reads the action through N_BURN simulated frames, or as an input with one frame.
+        if model.config.state_dim != 4 or (n_burn, model.config.input_dim) not in ((pl.N_BURN, 0),
+                                                                                   (1, pl.ACTION_INPUTS)):
+            raise ConfigError(f"{folder} is not a billiards planning model ({pl.N_BURN} burn-in frames, or one "
+                              f"frame and the action as input); train one with `pcnode plan --models "
+                              f"{model.config.kind}`")
         return model, folder
     if name not in MODELS:
         raise ConfigError(f"'{name}' is not a model kind ({', '.join(MODELS)}); give a trained run as {name}=RUN_DIR")
-    path = DATA_DIR / f"billiards_plan-n{run.train_n}-seed{run.train_seed}.npz"
+    suffix = "-actions" if run.actions_as_inputs else ""
+    path = DATA_DIR / f"billiards_plan-n{run.train_n}-seed{run.train_seed}{suffix}.npz"
     if not path.exists():
-        save_npz(path, x=pl.plan_data(run.train_n, run.train_seed))
+        x, actions = pl.plan_data_actions(run.train_n, run.train_seed)
+        save_npz(path, **({"x": x, "inputs": pl.action_inputs(actions, x.shape[1])} if run.actions_as_inputs
+                          else {"x": x}))
     spec = {"file": str(path), "test_fraction": 0.1}
     train, test = dataset(spec)
     steps = run.train_steps
+    n_burn, inputs = (1, pl.ACTION_INPUTS) if run.actions_as_inputs else (pl.N_BURN, 0)
     cfg = TrainConfig(steps=steps, batch_size=run.train_batch, decay_every=run.train_decay_every,
                       eval_every=max(1, steps // 4), eval_size=256, checkpoint_every=max(1, steps // 4),
                       seed=run.seed + member,
-                      rule=SkipRule(n_burn=pl.N_BURN, epsilon=run.epsilon, feed_predictions=run.feed_predictions))
-    model = build_model(ModelConfig(kind=name, state_dim=4, hidden=run.hidden, latent=run.hidden), seed=cfg.seed)
+                      rule=SkipRule(n_burn=n_burn, epsilon=run.epsilon, feed_predictions=run.feed_predictions))
+    model = build_model(ModelConfig(kind=name, state_dim=4, input_dim=inputs, hidden=run.hidden, latent=run.hidden),
+                        seed=cfg.seed)
     out = run.out / (name if member == 0 else f"{name}-{member + 1}")
     fit_with_bar(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(),
                  label=f"train {out.name}")
@@ -153,14 +164,14 @@ def _plan_model(name: str, folder: str | None, member: int, run: PlanningRun) ->
 def trace(cue: np.ndarray, obj: np.ndarray, action: np.ndarray, times: np.ndarray,
           model: SequenceModel | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """True states (Q, 4) under `action` at `times` (frames, multiples of 1/EVERY), and `model`'s
-    prediction (Q, 4) from that action's burn-in (the true frames during the burn-in), or None."""
+    prediction (Q, 4) under it (the true frames during its burn-in), or None."""
     fine = pl.simulate_actions(cue, obj, action[None], int(round(times.max() * pl.EVERY)) + 1, every=1)[0]
     true = fine[np.round(times * pl.EVERY).astype(int)]
     if model is None:
         return true, None
-    x_burn = torch.from_numpy(pl.simulate_actions(cue, obj, action[None], pl.N_BURN))
-    pred = rollout(model, x_burn, float(pl.HORIZON)).at(torch.as_tensor(times, dtype=torch.float32))[0].numpy()
-    burn = times <= pl.N_BURN - 1
+    start, ro = pl.model_rollout(model, cue, obj, action[None])
+    pred = ro.at(torch.as_tensor(times, dtype=torch.float32))[0].numpy()
+    burn = times <= start.shape[1] - 1
     pred[burn] = true[burn]
     return true, pred
 

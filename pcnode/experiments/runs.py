@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -16,7 +17,7 @@ from ..data import DATA_DIR, Trajectories, load_npz, save_npz, split, task_data
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import evaluate
 from ..model import ModelConfig, build_model
-from ..series import (SeriesSpec, check_columns, evaluate_series, forecast, parse_time, prepare, scaling_of,
+from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, parse_time, prepare, scaling_of,
                       write_forecast)
 from ..train import TrainConfig, load_run
 from .figures import draw_rollouts, plot_forecast
@@ -39,14 +40,19 @@ def dataset(spec: dict) -> tuple[Trajectories, Trajectories]:
     if spec.get("kind") == "series":
         train, test, _ = prepare(load_config(SeriesSpec, spec, "data"))
         return train, test
+    u = None
     if "planning" in spec:  # a shipped planning model: its data is regenerated
         x = pl.plan_data(spec["planning"]["n"], spec["planning"]["seed"])
     elif "file" in spec:
-        x = load_npz(spec["file"])["x"]
+        arrays = load_npz(spec["file"])
+        x, u = arrays["x"], arrays.get("inputs")  # known inputs, if the file has them
     else:
         x = task_data(spec["task"], spec["n"], spec["seed"], cache_dir=DATA_DIR)["x"]
     train, test = split(x, spec.get("test_fraction", 0.1))
-    return Trajectories(train), Trajectories(test)
+    if u is None:
+        return Trajectories(train), Trajectories(test)
+    u_train, u_test = split(u, spec.get("test_fraction", 0.1))
+    return Trajectories(train, u=u_train), Trajectories(test, u=u_test)
 
 
 def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | None = None, task: str | None = None,
@@ -68,8 +74,16 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
         if stored is not None and "scaling" not in stored:
             raise CheckpointError(f"{out} holds a run trained on a built-in task, not on a data file; "
                                   "resume it with `task` or choose another `run_dir`")
-        # A resumed run keeps the scaling it started with, so its data config still matches.
-        train, test, series = prepare(dataclasses.replace(series, scaling=stored["scaling"]) if stored else series)
+        if stored:  # a resumed run keeps the scaling and inputs it started with, so its data config still matches
+            series = dataclasses.replace(series, scaling=stored["scaling"],
+                                         **{k: stored.get(k, []) for k in ("input_columns", "aux_columns")
+                                            if not getattr(series, k)})
+        if series.aux_columns and not (stored and stored.get("aux_columns")):
+            # A new run reads auxiliary columns as known inputs: given in rollouts, never predicted
+            # (runs from before inputs existed decoded them, and keep doing so when resumed).
+            series = dataclasses.replace(series, input_columns=[*series.input_columns, *series.aux_columns],
+                                         aux_columns=[])
+        train, test, series = prepare(series)
         short = (test.lengths <= config.rule.n_burn).nonzero()
         if len(short):
             k = short[0, 0].item()
@@ -77,6 +91,7 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
                             f"rollouts need more than the {config.rule.n_burn} burn-in readings: raise "
                             "`test_fraction`, use `split='series'`, or drop short series")
         fields["aux_dims"] = len(series.aux_columns)
+        fields["input_dim"] = len(series.input_columns)
         spec = dataclasses.asdict(series)
         about = (f"{len(train)} training windows, {len(test)} test windows, "
                  f"one frame = {series.scaling['time_scale']:g} time units")
@@ -115,7 +130,7 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
         data = spec.read()
         if "file" not in (series or {}):
             data = spec.split_series(data)[1]
-        check_columns(cfg["data"]["columns"] + cfg["data"]["aux_columns"], data, model.config.state_dim, spec.file)
+        check_columns(load_config(SeriesSpec, cfg["data"], "data"), data, model.config, spec.file)
         with tqdm(desc="rollouts", unit="window", disable=not show_progress) as bar:
             m = evaluate_series(model, spec, data, rule.n_burn, progress=bar.update)
         scale = spec.scaling["time_scale"]
@@ -163,17 +178,18 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
 
 
 def forecast_run(run: str | Path, start: str, horizon: float, every: float | None = None, series: dict | None = None,
-                 series_id: str | None = None, out: Path | None = None) -> tuple[list[Path], int]:
+                 series_id: str | None = None, out: Path | None = None) -> tuple[list[Path], Forecast]:
     """Forecast a series run `horizon` of your time units past `start` (the readings at or
     before it are the burn-in). Writes PREFIX.csv and PREFIX.png (default RUN/forecast);
-    returns them and the number of model updates."""
+    returns them and the `Forecast` (its `inputs_held_from` says whether a run with known
+    inputs found them in the series over the forecast or held the last reading)."""
     folder = pretrained.resolve(run)
     model, cfg = load_run(folder)
     if cfg["data"].get("kind") != "series":
         raise ConfigError("a forecast from a time needs a run trained on a series file")
     spec = load_config(SeriesSpec, {**cfg["data"], **(series or {})}, "data")
     data = spec.read()
-    check_columns(cfg["data"]["columns"] + cfg["data"]["aux_columns"], data, model.config.state_dim, spec.file)
+    check_columns(load_config(SeriesSpec, cfg["data"], "data"), data, model.config, spec.file)
     if series_id is not None and series_id not in data.ids:
         raise DataError(f"no series '{series_id}' in {spec.file}; its ids are: {', '.join(data.ids[:20])}")
     i = 0 if series_id is None else data.ids.index(series_id)
@@ -182,17 +198,20 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
     except ValueError as e:
         raise ConfigError(f"`start`: {e}") from None
     t, x = data.t[i], data.x[i]
-    f = forecast(model, scaling_of(spec), t, x, cfg["train"]["rule"]["n_burn"], t0, horizon, every)
+    with warnings.catch_warnings():  # a forecast that holds the inputs says so in its result
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f = forecast(model, scaling_of(spec), t, x, cfg["train"]["rule"]["n_burn"], t0, horizon, every)
     prefix = out or folder / "forecast"
     csv_path, png_path = Path(f"{prefix}.csv"), Path(f"{prefix}.png")
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    write_forecast(csv_path, f, data.columns, data.dates, spec.time_format)
+    write_forecast(csv_path, f, data.state_columns, data.dates, spec.time_format, data.input_columns)
 
     def axis(v):  # dates as datetimes on the plot
         return (v * 1000).astype("datetime64[ms]") if data.dates else v
     seen = (t >= f.burn_t[0]) & (t <= t0 + horizon)
-    plot_forecast(png_path, axis(t[seen]), x[seen], data.columns,
+    held = "" if f.inputs_held_from is None else ", inputs held"
+    plot_forecast(png_path, axis(t[seen]), x[seen, :len(data.state_columns)], data.state_columns,
                   {model.config.kind: (axis(f.times), f.values, axis(f.update_times))}, axis(f.burn_t), f.burn_x,
-                  title=f"{folder.name}: series {data.ids[i]} from {start}",
+                  title=f"{folder.name}: series {data.ids[i]} from {start}{held}",
                   time_label="time" + (" (UTC)" if data.dates else ""))
-    return [csv_path, png_path], len(f.update_times)
+    return [csv_path, png_path], f

@@ -27,6 +27,21 @@ standard deviation s in a column of standard deviation sigma, start near
 epsilon = 2 (s / sigma)^2 and raise it while the mean dt grows and the rollout error
 does not.
 
+Known inputs. Columns named as `input_columns` (`--input-columns a,b`; in an .npz, an
+`inputs` array (series, frames, inputs) with optional `input_columns` names) are
+covariates or actions the model is given, never asked to predict: the cell reads them
+with the state at every update, and no loss or score counts them. In a rollout, a
+forecast or an evaluation each update reads the last reading at or before its time, the
+readings after the start included, so the state is predicted from the true future
+inputs; a forecast whose series has no reading after its start holds the last one and
+says so (`Forecast.inputs_held_from`; the CSV heads those columns `NAME (held)`). A
+change of input is an event: a PC-ODE ends its segment at the first reading where an
+input moves more than `ModelConfig.input_threshold` (standardised units) from what its
+last update read, in teacher forcing as in rollouts. With the default 0, an input that
+changes at every reading makes it update at every reading; raise the threshold to let it
+jump over small changes. `aux_columns` is the form of runs written before inputs existed
+(their auxiliary columns were decoded and fed back); a new run takes them as inputs.
+
 Lengths. A long series is cut into windows of `window` readings every `stride`
 readings (the last window is aligned to the end, so no reading is lost). Shorter
 series are padded to the batch's length and masked: padded transitions carry no

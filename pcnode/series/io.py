@@ -25,8 +25,10 @@ class Series:
     """Several time series of the same columns, each with its own length and times.
 
     t[i]: (T_i,) float64, strictly increasing, in your time units (dates: seconds since
-    1970 UTC). x[i]: (T_i, D) float64. The last `aux_dims` of the D columns are
-    auxiliary: read by the model, left out of its losses and errors.
+    1970 UTC). x[i]: (T_i, D) float64. The last `input_dims` of the D columns are known
+    inputs (covariates, actions): read by the model, never predicted or scored. Before
+    them come the state columns, of which the last `aux_dims` are auxiliary, the form of
+    runs written before inputs existed (see `pcnode.model`).
     """
 
     t: list[np.ndarray]
@@ -35,6 +37,15 @@ class Series:
     ids: list[str]
     aux_dims: int = 0
     dates: bool = False
+    input_dims: int = 0
+
+    @property
+    def state_columns(self) -> list[str]:
+        return self.columns[:len(self.columns) - self.input_dims]
+
+    @property
+    def input_columns(self) -> list[str]:
+        return self.columns[len(self.columns) - self.input_dims:]
 
     def __len__(self) -> int:
         return len(self.x)
@@ -68,17 +79,33 @@ def _check(t: np.ndarray, x: np.ndarray, columns: list[str], name: str, row: Cal
 
 
 def from_arrays(x, t=None, columns: Sequence[str] | None = None, ids: Sequence[str] | None = None,
-                aux_dims: int = 0) -> Series:
+                aux_dims: int = 0, inputs=None, input_columns: Sequence[str] | None = None) -> Series:
     """Series from arrays or tensors.
 
     Args:
-        x: (S, T, D) or a list of (T_i, D), one per series.
+        x: (S, T, D) or a list of (T_i, D), one per series: the state.
         t: None (readings at 0, 1, 2, ...), (T,) shared, (S, T), or a list of (T_i,).
         columns: D names (default x0, x1, ...); ids: S names (default 0, 1, ...).
+        inputs: known inputs at the same readings, (S, T, U) or a list of (T_i, U);
+            input_columns: their U names (default u0, u1, ...).
     """
     xs = [np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v, dtype=np.float64) for v in x]
     if not xs or any(v.ndim != 2 for v in xs):
         raise DataError("x must have shape (series, frames, dims) or be a list of (frames, dims) arrays")
+    U = 0
+    if inputs is not None:
+        us = [np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v, dtype=np.float64) for v in inputs]
+        if len(us) != len(xs) or any(uv.ndim != 2 or len(uv) != len(xv) for uv, xv in zip(us, xs)) \
+                or len({uv.shape[1] for uv in us}) != 1:
+            raise DataError("inputs must give the same number of inputs at every reading of every series: shape "
+                            "(series, frames, inputs) or a list of (frames, inputs) arrays like x")
+        U = us[0].shape[1]
+        input_columns = list(input_columns) if input_columns is not None else [f"u{k}" for k in range(U)]
+        if len(input_columns) != U:
+            raise DataError(f"got {len(input_columns)} input column names for {U} inputs")
+        columns = (list(columns) if columns is not None else [f"x{d}" for d in range(xs[0].shape[1])]) \
+            + input_columns
+        xs = [np.concatenate([xv, uv], 1) for xv, uv in zip(xs, us)]
     D = xs[0].shape[1]
     if any(v.shape[1] != D for v in xs):
         raise DataError("every series must have the same number of columns")
@@ -97,24 +124,28 @@ def from_arrays(x, t=None, columns: Sequence[str] | None = None, ids: Sequence[s
         raise DataError(f"got {len(columns)} column names for {D} columns and {len(ids)} ids for {len(xs)} series")
     for tv, xv, name in zip(ts, xs, ids):
         _check(tv, xv, columns, f"'{name}'", lambda r: f"frame {r}")
-    return Series(ts, xs, columns, ids, aux_dims)
+    return Series(ts, xs, columns, ids, aux_dims, input_dims=U)
 
 
 def from_npz(path: str | Path) -> Series:
     """Series from an .npz with `x` (series, frames, dims) and optionally `t` ((frames,) or
-    (series, frames)), `columns` (dims,) and `ids` (series,) as string arrays."""
+    (series, frames)), `columns` (dims,) and `ids` (series,) as string arrays, and known
+    inputs `inputs` (series, frames, inputs) with their names `input_columns`."""
     a = load_npz(path)
     cols = [str(c) for c in a["columns"]] if "columns" in a else None
     ids = [str(i) for i in a["ids"]] if "ids" in a else None
-    return from_arrays(a["x"], a.get("t"), cols, ids)
+    input_cols = [str(c) for c in a["input_columns"]] if "input_columns" in a else None
+    return from_arrays(a["x"], a.get("t"), cols, ids, inputs=a.get("inputs"), input_columns=input_cols)
 
 
 def to_npz(series: Series, path: str | Path) -> None:
-    """Write equal-length series as an .npz that `from_npz` reads back."""
+    """Write equal-length series as an .npz that `from_npz` reads back (known inputs as `inputs`)."""
     if len({len(v) for v in series.x}) != 1:
         raise DataError("series of different lengths cannot share one x array; write them with to_csv")
-    save_npz(path, x=np.stack(series.x), t=np.stack(series.t), columns=np.array(series.columns),
-             ids=np.array(series.ids))
+    x, D = np.stack(series.x), len(series.columns) - series.input_dims
+    inputs = {"inputs": x[..., D:], "input_columns": np.array(series.input_columns)} if series.input_dims else {}
+    save_npz(path, x=x[..., :D], t=np.stack(series.t), columns=np.array(series.state_columns),
+             ids=np.array(series.ids), **inputs)
 
 
 def parse_time(text: str, time_format: str | None) -> tuple[float, bool]:
@@ -144,14 +175,16 @@ def format_time(t: float, dates: bool, time_format: str | None) -> str:
 
 def from_csv(path: str | Path, time_column: str | None = None, id_column: str | None = None,
              columns: Sequence[str] | None = None, aux_columns: Sequence[str] = (),
-             time_format: str | None = None, duplicates: str = "error") -> Series:
+             time_format: str | None = None, duplicates: str = "error", input_columns: Sequence[str] = ()) -> Series:
     """Series from a CSV with a header and one row per reading.
 
     Args:
         time_column: numbers or dates (see `parse_time`); None means rows are 0, 1, 2, ...
         id_column: rows with the same id form one series, in the order they first appear;
             None means the whole file is one series.
-        columns: the state columns (default: every other column); aux_columns follow them.
+        columns: the state columns (default: every column not named otherwise); aux_columns
+            (runs from before inputs) follow them.
+        input_columns: known inputs, read with every reading, never predicted; they come last.
         duplicates: "error", or "first" to keep the first of readings with equal times.
 
     Errors name the row as its line in the file (the header is line 1) and the column.
@@ -172,17 +205,21 @@ def from_csv(path: str | Path, time_column: str | None = None, id_column: str | 
         if not header:
             raise DataError(f"{path} is empty; it needs a header row naming the columns")
         special = [c for c in (time_column, id_column) if c is not None]
-        aux = list(aux_columns)
-        state = list(columns) if columns else [h for h in header if h not in special and h not in aux]
-        wanted = special + state + aux
+        aux, given = list(aux_columns), list(input_columns)
+        state = list(columns) if columns else [h for h in header if h not in special + aux + given]
+        wanted = special + state + aux + given
         missing = [c for c in wanted if c not in header]
         if missing:
             raise DataError(f"{path} has no column {', '.join(repr(c) for c in missing)}; "
                             f"its columns are: {', '.join(header)}")
         if not state:
-            raise DataError(f"{path} has no value columns besides the time and id; name them with `columns`")
-        pos = [header.index(c) for c in state + aux]
-        names = state + aux
+            raise DataError(f"{path} has no value columns besides the time, id and inputs; name them with `columns`")
+        both = sorted(set(state + aux) & set(given))
+        if both:
+            raise DataError(f"column {', '.join(repr(c) for c in both)} is named both as state and as a known "
+                            "input; an input is never predicted, so name it in `input_columns` alone")
+        names = state + aux + given
+        pos = [header.index(c) for c in names]
         groups: dict[str, tuple[list, list, list]] = {}
         dates = False
         for line, row in enumerate(reader, start=2):
@@ -213,7 +250,7 @@ def from_csv(path: str | Path, time_column: str | None = None, id_column: str | 
             lines.append(line)
     if not groups:
         raise DataError(f"{path} has a header but no rows")
-    series = Series([], [], names, [], aux_dims=len(aux), dates=dates)
+    series = Series([], [], names, [], aux_dims=len(aux), dates=dates, input_dims=len(given))
     for key, (ts, xs, lines) in groups.items():
         t, x, lines = np.array(ts), np.array(xs, dtype=np.float64).reshape(len(ts), len(names)), np.array(lines)
         if duplicates == "first" and len(t) > 1:
@@ -239,7 +276,7 @@ def to_csv(series: Series, path: str | Path, time_column: str = "t", id_column: 
                 w.writerow([key, repr(float(ti)), *(repr(float(v)) for v in xi)])
 
 
-def jena_climate(path: str | Path, columns: Sequence[str] | None = None) -> Series:
+def jena_climate(path: str | Path, columns: Sequence[str] | None = None, input_columns: Sequence[str] = ()) -> Series:
     """The Jena climate record (Max Planck Institute for Biogeochemistry) from a CSV you have.
 
     The file has a "Date Time" column ("01.01.2009 00:10:00", every 10 minutes) and 14
@@ -248,4 +285,5 @@ def jena_climate(path: str | Path, columns: Sequence[str] | None = None) -> Seri
     their first reading. Times are in seconds, so one frame is 600 s. The published wind
     columns hold a few -9999 sentinel values; pick other columns or clean those first.
     """
-    return from_csv(path, time_column=JENA_TIME, columns=columns, time_format=JENA_FORMAT, duplicates="first")
+    return from_csv(path, time_column=JENA_TIME, columns=columns, time_format=JENA_FORMAT, duplicates="first",
+                    input_columns=input_columns)

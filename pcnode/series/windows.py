@@ -46,6 +46,10 @@ class Scaling:
         mean, std = self._stats(x)
         return x * std + mean
 
+    def select(self, columns: slice) -> "Scaling":
+        """The scaling of some columns only (a slice over the series' columns)."""
+        return Scaling(self.mean[columns], self.std[columns], self.time_scale)
+
     def _stats(self, x):
         if isinstance(x, Tensor):
             return (torch.tensor(self.mean, dtype=x.dtype, device=x.device),
@@ -58,10 +62,11 @@ class Windows(Trajectories):
     """Windows of series on the model's clock and scale, padded to one length and masked:
     `Trajectories` that remember where they came from.
 
-    x: (N, L, D) standardised values; t: (N, L) frames since each window's first
-    reading; mask: (N, L-1) True for real transitions; t0: (N,) your time of frame 0;
-    ids: (N,) the series each came from. Padding repeats the last reading at the last
-    time, so padded frames add no span and no change.
+    x: (N, L, D) standardised values of the state columns; t: (N, L) frames since each
+    window's first reading; mask: (N, L-1) True for real transitions; u: (N, L, U)
+    standardised known inputs (None without); t0: (N,) your time of frame 0; ids: (N,)
+    the series each came from. Padding repeats the last reading at the last time, so
+    padded frames add no span and no change.
     """
 
     t0: np.ndarray | None = None
@@ -93,7 +98,7 @@ def cut(series: Series, scaling: Scaling, window: int | None = None, stride: int
             e = T if window is None else min(T, s + window)
             pieces.append((key, t[s:e], x[s:e]))
     L = max(len(p[1]) for p in pieces)
-    N, D = len(pieces), len(series.columns)
+    N, D, U = len(pieces), len(series.columns), series.input_dims
     xs = np.zeros((N, L, D))
     ts = np.zeros((N, L))
     mask = np.zeros((N, L - 1), dtype=bool)
@@ -103,8 +108,10 @@ def cut(series: Series, scaling: Scaling, window: int | None = None, stride: int
         ts[n, :k] = (t - t[0]) / scaling.time_scale
         ts[n, k:] = ts[n, k - 1]
         mask[n, :k - 1] = True
-    return Windows(torch.tensor(xs, dtype=torch.float32), torch.tensor(ts, dtype=torch.float32),
-                   torch.from_numpy(mask), np.array([p[1][0] for p in pieces]), [p[0] for p in pieces])
+    values = torch.tensor(xs, dtype=torch.float32)
+    return Windows(values[..., :D - U], torch.tensor(ts, dtype=torch.float32), torch.from_numpy(mask),
+                   values[..., D - U:] if U else None, t0=np.array([p[1][0] for p in pieces]),
+                   ids=[p[0] for p in pieces])
 
 
 @dataclass
@@ -121,8 +128,13 @@ class SeriesSpec:
     format: str = "auto"                       # csv, npz, jena, or auto: from the suffix
     time_column: str | None = None             # None: readings at 0, 1, 2, ...
     id_column: str | None = None               # names the series each row belongs to
-    columns: list[str] | None = None           # the state; None: every other column
-    aux_columns: list[str] = field(default_factory=list)  # read, never predicted or scored
+    columns: list[str] | None = None           # the state; None: every column not named otherwise
+    # Known inputs (covariates, actions): read with every reading, never predicted or scored.
+    # An NPZ gives them as its `inputs` array, or names columns of its x here.
+    input_columns: list[str] = field(default_factory=list)
+    # Runs written before inputs existed: state columns left out of losses and scores (held in
+    # rollouts). New runs take these as input_columns (`pcnode.experiments.runs.train_run`).
+    aux_columns: list[str] = field(default_factory=list)
     time_format: str | None = None             # strptime format of dates in the time column
     window: int | None = None                  # readings per window; None: whole series
     stride: int | None = None                  # readings between window starts; None: the window
@@ -147,18 +159,41 @@ class SeriesSpec:
         fmt = self.format if self.format != "auto" else {".npz": "npz"}.get(path.suffix.lower(), "csv")
         if fmt == "npz":
             s = from_npz(path)
-            if self.columns is not None and len(s.columns) != len(self.columns) + len(self.aux_columns):
+            if self.input_columns and not s.input_dims:  # inputs named among x's columns
+                s = _as_inputs(s, self.input_columns, path)
+            elif self.input_columns and s.input_columns != self.input_columns:
+                raise DataError(f"{path} gives its known inputs as an `inputs` array ({', '.join(s.input_columns)}); "
+                                f"leave out `input_columns`, or name exactly those")
+            if self.columns is not None and len(s.state_columns) != len(self.columns) + len(self.aux_columns):
                 expected = self.columns + self.aux_columns
-                raise DataError(f"{path} has {len(s.columns)} columns per frame; the run expects "
-                                f"{len(expected)} ({', '.join(expected)})")
+                raise DataError(f"{path} has {len(s.state_columns)} columns per frame"
+                                + (" besides its known inputs" if s.input_dims else "")
+                                + f"; the run expects {len(expected)} ({', '.join(expected)})")
+            if self.columns is not None and s.input_dims != len(self.input_columns):
+                raise DataError(f"{path} gives {s.input_dims} known input(s) per frame; the run reads "
+                                f"{len(self.input_columns)}" + (f" ({', '.join(self.input_columns)})"
+                                                                 if self.input_columns else "")
+                                + ": pass exactly those as `input_columns`")
             s.aux_dims = len(self.aux_columns)
             return s
         if fmt == "jena":
-            return jena_climate(path, self.columns)
-        return from_csv(path, self.time_column, self.id_column, self.columns, self.aux_columns, self.time_format)
+            return jena_climate(path, self.columns, self.input_columns)
+        return from_csv(path, self.time_column, self.id_column, self.columns, self.aux_columns, self.time_format,
+                        input_columns=self.input_columns)
 
     def split_series(self, series: Series) -> tuple[Series, Series]:
         return split(series, self.test_fraction, self.split)
+
+
+def _as_inputs(s: Series, names: list[str], path: Path) -> Series:
+    """`s` with the columns `names` moved to the end as its known inputs."""
+    missing = [c for c in names if c not in s.columns]
+    if missing:
+        raise DataError(f"{path} has no column {', '.join(repr(c) for c in missing)}; its columns are: "
+                        f"{', '.join(s.columns)} (or give the inputs as an `inputs` array)")
+    order = [s.columns.index(c) for c in s.columns if c not in names] + [s.columns.index(c) for c in names]
+    return dataclasses.replace(s, x=[v[:, order] for v in s.x], columns=[s.columns[k] for k in order],
+                               input_dims=len(names))
 
 
 def split(series: Series, test_fraction: float = 0.1, by: str = "auto") -> tuple[Series, Series]:
@@ -190,10 +225,9 @@ def prepare(spec: SeriesSpec) -> tuple[Windows, Windows, SeriesSpec]:
             raise DataError(f"series '{short[0]}' has fewer than 2 readings in the {name} split; "
                             "lower `test_fraction` or drop it")
     scaling = Scaling(**spec.scaling) if spec.scaling else Scaling.fit(train, spec.normalize)
-    aux = series.aux_dims
-    spec = dataclasses.replace(spec, columns=series.columns[:len(series.columns) - aux],
-                               aux_columns=series.columns[len(series.columns) - aux:],
-                               scaling=dataclasses.asdict(scaling))
+    state, aux = series.state_columns, series.aux_dims
+    spec = dataclasses.replace(spec, columns=state[:len(state) - aux], aux_columns=state[len(state) - aux:],
+                               input_columns=series.input_columns, scaling=dataclasses.asdict(scaling))
     return cut(train, scaling, spec.window, spec.stride), cut(test, scaling, spec.window, spec.window), spec
 
 
@@ -203,11 +237,18 @@ def scaling_of(spec: SeriesSpec) -> Scaling:
     return Scaling(**spec.scaling)
 
 
-def check_columns(trained: list[str], series: Series, state_dim: int, path: str | Path) -> None:
-    """Raise DataError unless `series` has as many columns as the run was `trained` on."""
-    if len(series.columns) != state_dim:
-        raise DataError(f"{path} gives {len(series.columns)} columns ({', '.join(series.columns)}) but the run "
-                        f"was trained on {state_dim} ({', '.join(trained)}); pass exactly those columns")
+def check_columns(spec: SeriesSpec, series: Series, model_config, path: str | Path) -> None:
+    """Raise DataError unless `series` has the state columns and known inputs the run was
+    trained on (`spec`, as its config stores it, and its model's `model_config`)."""
+    trained = (spec.columns or []) + spec.aux_columns
+    state = series.state_columns
+    if len(state) != model_config.state_dim:
+        raise DataError(f"{path} gives {len(state)} columns ({', '.join(state)}) but the run "
+                        f"was trained on {model_config.state_dim} ({', '.join(trained)}); pass exactly those columns")
+    if series.input_dims != model_config.input_dim:
+        names = f" ({', '.join(spec.input_columns)})" if spec.input_columns else ""
+        raise DataError(f"{path} gives {series.input_dims} known input(s) but the run's model reads "
+                        f"{model_config.input_dim}{names}; pass exactly those as `input_columns`")
 
 
 def evaluate_series(model, spec: SeriesSpec, series: Series, n_burn: int, progress=None) -> dict[str, float]:
@@ -218,4 +259,5 @@ def evaluate_series(model, spec: SeriesSpec, series: Series, n_burn: int, progre
     """
     scaling = scaling_of(spec)
     w = cut(series, scaling, spec.window, spec.window)
-    return evaluate(model, w, n_burn=n_burn, progress=progress, scale=torch.tensor(scaling.std, dtype=torch.float32))
+    std = scaling.std[:len(series.state_columns)]  # errors in the state columns only
+    return evaluate(model, w, n_burn=n_burn, progress=progress, scale=torch.tensor(std, dtype=torch.float32))
