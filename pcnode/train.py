@@ -134,6 +134,8 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
         test = Trajectories.of(test)
         check_sequences(test.x, model.config.state_dim, config.rule.n_burn + 1, "test data")
         test.check_inputs(model.config.input_dim, "test data")
+    if resume and run_dir is not None:
+        config = dataclasses.replace(config, rule=_resumed_threshold(config.rule, Path(run_dir)))
     # A threshold relative to the data is fixed here, once, on the whole training set.
     config = dataclasses.replace(config, rule=config.rule.for_data(train.x, train.mask, model.config.aux_dims))
     with distributed(config) as (rank, world, device):
@@ -296,6 +298,18 @@ def save_checkpoint(run_dir: Path, model, cfg, step, train_s, opt, sched, batche
     meta = {"config": json.dumps(cfg, sort_keys=True), "step": str(step), "train_s": repr(train_s),
             "optim_groups": json.dumps(opt_state["param_groups"]), "scheduler": json.dumps(sched.state_dict())}
     ckpt.save_tensors(run_dir / ckpt.CHECKPOINT, tensors, meta)
+
+
+def _resumed_threshold(rule: SkipRule, run_dir: Path) -> SkipRule:
+    """A rule that gives no threshold continues a run with the threshold the run started
+    with (runs from before the relative default stored the authors' absolute one)."""
+    if rule.epsilon is not None or rule.relative_epsilon is not None or not (run_dir / ckpt.CONFIG).is_file():
+        return rule
+    stored = ckpt.read_json(run_dir / ckpt.CONFIG).get("train", {}).get("rule", {})
+    if not isinstance(stored, dict):
+        return rule
+    return dataclasses.replace(rule, **{k: stored[k] for k in ("epsilon", "relative_epsilon", "data_change")
+                                        if stored.get(k) is not None})
 
 
 def _open_run(run_dir: Path, cfg: dict, resume: bool, model, opt, sched, batches):

@@ -64,6 +64,15 @@ def test_a_run_stores_the_threshold_it_measured_and_keeps_it_on_resume_and_reloa
     assert rule.threshold == pytest.approx(2.0 * mean_square_change(data[:32]))
 
 
+@pytest.mark.parametrize("started", [SkipRule(epsilon=1e-3), SkipRule(relative_epsilon=2.0)])
+def test_a_run_resumed_without_a_threshold_continues_with_the_one_it_started_with(tmp_path, started):
+    small_fit(tmp_path, started, steps=2)
+    before = json.loads((tmp_path / "run" / "config.json").read_text())["train"]["rule"]
+    small_fit(tmp_path, SkipRule(), resume=True, steps=4)   # the default would be another threshold
+    after = json.loads((tmp_path / "run" / "config.json").read_text())["train"]["rule"]
+    assert after == before
+
+
 def test_a_rule_with_both_forms_of_threshold_is_refused():
     with pytest.raises(ConfigError, match="not both"):
         TrainConfig(rule=SkipRule(epsilon=1e-3, relative_epsilon=1.0)).validate()

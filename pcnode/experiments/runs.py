@@ -59,11 +59,9 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
               n: int = 10_000, series: SeriesSpec | None = None, resume: bool = False) -> str:
     """Train a `kind` model on a built-in `task` (n trajectories) or on your `series` into `out`.
 
-    A skip rule that gives no threshold takes the one a resumed run started with, else
-    the default (`pcnode.forcing.DEFAULT_RELATIVE_EPSILON`). Returns a line that
-    describes what was trained on.
+    Returns a line that describes what was trained on.
     """
-    config = dataclasses.replace(config, rule=_threshold(config.rule, out, resume)).validate()
+    config.validate()
     fields = dict(model_fields or {})
     if series is None:
         spec = {"task": task, "n": n, "seed": config.seed, "test_fraction": 0.1}
@@ -99,16 +97,6 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
     model = build_model(model_cfg, seed=config.seed)
     fit_with_bar(model, train, test, config, out, spec, resume=resume)
     return about
-
-
-def _threshold(rule, out: Path, resume: bool):
-    if rule.epsilon is not None or rule.relative_epsilon is not None:
-        return rule
-    if resume and (out / ckpt.CONFIG).is_file():
-        stored = ckpt.read_json(out / ckpt.CONFIG).get("train", {}).get("rule", {})
-        return dataclasses.replace(rule, **{k: stored[k] for k in ("epsilon", "relative_epsilon")
-                                            if stored.get(k) is not None})
-    return rule
 
 
 def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu", series: dict | None = None,
