@@ -39,6 +39,9 @@ compare the two):
   is kept as its first-layer line `a + span * g` (`PCODE.segment`) and read at any span
   without recomputing that layer;
 - on a CPU, decoder calls over many rows go in cache-sized chunks (`in_chunks`).
+
+The file is long on purpose: the method, its reference and its fast form sit side by
+side so that a reader can check one against the other.
 """
 from __future__ import annotations
 

@@ -38,7 +38,9 @@ the candidates where a model errs in its favour. Given several models (an ensemb
 trained alike from different seeds), a candidate's score is the mean of their scores, so
 an action must look good to all of them; each member rolls out every candidate.
 
-Time is in frames throughout; one frame is `EVERY` simulator steps of `SIM_DT`.
+Time is in frames throughout; one frame is `EVERY` simulator steps of `SIM_DT`. The
+problems, the predictors and the planner stay in one file because each predictor is
+written against the problem's constants and the planner's batch of candidates.
 """
 from __future__ import annotations
 
