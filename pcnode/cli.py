@@ -47,7 +47,9 @@ FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "t
          "start": "--from", "index": "--index", "count": "--count", "problems": "--problems", "gifs": "--gifs",
          "feed_predictions": "--feed-predictions", "epsilon": "--epsilon", "relative_epsilon": "--relative-epsilon",
          "ensemble": "--ensemble", "train_decay_every": "--train-decay-every", "models": "--models",
-         "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold"}
+         "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold",
+         "n_burn": "--n-burn", "jump_prob": "--jump-prob", "zero_span_weight": "--zero-span-weight",
+         "dt_weight": "--dt-weight"}
 
 
 def as_flags(message: str) -> str:

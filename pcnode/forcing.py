@@ -96,20 +96,20 @@ class SkipRule:
 
     def validate(self) -> "SkipRule":
         if isinstance(self.n_burn, bool) or not isinstance(self.n_burn, int) or self.n_burn < 1:
-            raise ConfigError(f"n_burn must be a positive integer, got {self.n_burn!r}")
+            raise ConfigError(f"`n_burn` must be a positive integer, got {self.n_burn!r}")
         # Written as `not (x >= 0)` so that NaN, which compares false, is refused too.
         numbers = {name: getattr(self, name) for name in ("epsilon", "relative_epsilon", "data_change", "jump_prob",
                                                           "zero_span_weight", "dt_weight", "feed_predictions")
                    if getattr(self, name) is not None}
         for name, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+                raise ConfigError(f"`{name}` must be a finite number, got {value!r}")
         if not (all(v >= 0 for v in numbers.values()) and self.jump_prob <= 1 and self.feed_predictions <= 1):
-            raise ConfigError("need epsilon >= 0, relative_epsilon >= 0, 0 <= jump_prob <= 1, zero_span_weight >= 0, "
-                              "dt_weight >= 0 and 0 <= feed_predictions <= 1")
+            raise ConfigError("need `epsilon` >= 0, `relative_epsilon` >= 0, 0 <= `jump_prob` <= 1, "
+                              "`zero_span_weight` >= 0, `dt_weight` >= 0 and 0 <= `feed_predictions` <= 1")
         if self.epsilon is not None and self.relative_epsilon is not None:
-            raise ConfigError("give the skip threshold as epsilon (a squared error in the data's units) or as "
-                              "relative_epsilon (a multiple of the data's mean squared change per frame), not both")
+            raise ConfigError("give the skip threshold as `epsilon` (a squared error in the data's units) or as "
+                              "`relative_epsilon` (a multiple of the data's mean squared change per frame), not both")
         return self
 
     def for_data(self, seq: Tensor, mask: Tensor | None = None, aux_dims: int = 0) -> "SkipRule":

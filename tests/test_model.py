@@ -112,7 +112,9 @@ def test_skip_rule_updates_at_a_kink():
     v = torch.tensor([[0.1, 0.0]]).repeat(20, 1)
     v[10:] = torch.tensor([0.0, 0.1])  # the path turns a corner at frame 10
     seq = frames_with_velocity(v)
-    out = teacher_forcing(oracle(), seq, SkipRule(n_burn=4, jump_prob=0.0))
+    # One frame past the corner the straight segment is off by 0.1 in each position dim
+    # (squared error 1e-2); a threshold below that ends the segment there.
+    out = teacher_forcing(oracle(), seq, SkipRule(n_burn=4, epsilon=3e-3, jump_prob=0.0))
     assert out.updated[0].nonzero().flatten().tolist() == [0, 1, 2, 3, 10]
 
 
