@@ -30,8 +30,30 @@ def _points(s: np.ndarray) -> np.ndarray:
     return s.reshape(*s.shape[:-1], -1, 2)
 
 
+def _bounced(balls: np.ndarray, events: np.ndarray, tol: float = 1e-4) -> np.ndarray:
+    """(T, k) bool: ball j took part in a collision between frames t - 1 and t.
+
+    The simulator counts collisions per scene, not per ball; a ball took part if its
+    velocity across the frame (from t-2..t-1 to t..t+1) changed. At the ends of the
+    trajectory, where one side is missing, every ball of a scene with an event is marked.
+
+    Args:
+        balls: (T, k, 2) positions; events: (T,) collision counts.
+    """
+    v = np.diff(balls, axis=0)                                  # v[t] moves frame t to t + 1
+    T = balls.shape[0]
+    out = np.zeros(balls.shape[:2], dtype=bool)
+    for t in np.flatnonzero(events):
+        if 2 <= t <= T - 2:
+            out[t] = np.linalg.norm(v[t] - v[t - 2], axis=-1) > tol
+        else:
+            out[t] = True
+    return out
+
+
 def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tuple[np.ndarray, np.ndarray]],
-               updates: dict[str, np.ndarray], title: str = "", box: bool = False) -> None:
+               updates: dict[str, np.ndarray], title: str = "", box: bool = False,
+               events: np.ndarray | None = None) -> None:
     """Truth vs predicted paths for a few trajectories, one panel each.
 
     Args:
@@ -39,6 +61,8 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
         paths: model name -> (times (Q,), states (P, Q, 2k)) read off its rollout, finely.
         updates: model name -> (P, K, 2k) states at the model's update times (drawn as dots).
         box: draw the unit box (billiards).
+        events: (P, T) counts of true events (collisions) per frame; each ball whose
+            velocity changed across such a frame is crossed at its true position there.
     """
     P = truth.shape[0]
     fig, axes = plt.subplots(1, P, figsize=(3.2 * P, 3.4), squeeze=False)
@@ -57,6 +81,9 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
                 up = _points(updates[name][p])
                 ax.plot(up[..., 0].ravel(), up[..., 1].ravel(), "o", mfc="none", color=COLORS.get(name), ms=6,
                         label=f"{LABELS.get(name, name)} updates")
+        if events is not None:
+            hit = tr[_bounced(tr, events[p])]
+            ax.plot(hit[:, 0], hit[:, 1], "x", color="black", ms=5, mew=1, label="collisions (truth)")
         if box:
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
@@ -325,30 +352,36 @@ def plot_forecast(path: Path, truth_t: np.ndarray, truth: np.ndarray, columns: l
 
 @torch.no_grad()
 def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tensor, n_burn: int,
-                  every: float = 0.25, box: bool = True) -> tuple[Path, Path]:
-    """Write `paths.png` (truth vs each model, update points marked) and `rollout.gif`
-    (the first trajectory, truth beside each model) into `out`.
+                  every: float = 0.25, box: bool = True, events: np.ndarray | None = None,
+                  name: str = "paths", gif_name: str | None = "rollout") -> list[Path]:
+    """Write NAME.png (truth vs each model, update points marked) and GIF_NAME.gif (the
+    first trajectory, truth beside each model; None: no GIF) into `out`.
 
     Args:
         seqs: (P, T, state_dim) true trajectories; frames before `n_burn` are given.
         every: spacing in frames of the times the rollouts are read at.
+        events: (P, T) true collisions per frame, marked on the paths.
     """
     out = Path(out)
     T = seqs.shape[1]
     times = torch.arange(n_burn - 1, T - 1 + 1e-6, every, dtype=seqs.dtype)
     paths, updates, update_times = {}, {}, {}
-    for name, model in models.items():
+    for kind, model in models.items():
         ro = rollout(model, seqs[:, :n_burn], horizon=T - 1)
-        paths[name] = (times.numpy(), ro.at(times).numpy())
+        paths[kind] = (times.numpy(), ro.at(times).numpy())
         chosen = ro.t[:, n_burn - 1:]
-        update_times[name] = chosen[0][torch.isfinite(chosen[0])].numpy()
+        update_times[kind] = chosen[0][torch.isfinite(chosen[0])].numpy()
         if ro.updates.float().mean() < T - n_burn:  # circling every frame a baseline reads would say nothing
             t_up = torch.where(torch.isfinite(chosen), chosen, chosen.new_full((), float(n_burn - 1)))
-            updates[name] = ro.at(t_up).numpy()
+            updates[kind] = ro.at(t_up).numpy()
     truth = seqs.numpy()
-    png, gif = out / "paths.png", out / "rollout.gif"
-    plot_paths(png, truth, n_burn, paths, updates, box=box,
-               title="held-out trajectories: truth (grey), rollouts from 4 burn-in frames; ball 2 dashed")
+    png = out / f"{name}.png"
+    plot_paths(png, truth, n_burn, paths, updates, box=box, events=events,
+               title="held-out trajectories: truth (grey), rollouts from 4 burn-in frames"
+                     + ("; ball 2 dashed" if truth.shape[-1] == 4 else ""))
+    if gif_name is None:
+        return [png]
+    gif = out / f"{gif_name}.gif"
     rollout_gif(gif, np.arange(T, dtype=np.float32), truth[0], times.numpy(),
-                {name: p[1][0] for name, p in paths.items()}, update_times)
-    return png, gif
+                {m: p[1][0] for m, p in paths.items()}, update_times)
+    return [png, gif]
