@@ -8,7 +8,8 @@ authors' loop when it is timed.
 
 Contenders:
   pcode, rnn, odernn       our models from initialisation (a PC-ODE that has not yet
-                           learned to skip: mean dt about 1.1);
+                           learned to skip: mean dt about 1.1); also the peers by their
+                           `pcnode reproduce` names (cfc, odernn-adaptive, odernn-kinetic);
   pcode@RUN (--init RUN)   our PC-ODE with the weights of a trained run, which skips;
                            timed at a negligible learning rate so that the steps do not
                            knock it off its skip rate;
@@ -24,6 +25,7 @@ Contenders:
         [--init RUN] [--reference] [--authors DIR] [--device cpu] [--precision float32|bfloat16]
 """
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -33,6 +35,7 @@ import torch
 
 from pcnode import ModelConfig, SkipRule, build_model, load_run, teacher_forcing
 from pcnode.data import split, task_data
+from pcnode.experiments.reproduce import VARIANTS
 from pcnode.forcing import reference_forcing
 
 
@@ -116,10 +119,13 @@ def main():
     train, _ = split(task_data("billiards2d", 2000, 0)["x"])
     rule = SkipRule()
 
-    def ours_model(kind):
-        return build_model(ModelConfig(kind=kind, state_dim=4), seed=0).to(args.device)
+    def ours_model(name):
+        v = VARIANTS[name]
+        return build_model(ModelConfig(kind=v.kind, state_dim=4, solver=v.solver), seed=0).to(args.device)
 
-    contenders = [Contender(kind, ours_model(kind), ours(rule)) for kind in args.models]
+    contenders = [Contender(name, ours_model(name),
+                            ours(dataclasses.replace(rule, field_penalty=VARIANTS[name].field_penalty)))
+                  for name in args.models]
     trained = None
     if args.init:
         trained = ours_model("pcode")

@@ -14,12 +14,12 @@ from .data import Trajectories
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .forcing import SkipRule, teacher_forcing
-from .model import ODERNN, PCODE, RNN, ModelConfig, build_model
+from .model import ODERNN, PCODE, RNN, CfC, ModelConfig, build_model
 from .rollout import Rollout, rollout
 from .train import TrainConfig, fit, load_run
 
 __all__ = [
-    "PCODE", "RNN", "ODERNN", "ModelConfig", "SkipRule", "TrainConfig", "Rollout", "Trajectories",
+    "PCODE", "RNN", "ODERNN", "CfC", "ModelConfig", "SkipRule", "TrainConfig", "Rollout", "Trajectories",
     "build_model", "teacher_forcing", "rollout", "fit", "evaluate", "load_run",
     "PCNodeError", "ConfigError", "DataError", "CheckpointError",
 ]

@@ -27,7 +27,7 @@ from .experiments.planning import PlanningRun, run_planning
 from .experiments.reproduce import ReproduceConfig, reproduce
 from .experiments.runs import draw_run, evaluate_run, forecast_run, make_data, train_run
 from .forcing import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SkipRule
-from .model import MODELS, ModelConfig
+from .model import MODELS, PAPER_MODELS, ModelConfig
 from .series import SeriesSpec
 from .tasks import TASKS
 from .train import TrainConfig
@@ -154,7 +154,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("reproduce", help="the paper's experiments: every model on every task, with a report")
     x.add_argument("--tasks", nargs="+", default=list(TASKS), help="(default: all six)")
-    x.add_argument("--models", nargs="+", default=list(MODELS), help="(default: all three)")
+    x.add_argument("--models", nargs="+", default=list(PAPER_MODELS),
+                   help="the paper's pcode, rnn, odernn (the default), or the peers a user might pick instead: "
+                        "cfc, odernn-adaptive, odernn-kinetic (they need the peers extra)")
     x.add_argument("--budget", default="small", help="small (this CPU, under an hour) or paper "
                    "(25k steps of batch 256 on 10k trajectories, for a GPU)")
     x.add_argument("--device", default="cpu")
@@ -167,7 +169,7 @@ def _build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("plan", help="billiards planning: simulator, random and model planners on the same problems")
     q.add_argument("--problems", type=int, default=500, help="planning problems (default %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="seed of the problem set and the candidates")
-    q.add_argument("--models", nargs="*", default=list(MODELS),
+    q.add_argument("--models", nargs="*", default=list(PAPER_MODELS),
                    help="KIND (trained here on planning data into OUT/KIND, resumed if there) or "
                         "NAME=RUN_DIR[,RUN_DIR...] (runs trained on planning data; several make an ensemble); "
                         "default: all three kinds")

@@ -56,7 +56,9 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
         mean_dt: mean span between model-chosen updates,
         updates: mean model-chosen updates per trajectory (from the last burn-in frame on),
         rollout_s: wall time of the rollouts alone,
-        nfe: mean vector-field evaluations per trajectory batch (ODE-RNN; else 0).
+        nfe: mean vector-field evaluations per trajectory batch (ODE-RNN; else 0),
+        solver_steps: mean accepted ODE solver steps per trajectory (ODE-RNN; else 0;
+            NaN for torchdiffeq's adaptive solvers).
     """
     data = Trajectories.of(data)
     if protocol not in PROTOCOLS:
@@ -85,7 +87,7 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
     scale = seqs.new_ones(seqs.shape[-1]) if scale is None else scale.to(seqs)
     was_training = model.training
     model.eval()
-    sq_err, dts, updates, seconds, nfe, batches = 0.0, [], [], 0.0, 0, 0
+    sq_err, dts, updates, seconds, nfe, steps, batches = 0.0, [], [], 0.0, 0, 0.0, 0
     for lo in range(0, N, batch_size):
         batch = seqs[lo:lo + batch_size]
         # Known inputs: every frame's, as readings at the frames' times.
@@ -114,6 +116,7 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
         dts.append(ro.dt[:, n_burn - 1:][torch.isfinite(ro.t[:, n_burn - 1:])])
         updates.append(ro.updates.to(seqs.dtype))
         nfe += ro.nfe
+        steps += ro.solver_steps * len(batch)
         batches += 1
         if progress is not None:
             progress(len(batch))
@@ -127,6 +130,7 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
         "updates": torch.cat(updates).mean().item(),
         "rollout_s": seconds,
         "nfe": nfe / batches,
+        "solver_steps": steps / N,
     }
 
 

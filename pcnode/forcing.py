@@ -54,7 +54,7 @@ from torch import Tensor
 
 from .data import Trajectories
 from .errors import ConfigError
-from .model import PCODE, SequenceModel, in_chunks, with_inputs
+from .model import ODERNN, PCODE, SequenceModel, in_chunks, with_inputs
 
 
 # The authors' skip threshold, a squared error in the units of their data.
@@ -82,7 +82,12 @@ class SkipRule:
     The other defaults are the authors'. `feed_predictions` is ours: the probability
     that an update after the burn-in reads the model's own prediction of the frame
     instead of the true frame, as every update of a rollout does (0: the authors'
-    teacher forcing).
+    teacher forcing). `field_penalty` is ours too and concerns the ODE-RNN alone: the
+    weight of the regulariser of Finlay et al. (2020), the kinetic energy of its vector
+    field plus the squared Frobenius norm of the field's Jacobian (`VectorField.regulariser`),
+    which rewards fields that an adaptive solver crosses in few steps (0: none, as in
+    the paper). Finlay et al. integrate it along the path; we take it once per span, at
+    the state the span starts from, times the span, so the solver's steps are not spent on it.
     """
 
     n_burn: int = 4                          # frames at the start where every row updates
@@ -93,20 +98,23 @@ class SkipRule:
     zero_span_weight: float = 0.1            # weight of the zero-span loss
     dt_weight: float = 1e-5                  # weight of the dt head's loss
     feed_predictions: float = 0.0            # probability that an update reads its own predicted frame
+    field_penalty: float = 0.0               # ODE-RNN: weight of the field's regulariser (Finlay et al. 2020)
 
     def validate(self) -> "SkipRule":
         if isinstance(self.n_burn, bool) or not isinstance(self.n_burn, int) or self.n_burn < 1:
             raise ConfigError(f"`n_burn` must be a positive integer, got {self.n_burn!r}")
         # Written as `not (x >= 0)` so that NaN, which compares false, is refused too.
         numbers = {name: getattr(self, name) for name in ("epsilon", "relative_epsilon", "data_change", "jump_prob",
-                                                          "zero_span_weight", "dt_weight", "feed_predictions")
+                                                          "zero_span_weight", "dt_weight", "feed_predictions",
+                                                          "field_penalty")
                    if getattr(self, name) is not None}
         for name, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"`{name}` must be a finite number, got {value!r}")
         if not (all(v >= 0 for v in numbers.values()) and self.jump_prob <= 1 and self.feed_predictions <= 1):
             raise ConfigError("need `epsilon` >= 0, `relative_epsilon` >= 0, 0 <= `jump_prob` <= 1, "
-                              "`zero_span_weight` >= 0, `dt_weight` >= 0 and 0 <= `feed_predictions` <= 1")
+                              "`zero_span_weight` >= 0, `dt_weight` >= 0, 0 <= `feed_predictions` <= 1 and "
+                              "`field_penalty` >= 0")
         if self.epsilon is not None and self.relative_epsilon is not None:
             raise ConfigError("give the skip threshold as `epsilon` (a squared error in the data's units) or as "
                               "`relative_epsilon` (a multiple of the data's mean squared change per frame), not both")
@@ -199,11 +207,14 @@ def teacher_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: Sk
     seq, times, mask, u = batch.x, batch.times, batch.real, batch.u
     if isinstance(model, PCODE):
         return _jumpy_forcing(model, seq, rule.for_data(seq, mask, model.config.aux_dims), times, mask, u)
-    return _plain_forcing(model, seq, times, mask, u)
+    return _plain_forcing(model, seq, times, mask, u, rule.field_penalty)
 
 
-def _plain_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tensor, u: Tensor | None) -> Losses:
-    """The cell updates at every frame; the state advanced to the next frame decodes its change."""
+def _plain_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tensor, u: Tensor | None,
+                   field_penalty: float = 0.0) -> Losses:
+    """The cell updates at every frame; the state advanced to the next frame decodes its change.
+    An ODE-RNN with `field_penalty > 0` adds that multiple of its field's regulariser, per
+    real transition."""
     B, T1, D = seq.shape
     T = T1 - 1
     # Frames are encoded and decoded all at once, time-major so that each frame's rows
@@ -211,15 +222,22 @@ def _plain_forcing(model: SequenceModel, seq: Tensor, times: Tensor, mask: Tenso
     # full-size gradient buffer per frame in the backward pass).
     frames = with_inputs(seq[:, :-1], None if u is None else u[:, :-1])
     enc = in_chunks(model.encode, frames.transpose(0, 1).reshape(T * B, -1)).view(T, B, -1).unbind(0)
-    h = seq.new_zeros(B, model.config.latent)
-    advanced = []
+    # The regulariser only shapes training; it needs autograd, so a pass without is left without it.
+    regularise = field_penalty > 0 and isinstance(model, ODERNN) and torch.is_grad_enabled()
+    h, advanced, regulariser = seq.new_zeros(B, model.state_size), [], []
     for i in range(T):
-        h = model.advance(model.update(enc[i], h), (times[:, i + 1] - times[:, i]).unsqueeze(-1))
+        h, span = model.update(enc[i], h), (times[:, i + 1] - times[:, i]).unsqueeze(-1)
+        if regularise:  # one point per span, at the state it starts from
+            regulariser.append((span * model.field.regulariser(h)).squeeze(-1) * mask[:, i])
+        h = model.advance(h, span)
         advanced.append(h)
     pred = in_chunks(model.decode, torch.stack(advanced, 1).flatten(0, 1)).view(B, T, D)
     displacement = _displacement_loss(pred, seq[:, 1:] - seq[:, :-1], mask, model.config.aux_dims)
+    total = displacement
+    if regularise:
+        total = total + field_penalty * torch.stack(regulariser).sum() / mask.sum()
     zero = seq.new_zeros(())
-    return Losses(displacement, displacement.detach(), zero, zero, 1.0, mask.new_ones(mask.shape))
+    return Losses(total, displacement.detach(), zero, zero, 1.0, mask.new_ones(mask.shape))
 
 
 def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mask: Tensor,
@@ -378,7 +396,7 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
     jumpy = isinstance(model, PCODE)
     keep = D - model.config.aux_dims
     times = times.unsqueeze(-1)
-    h = seq.new_zeros(B, model.config.latent)
+    h = seq.new_zeros(B, model.state_size)
     start, carried = times[:, 0], seq.new_zeros(B, D)
     u_read = None if u is None else u[:, 0]  # the inputs the current segment's update read
     disp, zero, dt_terms, lengths, updated = [], [], [], [], []
@@ -406,7 +424,7 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
             dt_terms.append(torch.where(forced, miss.clamp(max=0), miss).pow(2)[ends])
             lengths.append((t_i - start).squeeze(-1)[ends])
         frame = with_inputs(seq[:, i] - offset, None if u is None else u[:, i])
-        h_tick = model.update(model.encode(frame), model.advance(h, t_i - start))
+        h_tick = model.update(model.encode(frame), model.advance(h, t_i - start) if i else h)
         s = skip.unsqueeze(-1)
         h = torch.where(s, h, h_tick)
         start = torch.where(s, start, t_i)

@@ -5,16 +5,24 @@ Greydanus, Lee & Fern, "Piecewise-constant Neural ODEs", 2021 (arXiv:2106.06621)
 Time is a real number measured in data frames everywhere in pcnode: a span of 1 is
 one frame, 2.5 is two and a half frames.
 
-The three models share one encoder, one GRU cell and one decoder, and differ only in
-how the hidden state moves between cell updates (`advance`) and in how long they wait
-before the next update (`next_dt`):
+The three models of the paper share one encoder, one GRU cell and one decoder, and
+differ only in how the hidden state moves between cell updates (`advance`) and in how
+long they wait before the next update (`next_dt`):
 
 - `PCODE`: the state is `h = [z, v]`; between updates `z` moves on a straight line
   with velocity `c * v`, so one Euler step is exact for any span. A head predicts how
   long that line stays valid, and the model jumps that far before its next update.
 - `RNN`: time passes only through cell updates, one per frame.
 - `ODERNN`: between updates the state follows a learned vector field `dh/dt = f(h)`,
-  integrated with torchdiffeq; one update per frame.
+  integrated with torchdiffeq; one update per frame. With a `torchode-` solver,
+  torchode integrates it instead, choosing step sizes for each trajectory separately.
+
+One peer a user might pick instead sits behind the same interface (install the `peers`
+extra):
+
+- `CfC`: a closed-form continuous-time cell (Hasani et al. 2022, package `ncps`) in
+  place of the GRU: it reads each frame together with the time that passes after it,
+  in closed form, with no solver; one update per frame.
 
 The decoder always predicts the change in the observation since the frame the cell
 last read, never the observation itself.
@@ -44,6 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -51,9 +60,15 @@ from torchdiffeq import odeint
 
 from .errors import ConfigError
 
-MODELS = ("pcode", "rnn", "odernn")
-MODEL_NAMES = {"pcode": "PC-ODE", "rnn": "RNN", "odernn": "ODE-RNN"}  # as reports and figures name them
-SOLVERS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_heun")
+MODELS = ("pcode", "rnn", "odernn", "cfc")
+PAPER_MODELS = MODELS[:3]  # the paper's three, what reproduce and plan run by default
+MODEL_NAMES = {"pcode": "PC-ODE", "rnn": "RNN", "odernn": "ODE-RNN", "cfc": "CfC"}  # as reports name them
+# The ODE-RNN's solvers: torchdiffeq's, whose adaptive ones choose one step size for the
+# whole batch, and torchode's (the `peers` extra), which choose one for each trajectory.
+TORCHDIFFEQ_SOLVERS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_heun")
+TORCHODE_SOLVERS = ("torchode-dopri5", "torchode-tsit5")
+SOLVERS = TORCHDIFFEQ_SOLVERS + TORCHODE_SOLVERS
+PEERS_EXTRA = "pip install 'pcnode[peers]'"
 
 
 @dataclass
@@ -63,7 +78,7 @@ class ModelConfig:
     The defaults are the authors'.
     """
 
-    kind: str = "pcode"            # pcode, rnn or odernn
+    kind: str = "pcode"            # pcode, rnn, odernn or cfc
     state_dim: int = 4             # numbers per frame (784 for 28x28 pixels)
     hidden: int = 128              # width of the encoder and decoder MLPs
     latent: int = 128              # GRU state; for the PC-ODE half position, half velocity
@@ -76,7 +91,7 @@ class ModelConfig:
     image_size: int = 0
     min_dt: float = 1.0            # bounds on the PC-ODE's chosen dt in rollouts (frames)
     max_dt: float = 1000.0
-    solver: str = "rk4"            # the ODE-RNN's torchdiffeq solver
+    solver: str = "rk4"            # the ODE-RNN's solver (SOLVERS)
     solver_steps: int = 1          # fixed-step solvers: steps per frame
     rtol: float = 1e-3             # adaptive solvers: tolerances
     atol: float = 1e-4
@@ -211,7 +226,17 @@ class SequenceModel(nn.Module):
         else:
             self.encoder = ResidualMLP(c.state_dim + c.input_dim, c.hidden, c.hidden)
             self.decoder = ResidualMLP(c.latent, c.hidden, c.state_dim)
-        self.cell = nn.GRUCell(c.hidden, c.latent)
+        self.cell = self.make_cell(c)
+
+    def make_cell(self, c: ModelConfig) -> nn.Module:
+        """The recurrent cell: (encoded frame (B, hidden), state (B, latent)) -> state."""
+        return nn.GRUCell(c.hidden, c.latent)
+
+    @property
+    def state_size(self) -> int:
+        """Numbers in the state `h` that `update` and `advance` pass along (`config.latent`,
+        unless the model keeps more than its latent vector)."""
+        return self.config.latent
 
     def encode(self, x: Tensor) -> Tensor:
         """(..., state_dim + input_dim) -> (..., hidden): a frame with its inputs (`with_inputs`)."""
@@ -233,6 +258,11 @@ class SequenceModel(nn.Module):
         """Predicted change in x over `span` frames after the update that produced `h`."""
         return self.along(self.segment(h), span)
 
+    def step(self, h: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
+        """A rollout's step from the states `h` (B, state_size) over `span` (B, 1): the
+        predicted change, and the state advanced to the step's end for the next update."""
+        return self.change(h, span), self.advance(h, span)
+
     def segment(self, h: Tensor) -> Tensor:
         """What `along` needs to read the segment opened by the state `h`: (..., latent) -> (..., S)."""
         return h
@@ -247,8 +277,14 @@ class SequenceModel(nn.Module):
 
     @property
     def nfe(self) -> int:
-        """Vector-field evaluations so far (ODE-RNN only; 0 for the others)."""
+        """Vector-field evaluations so far, one per call over a batch (ODE-RNN only; 0 for the others)."""
         return 0
+
+    @property
+    def solver_steps(self) -> float:
+        """Accepted ODE solver steps so far, summed over trajectories (ODE-RNN only; 0 for the
+        others, which need no solver; NaN for torchdiffeq's adaptive solvers, which do not report them)."""
+        return 0.0
 
 
 
@@ -316,12 +352,28 @@ class VectorField(nn.Module):
         self.net = nn.Sequential(nn.Linear(latent, width), nn.Tanh(), nn.Linear(width, latent))
         self.calls = 0
 
-    def forward(self, tau: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        # Time is rescaled to tau in [0, 1] so every row can integrate its own span in
-        # one solve: dh/dtau = span * f(h).
+    def rates(self, h: Tensor, span: Tensor) -> Tensor:
+        """d/dtau of the state over a span rescaled to tau in [0, 1], so that every row
+        integrates its own span in one solve: `dh/dtau = span * f(h)`."""
         self.calls += 1
-        h, span = state
-        return span * self.net(h), torch.zeros_like(span)
+        return span * self.net(h)
+
+    def regulariser(self, h: Tensor) -> Tensor:
+        """The regulariser of Finlay et al. (2020) at the states `h` (N, latent) -> (N, 1):
+        the field's kinetic energy `|f|^2` plus the squared Frobenius norm of its Jacobian,
+        estimated with one Gaussian probe (Hutchinson). `h` must require grad (as in training)."""
+        f = self.net(h)
+        probe = torch.randn_like(h)
+        (jac,) = torch.autograd.grad(f, h, probe, create_graph=True)
+        return f.pow(2).sum(-1, keepdim=True) + jac.pow(2).sum(-1, keepdim=True)
+
+
+class Solve(NamedTuple):
+    """What `ODERNN.solve` returns, row by row: the advanced states (N, latent) and the
+    accepted solver steps (N,)."""
+
+    h: Tensor
+    steps: Tensor
 
 
 class ODERNN(SequenceModel):
@@ -330,23 +382,98 @@ class ODERNN(SequenceModel):
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         self.field = VectorField(config.latent, config.hidden)
+        self._row_steps = 0.0
+        if config.solver in TORCHODE_SOLVERS:
+            try:
+                import torchode
+            except ImportError:
+                raise ConfigError(f"the solver {config.solver} needs the package torchode: {PEERS_EXTRA}") from None
+            self._torchode = torchode
 
     def advance(self, h: Tensor, span: Tensor | float) -> Tensor:
+        lead = h.shape[:-1]
+        span = torch.as_tensor(span, dtype=h.dtype, device=h.device).expand(*lead, 1)
+        return self.solve(h.reshape(-1, h.shape[-1]), span.reshape(-1, 1)).h.view(h.shape)
+
+    def solve(self, h: Tensor, span: Tensor) -> Solve:
+        """Integrate the states `h` (N, latent) over their spans (N, 1), each row its own."""
         c = self.config
-        span = torch.as_tensor(span, dtype=h.dtype, device=h.device).expand(*h.shape[:-1], 1).contiguous()
-        tau = torch.tensor([0.0, 1.0], dtype=h.dtype, device=h.device)
-        if c.solver in ("dopri5", "bosh3", "adaptive_heun"):
-            options = None
-            kwargs = dict(rtol=c.rtol, atol=c.atol)
-        else:
-            options = dict(step_size=1.0 / c.solver_steps)
-            kwargs = {}
-        hs, _ = odeint(self.field, (h, span), tau, method=c.solver, options=options, **kwargs)
-        return hs[-1]
+        if c.solver in TORCHODE_SOLVERS:
+            return self._solve_per_row(h, span)
+        adaptive = c.solver in ("dopri5", "bosh3", "adaptive_heun")
+        options = None if adaptive else dict(step_size=1.0 / c.solver_steps)
+        tolerances = dict(rtol=c.rtol, atol=c.atol) if adaptive else {}
+        field = lambda tau, state: (self.field.rates(*state), torch.zeros_like(state[1]))
+        hs, _ = odeint(field, (h, span), torch.tensor([0.0, 1.0], dtype=h.dtype, device=h.device),
+                       method=c.solver, options=options, **tolerances)
+        # torchdiffeq's adaptive solvers share their steps across the batch and do not report them.
+        steps = torch.full((len(h),), math.nan if adaptive else c.solver_steps, device=h.device)
+        self._row_steps += steps.sum().item()
+        return Solve(hs[-1], steps)
+
+    def _solve_per_row(self, h: Tensor, span: Tensor) -> Solve:
+        """torchode: every row takes its own adaptive steps from tau = 0 to 1."""
+        to, c = self._torchode, self.config
+        term = to.ODETerm(lambda tau, state, span: self.field.rates(state, span), with_args=True)
+        method = {"torchode-dopri5": to.Dopri5, "torchode-tsit5": to.Tsit5}[c.solver](term=term)
+        # Gradients flow through the steps, not through the choice of their sizes (as in torchdiffeq).
+        solver = to.AutoDiffAdjoint(method, to.IntegralController(atol=c.atol, rtol=c.rtol, term=term),
+                                    backprop_through_step_size_control=False)
+        problem = to.InitialValueProblem(y0=h, t_start=h.new_zeros(len(h)), t_end=h.new_ones(len(h)))
+        sol = solver.solve(problem, args=span)
+        steps = sol.stats["n_accepted"].to(h.dtype)
+        self._row_steps += steps.sum().item()
+        return Solve(sol.ys[:, -1], steps)
+
+    def step(self, h: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
+        moved = self.advance(h, span)  # integrated once, read by the decoder and the next update
+        return self.decode(moved), moved
 
     @property
     def nfe(self) -> int:
         return self.field.calls
+
+    @property
+    def solver_steps(self) -> float:
+        return self._row_steps
+
+
+class CfC(SequenceModel):
+    """A closed-form continuous-time cell (Hasani et al. 2022; `ncps.torch.CfCCell`) in place of the GRU.
+
+    The cell reads a frame `e` with the state `h` and the time `span` that passes after
+    it, and gives the state `span` later in closed form. So the model's state is the pair
+    `[h, e]` (`state_size` = latent + hidden): `update` stores the frame it read,
+    `advance` runs the cell over the span, and the decoder reads `h`.
+    """
+
+    def make_cell(self, c: ModelConfig) -> nn.Module:
+        try:
+            from ncps.torch import CfCCell
+        except ImportError:
+            raise ConfigError(f"the CfC model needs the package ncps: {PEERS_EXTRA}") from None
+        return CfCCell(c.hidden, c.latent, backbone_units=c.hidden, backbone_layers=1)
+
+    @property
+    def state_size(self) -> int:
+        return self.config.latent + self.config.hidden
+
+    def update(self, e: Tensor, h: Tensor) -> Tensor:
+        return torch.cat([h[..., :self.config.latent], e], -1)
+
+    def advance(self, h: Tensor, span: Tensor | float) -> Tensor:
+        lead, L = h.shape[:-1], self.config.latent
+        flat = h.reshape(-1, h.shape[-1])
+        span = torch.as_tensor(span, dtype=h.dtype, device=h.device).expand(*lead, 1).reshape(-1, 1)
+        moved, _ = self.cell(flat[:, L:], flat[:, :L], span)
+        return torch.cat([moved, flat[:, L:]], -1).view(h.shape)
+
+    def decode(self, h: Tensor) -> Tensor:
+        return self.decoder(h[..., :self.config.latent] * self.config.time_constant)
+
+    def step(self, h: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
+        moved = self.advance(h, span)
+        return self.decode(moved), moved
 
 
 def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
@@ -357,7 +484,7 @@ def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
     without a seed starts from different weights in every process.)
     """
     config.validate()
-    cls = {"pcode": PCODE, "rnn": RNN, "odernn": ODERNN}[config.kind]
+    cls = {"pcode": PCODE, "rnn": RNN, "odernn": ODERNN, "cfc": CfC}[config.kind]
     if seed is None:
         return cls(config)
     with torch.random.fork_rng(devices=[]):

@@ -42,9 +42,11 @@ class Rollout:
     `n_burn - 1` steps are teacher-forced burn-in steps; `updates[b]` counts the
     steps from the last burn-in frame on, the ones the model chose. Padding steps
     have `t = inf`. For a model with known inputs, `u[b, k]` are the inputs step `k`'s
-    update read (None for a model without).
+    update read (None for a model without). `nfe` counts the vector-field evaluations
+    over the batch and `solver_steps` the accepted solver steps per trajectory (ODE-RNN;
+    0 for models that need no solver).
 
-    Shapes: t, dt (B, K); x (B, K, state_dim); h (B, K, latent); updates (B,);
+    Shapes: t, dt (B, K); x (B, K, state_dim); h (B, K, model.state_size); updates (B,);
     u (B, K, input_dim).
     """
 
@@ -58,6 +60,7 @@ class Rollout:
     horizon: float
     nfe: int
     u: Tensor | None = None
+    solver_steps: float = 0.0
 
     @property
     def mean_dt(self) -> float:
@@ -260,9 +263,9 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
         max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / model.config.min_dt) + 1
         if events:  # each reading may end a jump early
             max_updates += int((readings.t > t_burn[:, -1:]).sum(1).max().item())
-    nfe0 = model.nfe
+    nfe0, steps0 = model.nfe, model.solver_steps
     dtype, device = x_burn.dtype, x_burn.device
-    L = model.config.latent
+    L = model.state_size
     rows = torch.arange(B, device=device)
     u_burn = None if readings is None else readings.at(rows, t_burn)  # (B, n_burn, U)
 
@@ -293,7 +296,8 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
             dt = t_next - t_cur
         chosen.append((rows, t_cur, dt, x_cur, h, u_cur))
         updates[rows] += 1
-        x_next = x_cur + hold_aux(model, model.change(h, dt))
+        change, moved = model.step(h, dt)
+        x_next = x_cur + hold_aux(model, change)
         going = t_next.squeeze(-1) < hz[rows]
         if not going.any():
             break
@@ -304,7 +308,7 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
         rows, x_cur, t_cur = rows[going], x_next[going], t_next[going]
         if readings is not None:
             u_cur = readings.at(rows, t_cur)[:, 0]
-        h = model.update(model.encode(with_inputs(x_cur, u_cur)), model.advance(h[going], dt[going]))
+        h = model.update(model.encode(with_inputs(x_cur, u_cur)), moved[going])
 
     K = n_burn - 1 + len(chosen)
     t = torch.full((B, K), math.inf, dtype=dtype, device=device)
@@ -321,4 +325,5 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
         t[r, k], dt_all[r, k], x[r, k], hh[r, k] = tc.squeeze(-1), dtc.squeeze(-1), xc, hc
         if uu is not None:
             uu[r, k] = uc
-    return Rollout(model, t, dt_all, x, hh, updates, n_burn, hz.max().item(), model.nfe - nfe0, uu)
+    return Rollout(model, t, dt_all, x, hh, updates, n_burn, hz.max().item(), model.nfe - nfe0, uu,
+                   (model.solver_steps - steps0) / B)

@@ -22,6 +22,8 @@ CASES = {
     "rnn": dict(kind="rnn"),
     "rnn-inputs": dict(kind="rnn", input_dim=2),
     "odernn": dict(kind="odernn"),
+    "odernn-torchode": dict(kind="odernn", solver="torchode-tsit5"),
+    "cfc": dict(kind="cfc"),
 }
 
 

@@ -21,8 +21,10 @@ from .. import checkpoint as ckpt  # noqa: E402
 from ..model import MODEL_NAMES, SequenceModel  # noqa: E402
 from ..rollout import rollout  # noqa: E402
 
-COLORS = {"truth": "black", "pcode": "tab:red", "rnn": "tab:blue", "odernn": "tab:green"}
-LABELS = {"truth": "truth", **MODEL_NAMES}
+COLORS = {"truth": "black", "pcode": "tab:red", "rnn": "tab:blue", "odernn": "tab:green",
+          "cfc": "tab:purple", "odernn-adaptive": "tab:olive", "odernn-kinetic": "tab:cyan"}
+LABELS = {"truth": "truth", **MODEL_NAMES, "odernn-adaptive": "ODE-RNN (torchode)",
+          "odernn-kinetic": "ODE-RNN (torchode, regularised)"}
 
 
 def _points(s: np.ndarray) -> np.ndarray:

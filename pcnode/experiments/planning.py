@@ -21,7 +21,7 @@ from .. import pretrained
 from ..data import DATA_DIR, save_npz
 from ..errors import ConfigError
 from ..forcing import SkipRule
-from ..model import MODEL_NAMES, MODELS, ModelConfig, SequenceModel, build_model
+from ..model import MODEL_NAMES, MODELS, PAPER_MODELS, ModelConfig, SequenceModel, build_model
 from ..tasks import BALL_RADIUS
 from ..train import TrainConfig, load_run
 from .figures import COLORS, grab, save_figure, save_gif, table
@@ -36,7 +36,7 @@ class PlanningRun:
     out: Path = Path("runs/plan")
     problems: int = 500                     # planning problems, drawn from `seed`
     seed: int = 0                           # seed of the problems and the candidates
-    models: list[str] = field(default_factory=lambda: list(MODELS))  # KIND or NAME=RUN[,RUN...]
+    models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))  # KIND or NAME=RUN[,RUN...]
     ensemble: int = 1                       # models per KIND trained here, seeded seed, seed+1, ...
     plan: pl.PlanConfig = field(default_factory=pl.PlanConfig)
     budgets: list[int] = field(default_factory=lambda: [8, 32])  # more candidates-per-round for the curve

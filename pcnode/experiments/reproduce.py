@@ -4,11 +4,13 @@
 figures and the report that sets them side by side belong to one experiment.)
 
 `reproduce` trains each (task, model) pair into its own run folder,
-`OUT/runs/TASK-MODEL`, evaluates it on the held-out trajectories the way the authors
+`OUT/runs/TASK-MODEL`, where MODEL is one of the paper's three (the default) or a peer
+a user might pick instead (`VARIANTS`), evaluates it on the held-out trajectories the way the authors
 do (`pcnode.evaluate`), and writes into `OUT`:
 
     results.csv, results.md   per task and model: test MSE, mean dt, updates per
-                              rollout (and the RNN's over the model's), ODE-RNN NFE,
+                              rollout (and the RNN's over the model's), ODE-RNN NFE
+                              and accepted solver steps,
                               training and rollout wall time; published figures and
                               the small-budget targets beside ours
     ablation.csv              the trained PC-ODE forced to constant dt values
@@ -38,7 +40,7 @@ from ..data import DATA_DIR, split, task_data
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import evaluate, event_recall
 from ..forcing import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SkipRule
-from ..model import MODEL_NAMES, MODELS, PCODE, ModelConfig, SequenceModel, build_model
+from ..model import MODEL_NAMES, PAPER_MODELS, PCODE, ModelConfig, SequenceModel, build_model
 from ..rollout import rollout
 from ..tasks import TASKS, collisions
 from ..train import TrainConfig, _comparable, load_run, read_metrics, run_config
@@ -46,6 +48,37 @@ from .figures import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, p
 from .progress import fit_with_bar
 
 BUDGETS = ("small", "paper")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model `reproduce` trains, by name: its kind, the ODE-RNN's solver and field penalty."""
+
+    kind: str
+    label: str
+    solver: str = ModelConfig.solver
+    field_penalty: float = 0.0
+
+
+# Weight of the ODE-RNN's field regulariser in `odernn-kinetic`: at initialisation on
+# Billiards2D the regulariser is about 15 and the displacement loss about 1e-3, so 1e-4
+# makes the two terms start at the same size (Finlay et al. weigh theirs against a loss
+# of order 1 with 0.01).
+KINETIC_WEIGHT = 1e-4
+
+# The paper's three models, then the peers a user might pick instead (the `peers` extra):
+# CfC, and the ODE-RNN with torchode's per-trajectory adaptive steps, plain and with its
+# field regularised so that the solver can take long steps.
+VARIANTS = {
+    "pcode": Variant("pcode", MODEL_NAMES["pcode"]),
+    "rnn": Variant("rnn", MODEL_NAMES["rnn"]),
+    "odernn": Variant("odernn", MODEL_NAMES["odernn"]),
+    "cfc": Variant("cfc", MODEL_NAMES["cfc"]),
+    "odernn-adaptive": Variant("odernn", "ODE-RNN, torchode dopri5", solver="torchode-dopri5"),
+    "odernn-kinetic": Variant("odernn", "ODE-RNN, torchode dopri5, regularised", solver="torchode-dopri5",
+                              field_penalty=KINETIC_WEIGHT),
+}
+PEERS = ("cfc", "odernn-adaptive", "odernn-kinetic")
 
 
 @dataclass(frozen=True)
@@ -124,7 +157,7 @@ class ReproduceConfig:
     """
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    models: list[str] = field(default_factory=lambda: list(MODELS))
+    models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))  # names in VARIANTS
     budget: str = "small"
     device: str = "cpu"
     seed: int = 0
@@ -132,7 +165,7 @@ class ReproduceConfig:
     n: int = 0
 
     def validate(self) -> "ReproduceConfig":
-        for name, given, known in (("task", self.tasks, TASKS), ("model", self.models, MODELS)):
+        for name, given, known in (("task", self.tasks, TASKS), ("model", self.models, VARIANTS)):
             unknown = [g for g in given if g not in known]
             if unknown or not given:
                 raise ConfigError(f"unknown or no {name}s {unknown}; choose from: {', '.join(known)}")
@@ -221,11 +254,14 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
     return out
 
 
-def _train_and_score(kind: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConfig, run: Path, spec: dict,
+def _train_and_score(name: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConfig, run: Path, spec: dict,
                      label: str) -> tuple[SequenceModel, dict]:
     """Train one pair unless its run folder is finished, then score it (scores are cached in eval.json)."""
-    tcfg = dataclasses.replace(tcfg, rule=tcfg.rule.for_data(x_train))  # as the run stores it
-    model = build_model(ModelConfig(kind=kind, state_dim=x_train.shape[-1]), seed=tcfg.seed)
+    variant = VARIANTS[name]
+    rule = dataclasses.replace(tcfg.rule.for_data(x_train), field_penalty=variant.field_penalty)
+    tcfg = dataclasses.replace(tcfg, rule=rule)  # as the run stores it
+    kind = variant.kind
+    model = build_model(ModelConfig(kind=kind, state_dim=x_train.shape[-1], solver=variant.solver), seed=tcfg.seed)
     step = _saved_step(run, run_config(model, tcfg, spec))
     if step < tcfg.steps:
         if step == 0:
@@ -247,11 +283,12 @@ def _train_and_score(kind: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConf
         "mse": scores["mse"], "mean_dt": scores["mean_dt"], "updates": scores["updates"],
         "mse_authors": theirs["mse"], "mean_dt_authors": theirs["mean_dt"],
         "nfe": scores["nfe"] if kind == "odernn" else math.nan,
+        "solver_steps": scores["solver_steps"] if kind == "odernn" else math.nan,
         "train_s": read_metrics(run / ckpt.METRICS)[-1]["train_s"],
         "rollout_s_per_1024": scores["rollout_s"] * 1024 / len(x_test),
         **_events(spec, model, x_test, tcfg.rule.n_burn),
     }
-    ckpt.write_json(cached, {"model": kind, "trajectories": len(x_test), "step": tcfg.steps, "metrics": metrics})
+    ckpt.write_json(cached, {"model": name, "trajectories": len(x_test), "step": tcfg.steps, "metrics": metrics})
     return model, metrics
 
 
@@ -422,17 +459,18 @@ def results_markdown(config: ReproduceConfig, rows: list[dict], ablation: list[d
         "published figures use.",
         "",
         "| task | model | test MSE | MSE, authors' protocol | mean dt (authors') | updates / rollout | "
-        "RNN updates / these | collisions + 1 | event recall | NFE / rollout | train s | rollout s / 1024 traj | "
-        "published MSE | published mean dt | steps x batch, train/test |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "RNN updates / these | collisions + 1 | event recall | NFE / rollout | solver steps / rollout | train s | "
+        "rollout s / 1024 traj | published MSE | published mean dt | steps x batch, train/test |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         pub = PUBLISHED.get((r["task"], r["model"]), {})
         lines.append(
-            f"| {r['task']} | {MODEL_NAMES[r['model']]} | {r['mse']:.3e} | {r['mse_authors']:.3e} | "
+            f"| {r['task']} | {VARIANTS[r['model']].label} | {r['mse']:.3e} | {r['mse_authors']:.3e} | "
             f"{r['mean_dt']:.2f} ({r['mean_dt_authors']:.2f}) | {r['updates']:.2f} | "
             f"{_fmt(r['rnn_updates_ratio'], '.2f')} | {_fmt(r['collisions_plus_1'], '.2f')} | "
-            f"{_fmt(r['event_recall'], '.2f')} | {_fmt(r['nfe'], '.0f')} | {r['train_s']:.0f} | "
+            f"{_fmt(r['event_recall'], '.2f')} | {_fmt(r['nfe'], '.0f')} | {_fmt(r['solver_steps'], '.1f')} | "
+            f"{r['train_s']:.0f} | "
             f"{r['rollout_s_per_1024']:.3f} | {_published(pub.get('mse'), '.1e')} | "
             f"{_published(pub.get('mean_dt'), '.1f')} | {r['steps']} x {r['batch_size']}, "
             f"{r['n_train']}/{r['n_test']} |")
