@@ -49,7 +49,7 @@ FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "t
          "ensemble": "--ensemble", "train_decay_every": "--train-decay-every", "models": "--models",
          "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold",
          "n_burn": "--n-burn", "jump_prob": "--jump-prob", "zero_span_weight": "--zero-span-weight",
-         "dt_weight": "--dt-weight"}
+         "dt_weight": "--dt-weight", "field_penalty": "--field-penalty"}
 
 
 def as_flags(message: str) -> str:

@@ -127,6 +127,9 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
     Returns the metrics rows (dicts keyed by `METRIC_FIELDS`), one per evaluation.
     """
     config.validate()
+    if config.rule.field_penalty and model.config.kind != "odernn":
+        raise ConfigError(f"`field_penalty` regularises an ODE-RNN's vector field; the {model.config.kind} model "
+                          "has none, so leave it at 0")
     train = Trajectories.of(train)
     check_sequences(train.x, model.config.state_dim, config.rule.n_burn + 1, "training data")
     train.check_inputs(model.config.input_dim, "training data")

@@ -136,6 +136,10 @@ def test_the_command_line_trains_a_cfc_and_a_regularised_torchode_odernn(tmp_pat
     assert main(["train", "--task", "lines", "--model", "odernn", "--solver", "rk5", "--steps", "1",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "unknown ODE solver 'rk5'" in capsys.readouterr().err
+    assert main(["train", "--task", "lines", "--n", "40", "--model", "cfc", "--field-penalty", "0.1", "--steps", "1",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--field-penalty regularises an ODE-RNN's vector field; the cfc model" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_reproduce_runs_the_peers_beside_the_paper_models(tmp_path):
