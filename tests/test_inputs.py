@@ -12,7 +12,7 @@ from pcnode.data import Trajectories, save_npz
 from pcnode.errors import DataError
 from pcnode.experiments.planning import trace
 from pcnode.forcing import SkipRule
-from pcnode.series import forecast, from_arrays, from_npz, to_npz
+from pcnode.series import forecast, from_arrays, from_csv, from_npz, to_csv, to_npz
 from pcnode.series.windows import Scaling
 from pcnode.tasks import BALL_RADIUS, billiards
 from test_plan import planted_problems
@@ -268,3 +268,46 @@ def test_a_rollout_refuses_inputs_of_the_wrong_count():
         rollout(model, torch.zeros(3, 4, 1), 10.0, u=torch.zeros(3, 11, 1))
     with pytest.raises(DataError, match="reads 2 known input"):
         rollout(model, torch.zeros(3, 4, 1), 10.0)
+
+
+def test_scheduled_inputs_past_the_last_reading_drive_a_forecast_and_never_train(thermo_run, capsys):
+    data = thermo_run / "scheduled.csv"
+    text = thermo_csv(data).read_text()
+    plan = [1, 1, 0, 0, 1, 0]  # the heater's schedule for times 120..125, the temperature not yet known
+    data.write_text(text + "".join(f"{120 + k},,{h}\n" for k, h in enumerate(plan)))
+    series = from_csv(data, time_column="t", input_columns=["heater"])
+    assert len(series.t[0]) == 120 and np.isfinite(series.x[0]).all()
+    assert series.scheduled[0][0].tolist() == list(range(120, 126)) and series.scheduled[0][1][:, 0].tolist() == plan
+    to_csv(series, thermo_run / "again.csv")
+    again = from_csv(thermo_run / "again.csv", time_column="t", id_column="series", input_columns=["heater"])
+    assert np.array_equal(again.scheduled[0][1], series.scheduled[0][1])
+
+    capsys.readouterr()
+    assert main(["rollout", str(thermo_run / "run"), "--data", str(data), "--from", "119", "--horizon", "6",
+                 "--out", str(thermo_run / "scheduled-forecast")]) == 0
+    assert "no known inputs after" not in capsys.readouterr().out
+    lines = (thermo_run / "scheduled-forecast.csv").read_text().splitlines()
+    assert lines[0] == "time,temp,heater (given)"
+    assert [float(line.split(",")[0]) for line in lines[1:]] == list(range(120, 126))
+    assert [float(line.split(",")[2]) for line in lines[1:]] == plan  # exactly the schedule
+
+
+@pytest.mark.parametrize("rows, words", [
+    ("120,,\n", "column 'heater' of series (the whole file) is blank in a row that gives no state"),
+    ("118.5,,1\n", "does not come after the one before it"),
+])
+def test_bad_scheduled_inputs_are_one_line_and_exit_2(thermo_run, capsys, rows, words):
+    data = thermo_run / "bad-scheduled.csv"
+    data.write_text(thermo_csv(thermo_run / "base.csv").read_text() + rows)
+    assert main(["rollout", str(thermo_run / "run"), "--data", str(data), "--from", "119", "--horizon", "2",
+                 "--every", "1", "--out", str(thermo_run / "bad-scheduled-forecast")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert not (thermo_run / "bad-scheduled-forecast.csv").exists()
+
+
+def test_a_blank_state_before_the_last_reading_is_a_gap_not_a_schedule(tmp_path):
+    path = tmp_path / "gap.csv"
+    path.write_text("t,temp,heater\n0,0.1,0\n1,,1\n2,0.3,1\n")
+    with pytest.raises(DataError, match="row 3, column 'temp' of series \\(the whole file\\) is nan \\(a gap\\)"):
+        from_csv(path, time_column="t", input_columns=["heater"])

@@ -185,7 +185,7 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
         t0, _ = parse_time(start, spec.time_format if data.dates else None)
     except ValueError as e:
         raise ConfigError(f"`start`: {e}") from None
-    t, x = data.t[i], data.x[i]
+    t, x = data.with_scheduled(i)
     with warnings.catch_warnings():  # a forecast that holds the inputs says so in its result
         warnings.simplefilter("ignore", RuntimeWarning)
         f = forecast(model, scaling_of(spec), t, x, cfg["train"]["rule"]["n_burn"], t0, horizon, every)

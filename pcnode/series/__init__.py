@@ -33,7 +33,9 @@ covariates or actions the model is given, never asked to predict: the cell reads
 with the state at every update, and no loss or score counts them. In a rollout, a
 forecast or an evaluation each update reads the last reading at or before its time, the
 readings after the start included, so the state is predicted from the true future
-inputs; a forecast whose series has no reading after its start holds the last one and
+inputs. Inputs known ahead of the state end a CSV series as scheduled readings, rows
+with the state columns blank (`Series.scheduled`): forecasts read them, training does
+not. A forecast whose series has no reading after its start holds the last one and
 says so (`Forecast.inputs_held_from`; the CSV heads those columns `NAME (held)`). A
 change of input is an event: a PC-ODE ends its segment at the first reading where an
 input moves more than `ModelConfig.input_threshold` (standardised units) from what its

@@ -2,8 +2,9 @@
 
 Known inputs (a run with `input_columns`) are given, not predicted: every update of the
 forecast reads the inputs of the last reading at or before its time, the readings after
-the start included, so the state is predicted from the true future inputs. The series
-must then hold readings over the whole forecast period (up to one sampling interval,
+the start included, so the state is predicted from the true future inputs; scheduled
+inputs, given past the last reading with the state left blank (`Series.scheduled`),
+count as readings. The series must then hold readings over the whole forecast period (up to one sampling interval,
 `Scaling.time_scale`, short of its end). With no reading after the start at all, the last
 reading's inputs are held over the forecast, and the forecast says so
 (`Forecast.inputs_held_from`, and a RuntimeWarning).
@@ -52,7 +53,8 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
 
     Args:
         t: (T,) times and x: (T, D) readings of one series, in your units: its state
-            columns, then the `model.config.input_dim` known inputs (as `Series` holds them).
+            columns, then the `model.config.input_dim` known inputs (as `Series` holds them;
+            rows of scheduled inputs, with NaN states, may follow: `Series.with_scheduled`).
         every: query spacing in your time units (may be finer than the data); None
             queries at the series' own times after `start`.
 
@@ -61,7 +63,9 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
     """
     if not (math.isfinite(horizon) and horizon > 0):
         raise ConfigError(f"`horizon` must be a positive time span, got {horizon}")
-    before = np.flatnonzero(t <= start)
+    U = model.config.input_dim
+    D = x.shape[1] - U
+    before = np.flatnonzero((t <= start) & np.isfinite(x[:, :D]).all(1))  # scheduled inputs have no state
     if len(before) < n_burn:
         raise DataError(f"only {len(before)} readings at or before {start:g}; the rollout needs {n_burn} "
                         f"(the burn-in): start at {t[min(n_burn, len(t)) - 1]:g} or later")
@@ -75,8 +79,6 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
         queries = t[(t > start) & (t <= end)]
         if not len(queries):
             raise DataError(f"the series has no readings in ({start:g}, {end:g}]; give `every` to query a grid")
-    U = model.config.input_dim
-    D = x.shape[1] - U
     t0 = t[burn[0]]
 
     def clock(times):  # your times -> the model's frames since the first burn-in reading

@@ -29,6 +29,10 @@ class Series:
     inputs (covariates, actions): read by the model, never predicted or scored. Before
     them come the state columns, of which the last `aux_dims` are auxiliary, the form of
     runs written before inputs existed (see `pcnode.model`).
+
+    scheduled[i]: known inputs given for times after series i's last reading, whose
+    state is not yet known (a forecast reads them; training never does): (times (S_i,),
+    inputs (S_i, input_dims)). Empty when no series has any.
     """
 
     t: list[np.ndarray]
@@ -38,6 +42,7 @@ class Series:
     aux_dims: int = 0
     dates: bool = False
     input_dims: int = 0
+    scheduled: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)
 
     @property
     def state_columns(self) -> list[str]:
@@ -51,10 +56,22 @@ class Series:
         return len(self.x)
 
     def pick(self, idx: Sequence[int], parts: Sequence[slice] | None = None) -> "Series":
-        """The series at `idx`, each cut to `parts[k]` if given."""
+        """The series at `idx`, each cut to `parts[k]` if given (a cut series keeps no scheduled inputs)."""
+        scheduled = [self.scheduled[i] for i in idx] if self.scheduled and parts is None else []
         parts = parts or [slice(None)] * len(idx)
         return dataclasses.replace(self, t=[self.t[i][p] for i, p in zip(idx, parts)],
-                                   x=[self.x[i][p] for i, p in zip(idx, parts)], ids=[self.ids[i] for i in idx])
+                                   x=[self.x[i][p] for i, p in zip(idx, parts)], ids=[self.ids[i] for i in idx],
+                                   scheduled=scheduled)
+
+    def with_scheduled(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Series `i`'s times and readings followed by its scheduled inputs, whose state
+        columns are NaN (not yet known): ((T_i + S_i,), (T_i + S_i, D))."""
+        t, x = self.t[i], self.x[i]
+        if not self.scheduled or not len(self.scheduled[i][0]):
+            return t, x
+        ts, us = self.scheduled[i]
+        unknown = np.full((len(ts), x.shape[1] - self.input_dims), np.nan)
+        return np.concatenate([t, ts]), np.concatenate([x, np.concatenate([unknown, us], 1)])
 
 
 def _check(t: np.ndarray, x: np.ndarray, columns: list[str], name: str, row: Callable[[int], str]) -> None:
@@ -185,6 +202,10 @@ def from_csv(path: str | Path, time_column: str | None = None, id_column: str | 
         columns: the state columns (default: every column not named otherwise); aux_columns
             (runs from before inputs) follow them.
         input_columns: known inputs, read with every reading, never predicted; they come last.
+            Rows at the end of a series that give the inputs and leave every state column
+            blank are scheduled inputs: inputs known ahead of the state (a weather
+            forecast, a planned set-point), which a forecast reads and training does not
+            (`Series.scheduled`).
         duplicates: "error", or "first" to keep the first of readings with equal times.
 
     Errors name the row as its line in the file (the header is line 1) and the column.
@@ -257,11 +278,35 @@ def from_csv(path: str | Path, time_column: str | None = None, id_column: str | 
             keep = np.concatenate([[True], np.diff(t) != 0])
             t, x, lines = t[keep], x[keep], lines[keep]
         name = f"'{key}'" if id_column else "(the whole file)"
-        _check(t, x, names, name, lambda r, lines=lines: f"{path} row {lines[r]}")
-        series.t.append(t)
-        series.x.append(x)
+        row = lambda r, lines=lines: f"{path} row {lines[r]}"  # noqa: E731
+        n = len(t)
+        if given:  # trailing rows with the state blank: scheduled inputs
+            known = np.isfinite(x[:, :len(state) + len(aux)]).any(1)
+            n = int(np.flatnonzero(known)[-1]) + 1 if known.any() else 0
+        _check(t[:n], x[:n], names, name, row)
+        _check_scheduled(t[n - 1:], x[n - 1:, len(names) - len(given):], given, name,
+                         lambda r, n=n, row=row: row(n - 1 + r))
+        series.t.append(t[:n])
+        series.x.append(x[:n])
         series.ids.append(key or "0")
+        series.scheduled.append((t[n:], x[n:, len(names) - len(given):]))
+    if not any(len(ts) for ts, _ in series.scheduled):
+        series.scheduled = []
     return series
+
+
+def _check_scheduled(t: np.ndarray, u: np.ndarray, columns: list[str], name: str, row: Callable[[int], str]) -> None:
+    """Scheduled inputs `u` (S, U) at times t[1:], after the series' last reading at t[0]:
+    every input given, times strictly increasing."""
+    bad = np.argwhere(~np.isfinite(u[1:]))
+    if len(bad):
+        r, c = bad[0]
+        raise DataError(f"{row(r + 1)}, column '{columns[c]}' of series {name} is blank in a row that gives no state "
+                        "(a scheduled reading): give every known input there, or drop the row")
+    if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
+        r = int(np.argmax(~np.isfinite(t[1:]) | (np.diff(t) <= 0))) + 1
+        raise DataError(f"{row(r)}: the time of this scheduled reading of series {name} does not come after the one "
+                        "before it; times must strictly increase within a series")
 
 
 def to_csv(series: Series, path: str | Path, time_column: str = "t", id_column: str = "series") -> None:
@@ -271,9 +316,9 @@ def to_csv(series: Series, path: str | Path, time_column: str = "t", id_column: 
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow([id_column, time_column, *series.columns])
-        for key, t, x in zip(series.ids, series.t, series.x):
-            for ti, xi in zip(t, x):
-                w.writerow([key, repr(float(ti)), *(repr(float(v)) for v in xi)])
+        for i, key in enumerate(series.ids):
+            for ti, xi in zip(*series.with_scheduled(i)):  # scheduled inputs: the state left blank
+                w.writerow([key, repr(float(ti)), *("" if np.isnan(v) else repr(float(v)) for v in xi)])
 
 
 def jena_climate(path: str | Path, columns: Sequence[str] | None = None, input_columns: Sequence[str] = ()) -> Series:
