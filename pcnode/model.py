@@ -344,6 +344,16 @@ class RNN(SequenceModel):
         return seg * span
 
 
+class FlowModel(SequenceModel):
+    """A model whose prediction `span` frames on is the decoded state advanced by `span`
+    (the default `segment` and `along`): the ODE-RNN and CfC, whose `advance` is the
+    costly part. A rollout's step advances once and reads the result twice."""
+
+    def step(self, h: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
+        moved = self.advance(h, span)  # read by the decoder and by the next update
+        return self.decode(moved), moved
+
+
 class VectorField(nn.Module):
     """`f(h)` for the ODE-RNN: Linear-Tanh-Linear, counting its evaluations."""
 
@@ -376,7 +386,7 @@ class Solve(NamedTuple):
     steps: Tensor
 
 
-class ODERNN(SequenceModel):
+class ODERNN(FlowModel):
     """ODE-RNN baseline: a learned vector field carries the state between per-frame updates."""
 
     def __init__(self, config: ModelConfig):
@@ -428,10 +438,6 @@ class ODERNN(SequenceModel):
         self._row_steps += steps.sum().item()
         return Solve(sol.ys[:, -1], steps)
 
-    def step(self, h: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
-        moved = self.advance(h, span)  # integrated once, read by the decoder and the next update
-        return self.decode(moved), moved
-
     @property
     def nfe(self) -> int:
         return self.field.calls
@@ -441,7 +447,7 @@ class ODERNN(SequenceModel):
         return self._row_steps
 
 
-class CfC(SequenceModel):
+class CfC(FlowModel):
     """A closed-form continuous-time cell (Hasani et al. 2022; `ncps.torch.CfCCell`) in place of the GRU.
 
     The cell reads a frame `e` with the state `h` and the time `span` that passes after
@@ -473,10 +479,6 @@ class CfC(SequenceModel):
 
     def decode(self, h: Tensor) -> Tensor:
         return self.decoder(h[..., :self.config.latent] * self.config.time_constant)
-
-    def step(self, h: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
-        moved = self.advance(h, span)
-        return self.decode(moved), moved
 
 
 def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
