@@ -42,14 +42,14 @@ from pcnode.forcing import reference_forcing
 class Contender:
     """A model, its optimiser and a loss function `loss(model, seq) -> (total, mean_dt)`."""
 
-    def __init__(self, name, model, loss, lr=1e-3):
-        self.name, self.model, self.loss = name, model, loss
+    def __init__(self, name, model, loss, lr=1e-3, precision="float32"):
+        self.name, self.model, self.loss, self.precision = name, model, loss, precision
         self.opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-7)
         self.ms, self.dts = [], []
 
-    def step(self, seq, device, precision, record):
+    def step(self, seq, device, record):
         tick = time.perf_counter()
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
             total, mean_dt = self.loss(self.model, seq)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
@@ -113,7 +113,7 @@ def main():
     p.add_argument("--reference", action="store_true", help="also time the plain per-frame formulation")
     p.add_argument("--authors", help="folder holding the authors' piecewise_node checkout")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
-                   help="bfloat16: our forward passes under torch.autocast")
+                   help="bfloat16: our forward passes under torch.autocast (the authors' stay float32)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     train, _ = split(task_data("billiards2d", 2000, 0)["x"])
@@ -124,19 +124,21 @@ def main():
         return build_model(ModelConfig(kind=v.kind, state_dim=4, solver=v.solver), seed=0).to(args.device)
 
     contenders = [Contender(name, ours_model(name),
-                            ours(dataclasses.replace(rule, field_penalty=VARIANTS[name].field_penalty)))
+                            ours(dataclasses.replace(rule, field_penalty=VARIANTS[name].field_penalty)),
+                            precision=args.precision)
                   for name in args.models]
     trained = None
     if args.init:
         trained = ours_model("pcode")
         trained.load_state_dict(load_run(args.init)[0].state_dict())
         # A fresh Adam would knock a trained model off its skip rate in its first steps.
-        contenders.append(Contender(f"pcode@{args.init}", trained, ours(rule), lr=1e-7))
+        contenders.append(Contender(f"pcode@{args.init}", trained, ours(rule), lr=1e-7, precision=args.precision))
     if args.reference:
         model = ours_model("pcode")
         if trained is not None:
             model.load_state_dict(trained.state_dict())
-        contenders.append(Contender("reference", model, plain(rule), lr=1e-7 if trained is not None else 1e-3))
+        contenders.append(Contender("reference", model, plain(rule), lr=1e-7 if trained is not None else 1e-3,
+                                      precision=args.precision))
     if args.authors:
         make = authors_step(args.authors)
         for kind in ("pcode", "rnn"):
@@ -149,7 +151,7 @@ def main():
         seq = train[torch.randint(len(train), (args.batch,), generator=gen)].to(args.device)
         for c in contenders:
             torch.manual_seed(k)  # the same random skips for every PC-ODE
-            c.step(seq, args.device, args.precision, record=k >= warmup)
+            c.step(seq, args.device, record=k >= warmup)
 
     def quantile(v, q):
         v = sorted(v)
@@ -160,7 +162,7 @@ def main():
         print(json.dumps({"name": c.name, "ms_median": round(medians[c.name], 1),
                           "ms_p25": round(quantile(c.ms, 0.25), 1), "ms_p75": round(quantile(c.ms, 0.75), 1),
                           "mean_dt": round(sum(c.dts) / len(c.dts), 2), "threads": args.threads,
-                          "batch": args.batch, "device": args.device, "precision": args.precision}), flush=True)
+                          "batch": args.batch, "device": args.device, "precision": c.precision}), flush=True)
     if "authors-pcode" in medians:
         for name, ms in medians.items():
             base = "authors-rnn" if name == "rnn" else "authors-pcode" if name.startswith("pcode") else None
