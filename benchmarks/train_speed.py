@@ -10,7 +10,7 @@ Contenders:
   pcode, rnn, odernn       our models from initialisation (a PC-ODE that has not yet
                            learned to skip: mean dt about 1.1); also the peers by their
                            `pcnode reproduce` names (cfc, odernn-adaptive, odernn-kinetic);
-  pcode@RUN (--init RUN)   our PC-ODE with the weights of a trained run, which skips;
+  pcode@RUN (--init RUN)   our PC-ODE with the weights of a trained run (or pretrained:NAME), which skips;
                            timed at a negligible learning rate so that the steps do not
                            knock it off its skip rate;
   reference (--reference)  the plain per-frame formulation `pcnode.forcing.reference_forcing`
@@ -33,7 +33,7 @@ import types
 
 import torch
 
-from pcnode import ModelConfig, SkipRule, build_model, load_run, teacher_forcing
+from pcnode import ModelConfig, SkipRule, build_model, load_run, pretrained, teacher_forcing
 from pcnode.data import split, task_data
 from pcnode.experiments.reproduce import VARIANTS
 from pcnode.forcing import reference_forcing
@@ -109,7 +109,7 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--models", nargs="*", default=["pcode", "rnn", "odernn"])
-    p.add_argument("--init", help="a trained PC-ODE run folder to time as well (a trained model skips)")
+    p.add_argument("--init", help="a trained PC-ODE run folder, or pretrained:NAME, to time as well (a trained model skips)")
     p.add_argument("--reference", action="store_true", help="also time the plain per-frame formulation")
     p.add_argument("--authors", help="folder holding the authors' piecewise_node checkout")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
@@ -130,7 +130,7 @@ def main():
     trained = None
     if args.init:
         trained = ours_model("pcode")
-        trained.load_state_dict(load_run(args.init)[0].state_dict())
+        trained.load_state_dict(load_run(pretrained.resolve(args.init))[0].state_dict())
         # A fresh Adam would knock a trained model off its skip rate in its first steps.
         contenders.append(Contender(f"pcode@{args.init}", trained, ours(rule), lr=1e-7, precision=args.precision))
     if args.reference:
