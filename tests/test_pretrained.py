@@ -19,7 +19,9 @@ def test_every_shipped_model_scores_what_it_recorded(name):
     info = pretrained.info(name)
     x = ckpt.load_tensors(pretrained.folder(name) / pretrained.CHECK)[0]["x"]
     got = evaluate(model, x, n_burn=info["check"]["n_burn"])["mse"]
-    assert got == pytest.approx(info["check"]["mse"], rel=1e-5)
+    # Float32 rounding alone moves these MSEs by up to 7e-5 relative (the same rollouts in
+    # float64, or on a CPU whose kernels sum in another order); wrong weights move them by far more.
+    assert got == pytest.approx(info["check"]["mse"], rel=1e-3)
     for key in ("command", "commit", "steps", "train_s", "machine", "metrics"):
         assert key in info, key
 
