@@ -32,12 +32,32 @@ from .series import SeriesSpec
 from .tasks import TASKS
 from .train import TrainConfig
 
-# Measured on an idle 2-core machine (benchmarks/train_speed.py, batch 256): two threads
-# take a Billiards2D step in 276 ms (PC-ODE) and 183 ms (RNN) against 334 and 266 ms
-# with one; while another process holds a core, two threads are 2.2x slower than one
-# (542 against 252 ms), so pass --threads 1 when sharing the machine. More than two
-# threads only add synchronisation to these small per-frame operations.
-DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+def idle_cores(limit: int = 2) -> int:
+    """The default thread count: the cores this process may run on less those other
+    processes keep busy (`busy_cores`, rounded), between 1 and `limit`.
+
+    Measured with benchmarks/train_speed.py and a 100-step Lines training on a 2-core
+    machine: idle, two threads take a Billiards2D step in 190 ms (PC-ODE) and 106 ms (RNN)
+    against 243 and 147 with one; while another process held a core, two threads took
+    0.6-6 s for the PC-ODE's step against 248 ms with one, and 103 s for the Lines
+    training against 7 s, each thread waiting at every small operation for the other,
+    which is off its core. So one thread too many costs up to 24x, one too few at most
+    1.4x. More than two threads only add synchronisation to these small per-frame
+    operations.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(limit, cores, round(cores - busy_cores())))
+
+
+def busy_cores(source: str = "/proc/loadavg") -> float:
+    """Cores other processes keep busy: the larger of the 1-minute load average and the
+    number of processes running now besides this one (Linux's /proc/loadavg; the load
+    average lags a process that started less than a minute ago). Elsewhere the load average."""
+    try:
+        fields = Path(source).read_text().split()
+        return max(float(fields[0]), int(fields[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
 # The library and the experiments name their arguments in backquotes; here they read as flags.
@@ -66,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.threads is None:
+            args.threads = idle_cores()
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
@@ -84,7 +106,8 @@ MODEL_SET_BY_DATA = {"kind", "state_dim", "encoder", "image_size", "aux_dims", "
 
 def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pcnode", description="Piecewise-constant neural ODEs: train, evaluate, roll out.")
-    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="PyTorch CPU threads (default %(default)s)")
+    p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: the cores other processes leave "
+                   "idle, 1 or 2; now %s)" % idle_cores())
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("data", help="generate a task's trajectories as .npz")

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pcnode import ModelConfig, TrainConfig, build_model, fit
-from pcnode.cli import main
+from pcnode.cli import busy_cores, idle_cores, main
 from pcnode.data import save_npz
 from pcnode.forcing import DEFAULT_RELATIVE_EPSILON
 
@@ -313,3 +313,33 @@ def test_train_gives_the_same_weights_for_the_same_seed_in_any_process(here):
         assert main([*TASK, "--out", name]) == 0
     a, b = load_file(here / "r1" / "checkpoint.safetensors"), load_file(here / "r2" / "checkpoint.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("cores, load, threads", [(2, 0.05, 2), (2, 0.9, 1), (2, 1.6, 1), (2, 3.0, 1),
+                                                  (16, 3.0, 2), (1, 0.0, 1)])
+def test_the_default_thread_count_leaves_busy_cores_alone(monkeypatch, cores, load, threads):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr("pcnode.cli.busy_cores", lambda: load)
+    assert idle_cores() == threads
+
+
+@pytest.mark.parametrize("text, busy", [("0.20 0.10 0.05 3/86 6105", 2), ("1.70 0.90 0.40 1/80 77", 1.7),
+                                        ("0.00 0.00 0.00 1/80 77", 0)])
+def test_busy_cores_reads_the_load_and_the_processes_running_now(tmp_path, text, busy):
+    (tmp_path / "loadavg").write_text(text + "\n")
+    assert busy_cores(str(tmp_path / "loadavg")) == busy
+    assert busy_cores(str(tmp_path / "missing")) >= 0  # no such file: the load average, where there is one
+
+
+def test_a_command_without_threads_runs_on_the_idle_cores(here, monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr("pcnode.cli.busy_cores", lambda: 1.0)  # another process holds one core
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["data", "lines", "--n", "4", "--out", "lines.npz"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["--threads", "2", "data", "lines", "--n", "4", "--out", "lines2.npz"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
