@@ -9,6 +9,12 @@ scores on it (the tests check that every shipped model still scores exactly that
 
     python benchmarks/zoo.py NAME RUN --command "pcnode train ..." --commit abc1234
         [--plan-data N SEED]   # a planning model: its data is pcnode.plan.plan_data(N, SEED)
+
+With --rescore and no RUN, scores the shipped NAME again with today's code (after a
+change to how rollouts run, say) and records the new scores in its provenance, with the
+commit and the reason; its weights and check batch stay as they are:
+
+    python benchmarks/zoo.py NAME --rescore --commit abc1234 --why "..."
 """
 import argparse
 import json
@@ -38,26 +44,16 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("name")
-    p.add_argument("run", type=Path)
-    p.add_argument("--command", required=True, help="the command that trained the run")
-    p.add_argument("--commit", required=True, help="the commit it was trained at")
-    p.add_argument("--plan-data", nargs=2, type=int, metavar=("N", "SEED"))
-    p.add_argument("--dest", type=Path, default=pretrained.ZOO)
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    model, cfg = load_run(args.run)
-    rule = SkipRule(**cfg["train"]["rule"])
-    data = cfg["data"]
-    if args.plan_data:
-        n, seed = args.plan_data
-        test = Trajectories(split(pl.plan_data(n, seed), data.get("test_fraction", 0.1))[1])
-        data = {"planning": {"n": n, "seed": seed}, "test_fraction": data.get("test_fraction", 0.1),
-                "note": "pcnode.plan.plan_data(n, seed), split as pcnode.data.split"}
-    else:
-        _, test = dataset(data)
+def test_split(data: dict) -> Trajectories:
+    """The held-out trajectories of a run's data section (a planning model's included)."""
+    if "planning" in data:
+        n, seed = data["planning"]["n"], data["planning"]["seed"]
+        return Trajectories(split(pl.plan_data(n, seed), data.get("test_fraction", 0.1))[1])
+    return dataset(data)[1]
+
+
+def score(model, rule: SkipRule, data: dict, test: Trajectories) -> dict:
+    """Both protocols' scores on `test`; on coordinate billiards also the event recall."""
     ours = evaluate(model, test, n_burn=rule.n_burn)
     theirs = evaluate(model, test, n_burn=rule.n_burn, protocol="authors", rule=rule)
     metrics = {"mse": ours["mse"], "updates": ours["updates"], "mean_dt": ours["mean_dt"],
@@ -68,6 +64,52 @@ def main():
         ro = rollout(model, test.x[:, :rule.n_burn], horizon=test.x.shape[1] - 1)
         metrics["event_recall"] = event_recall(ro, events)
         metrics["collisions_plus_1"] = (events[:, rule.n_burn:].sum(1) + 1).double().mean().item()
+    return metrics
+
+
+def rescore(name: str, commit: str, why: str, zoo: Path) -> dict:
+    folder = zoo / name
+    model, cfg = load_run(folder)
+    rule = SkipRule(**cfg["train"]["rule"])
+    provenance = ckpt.read_json(folder / pretrained.PROVENANCE)
+    check = ckpt.load_tensors(folder / pretrained.CHECK)[0]["x"]
+    metrics = score(model, rule, cfg["data"], test_split(cfg["data"]))
+    provenance["rescored"] = provenance.get("rescored", []) + [
+        {"commit": commit, "why": why, "before": provenance["metrics"], "check_mse_before": provenance["check"]["mse"]}]
+    provenance["metrics"] = metrics
+    provenance["check"]["mse"] = evaluate(model, check, n_burn=rule.n_burn)["mse"]
+    ckpt.write_json(folder / pretrained.PROVENANCE, provenance)
+    return metrics
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("name")
+    p.add_argument("run", type=Path, nargs="?")
+    p.add_argument("--command", help="the command that trained the run")
+    p.add_argument("--commit", required=True, help="the commit it was trained (or rescored) at")
+    p.add_argument("--plan-data", nargs=2, type=int, metavar=("N", "SEED"))
+    p.add_argument("--rescore", action="store_true", help="score the shipped NAME again; needs --why")
+    p.add_argument("--why", help="with --rescore: what changed")
+    p.add_argument("--dest", type=Path, default=pretrained.ZOO)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    if args.rescore:
+        if args.run or not args.why:
+            p.error("--rescore takes no RUN and needs --why")
+        print(json.dumps({"name": args.name, **rescore(args.name, args.commit, args.why, args.dest)}))
+        return
+    if args.run is None or args.command is None:
+        p.error("RUN and --command are needed to ship a run")
+    model, cfg = load_run(args.run)
+    rule = SkipRule(**cfg["train"]["rule"])
+    data = cfg["data"]
+    if args.plan_data:
+        n, seed = args.plan_data
+        data = {"planning": {"n": n, "seed": seed}, "test_fraction": data.get("test_fraction", 0.1),
+                "note": "pcnode.plan.plan_data(n, seed), split as pcnode.data.split"}
+    test = test_split(data)
+    metrics = score(model, rule, data, test)
     check = test.x[:CHECK_TRAJECTORIES]
     rows = read_metrics(args.run / "metrics.csv")
     provenance = {

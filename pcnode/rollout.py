@@ -216,7 +216,10 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
     Args:
         x_burn: (B, n_burn, state_dim) observed frames at times 0, 1, ..., n_burn-1.
         horizon: time (frames, counted from the first burn-in frame) each
-            trajectory's clock must reach: a number, or (B,) one per trajectory.
+            trajectory's clock must reach: a number, or (B,) one per trajectory. A
+            PC-ODE's jump that would stop less than `model.config.min_dt` short of it
+            runs on to it: no update is made for a last stretch shorter than any step
+            the model may choose.
         max_updates: safety bound on model-chosen updates per trajectory; by default
             enough for `model.config.min_dt`-sized steps (and one per input reading). Hitting it warns.
         t_burn: (B, n_burn) real times of the burn-in frames, strictly increasing
@@ -290,6 +293,10 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
     while True:
         dt = model.next_dt(h)
         t_next = t_cur + dt
+        if model.jumpy:  # a jump that would stop less than min_dt short of the horizon runs on to it
+            t_end = hz[rows].unsqueeze(-1)
+            t_next = torch.where((t_next < t_end) & (t_end - t_next < model.config.min_dt), t_end, t_next)
+            dt = t_next - t_cur
         if events:  # the jump ends early at the next input event, exactly at its reading's time
             t_event = readings.next_change(rows, t_cur, u_cur, model.config.input_threshold)
             t_next = torch.minimum(t_next, t_event)

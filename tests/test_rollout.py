@@ -33,10 +33,21 @@ def fixed_dt_rollout(dts, horizon=20.0, n_burn=4):
 
 
 def test_each_trajectory_stops_when_its_clock_reaches_the_horizon():
-    dts = [2.0, 1.0, 5.0, 1.5]
+    dts = [2.0, 1.0, 5.0, 3.0]
     ro = fixed_dt_rollout(dts, horizon=20.0)
     # from t = 3 to 20 is 17 frames: ceil(17 / dt) updates
     assert ro.updates.tolist() == [math.ceil(17 / d) for d in dts]
+
+
+def test_a_jump_that_would_stop_less_than_min_dt_short_of_the_horizon_runs_on_to_it():
+    # min_dt is 1 frame. From t = 3: 16.99 frames would stop at 19.99 and update again
+    # there for the last 0.01 frame; 1.5 frames reach 19.5 after 11 jumps.
+    ro = fixed_dt_rollout([16.99, 1.5, 8.5, 17.5], horizon=20.0)
+    assert ro.updates.tolist() == [1, 11, 2, 1]
+    assert ro.t[0, 3].item() == 3.0 and ro.dt[0, 3].item() == pytest.approx(17.0)
+    # The same jumps with a horizon further on stop where they chose to.
+    ro = fixed_dt_rollout([16.99, 1.5], horizon=40.0)
+    assert ro.t[0, 4].item() == pytest.approx(19.99) and ro.updates[1].item() == math.ceil(37 / 1.5)
 
 
 def test_padding_steps_have_infinite_times():
