@@ -21,8 +21,17 @@ def test_a_run_from_version_0_1_rolls_out_as_it_did(kind):
     model, cfg = load_run(FIXTURES / f"v0.1-{kind}")
     then = json.loads((FIXTURES / f"v0.1-{kind}" / "rollout.json").read_text())
     ro = rollout(model, DATA[32:34, :4], 11)
-    assert ro.updates.tolist() == then["updates"]
-    assert torch.allclose(ro.frames(), torch.tensor(then["frames"]), atol=1e-5)
+    frames = torch.tensor(then["frames"])
+    if kind == "pcode":
+        # Since 0.1 a PC-ODE's jump that would stop less than min_dt short of the horizon
+        # runs on to it: this PC-ODE's last update, at t = 10.15, is no longer made, so
+        # frame 11 is read from the jump before it. Every earlier frame is as it was.
+        assert ro.updates.tolist() == [n - 1 for n in then["updates"]]
+        assert torch.allclose(ro.frames()[:, :-1], frames[:, :-1], atol=1e-5)
+        assert not torch.allclose(ro.frames()[:, -1], frames[:, -1], atol=1e-5)
+    else:
+        assert ro.updates.tolist() == then["updates"]
+        assert torch.allclose(ro.frames(), frames, atol=1e-5)
     assert cfg["model"]["kind"] == kind
 
 
