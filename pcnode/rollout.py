@@ -295,8 +295,8 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
         t_next = t_cur + dt
         if model.jumpy:  # a jump that would stop less than min_dt short of the horizon runs on to it
             t_end = hz[rows].unsqueeze(-1)
-            t_next = torch.where((t_next < t_end) & (t_end - t_next < model.config.min_dt), t_end, t_next)
-            dt = t_next - t_cur
+            short = (t_next < t_end) & (t_end - t_next < model.config.min_dt)
+            t_next, dt = torch.where(short, t_end, t_next), torch.where(short, t_end - t_cur, dt)
         if events:  # the jump ends early at the next input event, exactly at its reading's time
             t_event = readings.next_change(rows, t_cur, u_cur, model.config.input_threshold)
             t_next = torch.minimum(t_next, t_event)
