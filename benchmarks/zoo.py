@@ -68,6 +68,8 @@ def score(model, rule: SkipRule, data: dict, test: Trajectories) -> dict:
 
 
 def rescore(name: str, commit: str, why: str, zoo: Path) -> dict:
+    """Score the shipped `name` again and record it in its provenance, the earlier scores
+    kept under `rescored` with `commit` and `why`; the weights and check batch stay."""
     folder = zoo / name
     model, cfg = load_run(folder)
     rule = SkipRule(**cfg["train"]["rule"])
