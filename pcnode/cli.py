@@ -320,7 +320,8 @@ def cmd_eval(args) -> None:
 def cmd_rollout(args) -> None:
     if args.start is not None or args.horizon is not None:
         if args.start is None or args.horizon is None:
-            raise ConfigError("a series run's rollout needs --from T0 and --horizon H (your time units)")
+            raise ConfigError("--from T0 and --horizon H go together: a run trained on a series forecasts from T0 "
+                              "for H of its time units (a task run takes neither)")
         paths, f = forecast_run(args.run, args.start, args.horizon, args.every, _series_overrides(args),
                                 args.id, args.out)
         print(f"{len(f.update_times)} updates over {args.horizon:g} time units")

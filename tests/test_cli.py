@@ -223,6 +223,9 @@ CASES = [
     ("rollout-zero-count", nothing, ["rollout", "run", "--count", "0"], "--count"),
     ("rollout-zero-every", nothing, ["rollout", "run", "--every", "0"], "--every"),
     ("rollout-nan-every", nothing, ["rollout", "run", "--every", "nan"], "--every"),
+    ("rollout-horizon-without-from", nothing, ["rollout", "run", "--horizon", "10"], "go together"),
+    ("rollout-from-on-a-task-run", nothing, ["rollout", "pretrained:lines-pcode", "--from", "3", "--horizon", "10"],
+     "trained on a series file"),
     # the skip threshold
     ("both-threshold-forms", nothing, [*GOOD_DATA, "--epsilon", "1e-3", "--relative-epsilon", "1", "--out", "out"],
      "not both"),
