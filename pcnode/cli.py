@@ -107,7 +107,7 @@ MODEL_SET_BY_DATA = {"kind", "state_dim", "encoder", "image_size", "aux_dims", "
 def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pcnode", description="Piecewise-constant neural ODEs: train, evaluate, roll out.")
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: the cores other processes leave "
-                   "idle, 1 or 2; now %s)" % idle_cores())
+                   "idle when it starts, 1 or 2)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("data", help="generate a task's trajectories as .npz")
