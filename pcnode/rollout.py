@@ -292,9 +292,8 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
     chosen = []  # per step: (rows still running, t, dt, x, h, u)
     while True:
         dt = model.next_dt(h)
-        t_next = t_cur + dt
+        t_next, t_end = t_cur + dt, hz[rows].unsqueeze(-1)
         if model.jumpy:  # a jump that would stop less than min_dt short of the horizon runs on to it
-            t_end = hz[rows].unsqueeze(-1)
             short = (t_next < t_end) & (t_end - t_next < model.config.min_dt)
             t_next, dt = torch.where(short, t_end, t_next), torch.where(short, t_end - t_cur, dt)
         if events:  # the jump ends early at the next input event, exactly at its reading's time
@@ -305,7 +304,7 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
         updates[rows] += 1
         change, moved = model.step(h, dt)
         x_next = x_cur + hold_aux(model, change)
-        going = t_next.squeeze(-1) < hz[rows]
+        going = (t_next < t_end).squeeze(-1)
         if not going.any():
             break
         if len(chosen) >= max_updates:
