@@ -9,6 +9,7 @@ A run folder holds:
     checkpoint.safetensors    model (`model.*`), optimiser (`optim.*`) and RNG tensors;
                               its metadata holds the step and the same config
     metrics.csv               one row per evaluation
+    best.safetensors          with a validation split: the weights that scored best on it
     pcnode.lock               while a training writes there: the process that holds it
 
 One training writes to a run folder at a time (`lock_run`). The lock is an advisory
@@ -37,6 +38,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.csv"
 LOCK = "pcnode.lock"
@@ -65,7 +67,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def remove_stale_temps(folder: Path) -> None:
     """Delete the temporary files `atomic_write` leaves when its process is killed mid-write."""
-    for name in (CHECKPOINT, CONFIG, METRICS):
+    for name in (CHECKPOINT, BEST, CONFIG, METRICS):
         for tmp in Path(folder).glob(f".{name}.*.tmp"):
             tmp.unlink(missing_ok=True)
 

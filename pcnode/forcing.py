@@ -88,6 +88,15 @@ class SkipRule:
     which rewards fields that an adaptive solver crosses in few steps (0: none, as in
     the paper). Finlay et al. integrate it along the path; we take it once per span, at
     the state the span starts from, times the span, so the solver's steps are not spent on it.
+
+    `event_threshold` is ours too (None: off, the authors' rule): with it a segment also
+    ends where the data's own motion turns, so that a rollout's updates land on events
+    (contacts, regime changes). A segment opened at frame s is stretched over frame i+1
+    only while the data stays near the straight line through x[s] with the velocity
+    of the data's first step, x[s] + (t - t[s]) * (x[s+1] - x[s]) / (t[s+1] - t[s]):
+    within `event_threshold` times `data_change`, as a mean squared error over the state
+    dims. The model's own skip test still applies; the line adds a condition, never
+    removes one.
     """
 
     n_burn: int = 4                          # frames at the start where every row updates
@@ -99,6 +108,7 @@ class SkipRule:
     dt_weight: float = 1e-5                  # weight of the dt head's loss
     feed_predictions: float = 0.0            # probability that an update reads its own predicted frame
     field_penalty: float = 0.0               # ODE-RNN: weight of the field's regulariser (Finlay et al. 2020)
+    event_threshold: float | None = None     # events: also end a segment where the data leaves a straight line
 
     def validate(self) -> "SkipRule":
         if isinstance(self.n_burn, bool) or not isinstance(self.n_burn, int) or self.n_burn < 1:
@@ -106,15 +116,15 @@ class SkipRule:
         # Written as `not (x >= 0)` so that NaN, which compares false, is refused too.
         numbers = {name: getattr(self, name) for name in ("epsilon", "relative_epsilon", "data_change", "jump_prob",
                                                           "zero_span_weight", "dt_weight", "feed_predictions",
-                                                          "field_penalty")
+                                                          "field_penalty", "event_threshold")
                    if getattr(self, name) is not None}
         for name, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"`{name}` must be a finite number, got {value!r}")
         if not (all(v >= 0 for v in numbers.values()) and self.jump_prob <= 1 and self.feed_predictions <= 1):
             raise ConfigError("need `epsilon` >= 0, `relative_epsilon` >= 0, 0 <= `jump_prob` <= 1, "
-                              "`zero_span_weight` >= 0, `dt_weight` >= 0, 0 <= `feed_predictions` <= 1 and "
-                              "`field_penalty` >= 0")
+                              "`zero_span_weight` >= 0, `dt_weight` >= 0, 0 <= `feed_predictions` <= 1, "
+                              "`field_penalty` >= 0 and `event_threshold` >= 0")
         if self.epsilon is not None and self.relative_epsilon is not None:
             raise ConfigError("give the skip threshold as `epsilon` (a squared error in the data's units) or as "
                               "`relative_epsilon` (a multiple of the data's mean squared change per frame), not both")
@@ -122,10 +132,13 @@ class SkipRule:
 
     def for_data(self, seq: Tensor, mask: Tensor | None = None, aux_dims: int = 0) -> "SkipRule":
         """This rule with its threshold fixed for training on `seq` (N, T, D): a relative
-        threshold (given or default) gets the data's `data_change`; an absolute one is kept."""
-        if self.epsilon is not None or self.data_change is not None:
+        threshold (given or default) gets the data's `data_change`; an absolute one is kept
+        (and the data's change measured all the same when the event line needs it)."""
+        if self.data_change is not None or (self.epsilon is not None and self.event_threshold is None):
             return self
-        relative = DEFAULT_RELATIVE_EPSILON if self.relative_epsilon is None else self.relative_epsilon
+        relative = self.relative_epsilon
+        if self.epsilon is None and relative is None:
+            relative = DEFAULT_RELATIVE_EPSILON
         return replace(self, relative_epsilon=relative, data_change=mean_square_change(seq, mask, aux_dims))
 
     @property
@@ -136,6 +149,16 @@ class SkipRule:
         if self.relative_epsilon is None or self.data_change is None:
             raise ConfigError("this skip rule's threshold depends on the data; fix it with rule.for_data(sequences)")
         return self.relative_epsilon * self.data_change
+
+    @property
+    def event_level(self) -> float | None:
+        """How far (a squared error in the data's units) the data may leave a segment's
+        straight line before the segment must end; None when the event option is off."""
+        if self.event_threshold is None:
+            return None
+        if self.data_change is None:
+            raise ConfigError("the event threshold depends on the data; fix it with rule.for_data(sequences)")
+        return self.event_threshold * self.data_change
 
 
 def mean_square_change(seq: Tensor, mask: Tensor | None = None, aux_dims: int = 0) -> float:
@@ -174,11 +197,16 @@ class Objective(torch.nn.Module):
         return teacher_forcing(self.model, batch, rule)
 
 
-def skip_decision(err: Tensor, rule: SkipRule) -> Tensor:
+def skip_decision(err: Tensor, rule: SkipRule, away: Tensor | None = None) -> Tensor:
     """The skip rule: keep the current segment where stretching it over one more frame
-    predicts the data with mean squared error `err` below `rule.threshold`, or at random
-    with probability `rule.jump_prob`. (B,) -> (B,) bool, True = skip the update."""
-    return (err < rule.threshold) | (torch.rand_like(err) < rule.jump_prob)
+    predicts the data with mean squared error `err` below `rule.threshold` (and, with the
+    event option, where the data stays within `rule.event_level` of the segment's straight
+    line, `away` being its mean squared distance from it), or at random with probability
+    `rule.jump_prob`. (B,) -> (B,) bool, True = skip the update."""
+    fits = err < rule.threshold
+    if away is not None:
+        fits = fits & (away < rule.event_level)
+    return fits | (torch.rand_like(err) < rule.jump_prob)
 
 
 def input_event(u: Tensor, u_read: Tensor, threshold: float) -> Tensor:
@@ -267,6 +295,10 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
     n_opened = 0
     segs, starts, targets, updated, by_input = [], [], [], [], []
     no_row = torch.zeros(B, dtype=torch.bool, device=device)
+    # The event option's straight line in data space per row: its segment's first frame and velocity.
+    events = rule.event_threshold is not None
+    velocity = dx / (times[:, 1:] - times[:, :-1]).unsqueeze(-1) if events else None
+    origin = heading = None
     for i in range(T):
         t_i, t_next = times[:, i:i + 1], times[:, i + 1:i + 2]
         offset = None
@@ -277,7 +309,10 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
             else:
                 target = carried + dx[:, i]
                 stretch = model.along(line, t_next - start) - target
-                skip = skip_decision(stretch[:, :keep].pow(2).mean(-1), rule)
+                away = None
+                if events:
+                    away = (seq[:, i + 1] - origin - (t_next - start) * heading)[:, :keep].pow(2).mean(-1)
+                skip = skip_decision(stretch[:, :keep].pow(2).mean(-1), rule, away)
                 if u is not None:  # an input event ends the segment whatever the rule says
                     event = input_event(u[:, i], u_read, model.config.input_threshold)
                     forced, skip = skip & event, skip & ~event
@@ -316,12 +351,17 @@ def _jumpy_forcing(model: PCODE, seq: Tensor, rule: SkipRule, times: Tensor, mas
                     line, start, carried, seg = new_line.detach(), t_i, fresh, new_seg
                     u_read = None if u is None else u[:, i]
                     upd = torch.ones(B, dtype=torch.bool, device=device)
+                    if events:
+                        origin, heading = x[:, i], velocity[:, i]
                 else:
                     line = line.index_copy(0, rows, new_line.detach().to(line.dtype))
                     start = torch.where(upd.unsqueeze(-1), t_i, start)
                     carried = torch.where(upd.unsqueeze(-1), fresh, target)
                     seg = seg.index_copy(0, rows, new_seg)
                     u_read = None if u is None else torch.where(upd.unsqueeze(-1), u[:, i], u_read)
+                    if events:
+                        origin = torch.where(upd.unsqueeze(-1), x[:, i], origin)
+                        heading = torch.where(upd.unsqueeze(-1), velocity[:, i], heading)
                 n_opened += len(rows)
         segs.append(seg)
         starts.append(start)
@@ -402,6 +442,7 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
     disp, zero, dt_terms, lengths, updated = [], [], [], [], []
     last = mask.sum(1) - 1
     open_h, open_len = [None] * B, [None] * B
+    origin, heading = seq[:, 0], seq.new_zeros(B, D)  # the event option's line, set at every update
     for i in range(T):
         t_i, t_next, dx = times[:, i], times[:, i + 1], seq[:, i + 1] - seq[:, i]
         skip = torch.zeros(B, dtype=torch.bool, device=seq.device)
@@ -410,7 +451,10 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
         if jumpy and i >= rule.n_burn:
             with torch.no_grad():
                 err = (model.decode(model.advance(h, t_next - start)) - (carried + dx))[:, :keep].pow(2).mean(-1)
-                skip = skip_decision(err, rule)
+                away = None
+                if rule.event_threshold is not None:  # the data's distance from its segment's straight line
+                    away = (seq[:, i + 1] - (origin + (t_next - start) * heading))[:, :keep].pow(2).mean(-1)
+                skip = skip_decision(err, rule, away)
                 if u is not None:
                     event = input_event(u[:, i], u_read, model.config.input_threshold)
                     forced, skip = skip & event, skip & ~event
@@ -429,6 +473,8 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
         h = torch.where(s, h, h_tick)
         start = torch.where(s, start, t_i)
         carried = torch.where(s, carried + dx, dx + offset)
+        origin = torch.where(s, origin, seq[:, i])
+        heading = torch.where(s, heading, dx / (t_next - t_i))
         if u is not None:
             u_read = torch.where(s, u_read, u[:, i])
         updated.append(~skip)

@@ -35,8 +35,9 @@ from .forcing import Losses, Objective, SkipRule
 from .model import ModelConfig, SequenceModel, build_model
 
 PRECISIONS = ("float32", "bfloat16")
+WEIGHTS = {"last": ckpt.CHECKPOINT, "best": ckpt.BEST}  # which weights of a run `load_run` reads
 METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt", "test_mse",
-                 "test_mean_dt", "test_updates", "lr", "train_s")
+                 "test_mean_dt", "test_updates", "lr", "train_s", "val_mse", "val_updates")
 
 
 @dataclass
@@ -51,6 +52,10 @@ class TrainConfig:
     decay_gamma: float = 0.75
     eval_every: int = 1000         # steps between rollouts of the test trajectories
     eval_size: int = 512           # test trajectories rolled out then
+    # Share of the training trajectories (the last ones) held out as a validation split:
+    # every evaluation also rolls it out, and the run keeps the weights that scored best
+    # on it in best.safetensors (`load_run(..., weights="best")`). 0: no split (the authors').
+    val_fraction: float = 0.0
     checkpoint_every: int = 1000   # steps between checkpoints (and at the end)
     seed: int = 0                  # batches, random skips and (through build_model) initial weights
     device: str = "cpu"
@@ -72,6 +77,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"learning rate must be positive and finite, got {self.lr}")
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
+                or not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not (self.weight_decay >= 0 and 0 < self.decay_gamma <= 1):
             raise ConfigError("need weight_decay >= 0 and 0 < decay_gamma <= 1")
         self.rule.validate()
@@ -130,7 +138,7 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
     if config.rule.field_penalty and model.config.kind != "odernn":
         raise ConfigError(f"`field_penalty` regularises an ODE-RNN's vector field; the {model.config.kind} model "
                           "has none, so leave it at 0")
-    train = Trajectories.of(train)
+    train, val = held_out(Trajectories.of(train), config.val_fraction)
     check_sequences(train.x, model.config.state_dim, config.rule.n_burn + 1, "training data")
     train.check_inputs(model.config.input_dim, "training data")
     if test is not None:
@@ -144,26 +152,41 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
     with distributed(config) as (rank, world, device):
         # Only the first process writes, so only it holds the run folder's lock.
         with ckpt.lock_run(run_dir) if run_dir is not None and rank == 0 else contextlib.nullcontext():
-            return _fit(model, train, config, test, run_dir, resume, data, on_step, rank, world, device)
+            return _fit(model, train, config, test, val, run_dir, resume, data, on_step, rank, world, device)
 
 
-def _fit(model, train, config, test, run_dir, resume, data, on_step, rank, world, device) -> list[dict]:
+def held_out(train: Trajectories, fraction: float) -> tuple[Trajectories, Trajectories | None]:
+    """(the trajectories to train on, the validation split): the last `fraction` of
+    `train` held out, at least one; (train, None) for a fraction of 0."""
+    if not fraction:
+        return train, None
+    n_val = max(1, round(len(train) * fraction))
+    if n_val >= len(train):
+        raise DataError(f"{len(train)} training sequences are too few to hold out a validation split of "
+                        f"{fraction:g}; lower `val_fraction` or give more data")
+    return train[:-n_val], train[-n_val:]
+
+
+def _fit(model, train, config, test, val, run_dir, resume, data, on_step, rank, world, device) -> list[dict]:
     lead = rank == 0  # only the first process evaluates, logs and writes
     per_rank = config.batch_size // world
     model.to(device)
     train = train.to(device)
     test = None if test is None else test[:config.eval_size].to(device)
+    val = None if val is None else val[:config.eval_size].to(device)
 
     torch.manual_seed(config.seed + rank)  # random skips differ per process...
     batches = torch.Generator().manual_seed(config.seed)  # ...but all draw the same global batch
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.decay_every, gamma=config.decay_gamma)
     step, train_s, history = 0, 0.0, []
+    best = math.inf  # the best validation MSE so far
     cfg = run_config(model, config, data)
     if run_dir is not None:
         run_dir = Path(run_dir)
         if lead or resume:
             step, train_s, history = _open_run(run_dir, cfg, resume, model, opt, sched, batches)
+            best = _best_so_far(run_dir) if resume else best
         if resume and world > 1:
             torch.manual_seed(config.seed + rank + 7919 * step)
         run_dir = run_dir if lead else None
@@ -194,10 +217,14 @@ def _fit(model, train, config, test, run_dir, resume, data, on_step, rank, world
         if on_step is not None:
             on_step(step, losses)
         if lead and (step % config.eval_every == 0 or step == config.steps):
-            history.append(_metrics_row(model, step, window, test, config, opt, train_s))
+            history.append(_metrics_row(model, step, window, test, val, config, opt, train_s))
             window = []
             if run_dir is not None:
                 _write_metrics(run_dir / ckpt.METRICS, history)
+            if val is not None and history[-1]["val_mse"] < best:  # a NaN score is never the best
+                best = history[-1]["val_mse"]
+                if run_dir is not None:
+                    save_best(run_dir, model, cfg, step, best)
         if run_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
             save_checkpoint(run_dir, model, cfg, step, train_s, opt, sched, batches)
     return history
@@ -252,7 +279,7 @@ def check_sequences(x: Tensor, state_dim: int | None, min_frames: int, what: str
         raise DataError(f"{what} contains NaN or inf; remove or fill those values first")
 
 
-def _metrics_row(model, step, window, test, config, opt, train_s) -> dict:
+def _metrics_row(model, step, window, test, val, config, opt, train_s) -> dict:
     row = {
         "step": step,
         "loss": sum(l.total.item() for l in window) / len(window),
@@ -267,12 +294,16 @@ def _metrics_row(model, step, window, test, config, opt, train_s) -> dict:
     if test is not None:
         m = evaluate(model, test, n_burn=config.rule.n_burn)
         row.update(test_mse=m["mse"], test_mean_dt=m["mean_dt"], test_updates=m["updates"])
+    if val is not None:
+        m = evaluate(model, val, n_burn=config.rule.n_burn)
+        row.update(val_mse=m["mse"], val_updates=m["updates"])
     return row
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+    # The validation columns appear in runs with a validation split only.
+    w = csv.DictWriter(buf, fieldnames=[f for f in METRIC_FIELDS if any(f in r for r in rows)], restval="nan")
     w.writeheader()
     w.writerows(rows)
     ckpt.write_text(path, buf.getvalue())
@@ -301,6 +332,20 @@ def save_checkpoint(run_dir: Path, model, cfg, step, train_s, opt, sched, batche
     meta = {"config": json.dumps(cfg, sort_keys=True), "step": str(step), "train_s": repr(train_s),
             "optim_groups": json.dumps(opt_state["param_groups"]), "scheduler": json.dumps(sched.state_dict())}
     ckpt.save_tensors(run_dir / ckpt.CHECKPOINT, tensors, meta)
+
+
+def save_best(run_dir: Path, model, cfg, step: int, val_mse: float) -> None:
+    """The weights that scored best on the validation split so far, with their step and score."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(cfg, sort_keys=True), "step": str(step), "val_mse": repr(val_mse)}
+    ckpt.save_tensors(run_dir / ckpt.BEST, tensors, meta)
+
+
+def _best_so_far(run_dir: Path) -> float:
+    """The validation MSE of a resumed run's best weights (inf if it kept none)."""
+    if not (run_dir / ckpt.BEST).is_file():
+        return math.inf
+    return float(ckpt.load_tensors(run_dir / ckpt.BEST)[1].get("val_mse", "inf"))
 
 
 def _resumed_threshold(rule: SkipRule, run_dir: Path) -> SkipRule:
@@ -394,13 +439,17 @@ def _load_model_tensors(model: SequenceModel, tensors: dict, path: Path) -> None
                               "the checkpoint belongs to another model or was edited") from None
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SequenceModel, dict]:
+def load_run(run_dir: str | Path, device: str = "cpu", weights: str = "last") -> tuple[SequenceModel, dict]:
     """Rebuild the trained model in `run_dir` from its config and checkpoint.
 
+    `weights`: "last", the latest checkpoint, or "best", the weights that scored best on
+    the run's validation split (a run trained with `val_fraction > 0`).
     Returns (model in eval mode, the run's config dict).
     """
     run_dir = Path(run_dir)
     check_device(device)
+    if weights not in WEIGHTS:
+        raise ConfigError(f"unknown weights {weights!r}; choose one of: {', '.join(WEIGHTS)}")
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {run_dir} not found; train one with `pcnode train`")
     cfg = ckpt.read_json(run_dir / ckpt.CONFIG)
@@ -417,7 +466,11 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SequenceModel, d
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{run_dir / ckpt.CONFIG}: bad training config ({e})") from None
     cfg["train"] = {**dataclasses.asdict(train_cfg), "device": cfg["train"].get("device", "cpu")}
-    tensors, meta = ckpt.load_tensors(run_dir / ckpt.CHECKPOINT)
+    path = run_dir / WEIGHTS[weights]
+    if weights == "best" and not path.is_file():
+        raise CheckpointError(f"{run_dir} keeps no best weights; train with a validation split (`val_fraction`) "
+                              "or load its last weights")
+    tensors, meta = ckpt.load_tensors(path)
     try:
         own = json.loads(meta.get("config", "{}"))
     except json.JSONDecodeError:
@@ -429,5 +482,5 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SequenceModel, d
         raise CheckpointError(f"{run_dir}: config.json does not match the checkpoint's own config; "
                               "it was edited or copied from another run")
     model = build_model(model_cfg)
-    _load_model_tensors(model, tensors, run_dir / ckpt.CHECKPOINT)
+    _load_model_tensors(model, tensors, path)
     return model.to(device).eval(), cfg

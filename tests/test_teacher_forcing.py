@@ -19,6 +19,10 @@ CASES = {
     "pcode-aux-fed": dict(kind="pcode", aux_dims=1, feed_predictions=1.0),
     "pcode-inputs": dict(kind="pcode", input_dim=2, input_threshold=0.3),
     "pcode-inputs-fed": dict(kind="pcode", input_dim=2, input_threshold=0.3, feed_predictions=0.5),
+    # A threshold that the model's own stretch nearly always meets, so the event line decides.
+    "pcode-events": dict(kind="pcode", event_threshold=0.5, epsilon=1e-2),
+    "pcode-inputs-events-fed": dict(kind="pcode", input_dim=2, input_threshold=0.3, event_threshold=0.5,
+                                    epsilon=1e-2, feed_predictions=0.5),
     "rnn": dict(kind="rnn"),
     "rnn-inputs": dict(kind="rnn", input_dim=2),
     "odernn": dict(kind="odernn"),
@@ -42,13 +46,15 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     torch.manual_seed(0)
     settings = dict(CASES[case])
     feed = settings.pop("feed_predictions", 0.0)
+    events = settings.pop("event_threshold", None)
+    epsilon = settings.pop("epsilon", 2e-4)
     model = build_model(ModelConfig(state_dim=3, hidden=32, latent=32, **settings)).double().to(device)
     # 12 rows, not 16 (half the latent): a (B,) tensor mistaken for (B, 1) would then fail to broadcast.
     seq = torch.cumsum(torch.rand(12, 14, 3, dtype=torch.float64) * 0.05, 1).to(device)
     times = torch.cumsum(torch.rand(12, 14, dtype=torch.float64) + 0.5, 1).to(device) if irregular else None
     mask = torch.ones(12, 13, dtype=torch.bool, device=device)
     mask[:4, 9:] = False  # four shorter sequences
-    rule = SkipRule(epsilon=2e-4, jump_prob=0.1, feed_predictions=feed)
+    rule = SkipRule(epsilon=epsilon, jump_prob=0.1, feed_predictions=feed, event_threshold=events)
     u = stepped_inputs(12, 14, model.config.input_dim, device) if model.config.input_dim else None
 
     torch.manual_seed(1)
@@ -64,6 +70,12 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     assert torch.equal(fast.updated, ref.updated)
     if model.jumpy:
         assert 0 < ref.updated[:, 4:].float().mean() < 1, "the case should mix skips and updates"
+    if events is not None:
+        # Some updates come from the data leaving its straight line alone: rerun without the option.
+        torch.manual_seed(1)
+        blind = reference_forcing(model, batch, SkipRule(epsilon=epsilon, jump_prob=0.1, feed_predictions=feed))
+        assert (ref.updated & ~blind.updated).any(), "the case should have updates that only the event line causes"
+        assert not (blind.updated & ~ref.updated)[:, :5].any()
     if model.jumpy and u is not None:
         # Some updates come from input events alone: rerun with no change counting as an event.
         model.config.input_threshold = 1e9

@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, fit, load_run, rollout
+from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit, load_run, rollout
+from pcnode.checkpoint import load_tensors
+from pcnode.forcing import Objective
 from pcnode.errors import CheckpointError, ConfigError, DataError
 from pcnode.forcing import DEFAULT_RELATIVE_EPSILON
 from pcnode.train import read_metrics
@@ -164,3 +166,38 @@ def test_bfloat16_losses_are_close_to_float32(device):
         half = teacher_forcing(model, seq, rule)
     assert half.total.dtype == torch.float32
     assert torch.allclose(half.total, full.total, rtol=0.05)
+
+
+def test_a_validation_split_is_held_out_of_training_and_keeps_the_best_weights(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="rnn", state_dim=2, hidden=16, latent=16))
+    data = torch.cumsum(torch.rand(40, 12, 2) * 0.1, 1)
+    data[24:32] += 100.0  # the last quarter of the training data: held out, so never in a batch
+    cfg = TrainConfig(steps=9, batch_size=8, eval_every=3, checkpoint_every=3, eval_size=8, val_fraction=0.25,
+                      lr=0.05)
+    largest = []
+    forward = Objective.forward
+    monkeypatch.setattr(Objective, "forward", lambda self, batch, rule: (largest.append(batch.x.max().item()),
+                                                                         forward(self, batch, rule))[1])
+    history = fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run")
+    assert len(largest) == 9 and max(largest) < 100, "a held-out trajectory was trained on"
+    val = [r["val_mse"] for r in history]
+    assert len(val) == 3 and len(set(val)) == 3
+    tensors, meta = load_tensors(tmp_path / "run" / "best.safetensors")
+    assert int(meta["step"]) == history[val.index(min(val))]["step"] and float(meta["val_mse"]) == min(val)
+    best, _ = load_run(tmp_path / "run", weights="best")
+    assert evaluate(best, data[24:32], n_burn=4)["mse"] == pytest.approx(min(val), rel=1e-5)
+
+
+def test_a_run_without_a_validation_split_has_no_best_weights(tmp_path):
+    small_run(tmp_path, steps=3)
+    with pytest.raises(CheckpointError, match="no best weights"):
+        load_run(tmp_path / "run", weights="best")
+    with pytest.raises(ConfigError, match="unknown weights"):
+        load_run(tmp_path / "run", weights="first")
+
+
+@pytest.mark.parametrize("fraction", [1.0, -0.1, True])
+def test_a_validation_fraction_outside_zero_to_one_is_refused(fraction):
+    with pytest.raises(ConfigError, match="val_fraction"):
+        TrainConfig(val_fraction=fraction).validate()
