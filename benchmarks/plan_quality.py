@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pcnode import load_run
-from pcnode import plan as pl
+from pcnode import planning as pl
 
 torch.set_num_threads(1)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit, load_run
+from pcnode import ModelConfig, TrainConfig, build_model, evaluate, fit, load_run
 from pcnode.data import split, task_data
 
 # Steps per task: enough for each model to settle at this budget on a 2-core CPU.
@@ -51,8 +51,7 @@ def main():
                 torch.manual_seed(0)
                 model = build_model(ModelConfig(kind=kind, state_dim=train.shape[-1]))
                 cfg = TrainConfig(steps=STEPS[task], eval_every=STEPS[task], checkpoint_every=STEPS[task],
-                                  device=args.device, precision=precision,
-                                  rule=SkipRule(feed_predictions=feed))
+                                  device=args.device, precision=precision, feed_predictions=feed)
                 tick = time.perf_counter()
                 fit(model, train, cfg, test=test, run_dir=run, data={"task": task, "n": args.n, "seed": 0})
                 train_s = time.perf_counter() - tick

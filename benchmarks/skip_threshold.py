@@ -1,7 +1,7 @@
 """The skip threshold, absolute against relative to the data, at a CPU budget.
 
 For each task a PC-ODE is trained with today's absolute threshold for that task and
-with each relative threshold (`SkipRule.relative_epsilon`: a multiple of the training
+with each relative threshold (`TrainConfig.relative_epsilon`: a multiple of the training
 data's mean squared change per frame), and scored on held-out trajectories: test MSE,
 model updates per rollout and mean dt; on billiards also the collisions after the
 burn-in + 1 (the fewest updates that can follow every collision) and the event recall
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit, load_run, rollout
+from pcnode import ModelConfig, TrainConfig, build_model, evaluate, fit, load_run, rollout
 from pcnode.data import split, task_data
 from pcnode.evaluate import event_recall
 from pcnode.series import SeriesSpec, evaluate_series, from_arrays, prepare, to_npz
@@ -37,11 +37,11 @@ BUDGET = {  # task: (trajectories, steps, batch, decay_every)
 }
 
 
-def train_task(task, kind, rule, out, n, steps, batch, decay, seed=0):
+def train_task(task, kind, threshold, out, n, steps, batch, decay, seed=0):
     """Train (or reload) one model; return (model, test tensor or None, series spec or None).
     The data is the same for every `seed`; the seed draws the initial weights, batches and skips."""
     cfg = TrainConfig(steps=steps, batch_size=batch, decay_every=decay, eval_every=steps, checkpoint_every=steps,
-                      eval_size=256, rule=rule, seed=seed)
+                      eval_size=256, seed=seed, **threshold)
     if task == "billiards2d-data":
         npz = out.parent / "billiards2d-n4000.npz"
         if not npz.exists():
@@ -62,12 +62,13 @@ def train_task(task, kind, rule, out, n, steps, batch, decay, seed=0):
 def score(task, model, test, spec, n, run):
     if spec is not None:
         series = spec.split_series(spec.read())[1]
-        m = evaluate_series(model, spec, series, 4)
+        m = evaluate_series(model, spec, series)
         test = torch.as_tensor(np.stack(series.x), dtype=torch.float32)  # the same trajectories, raw units
     else:
         m = evaluate(model, test)
     row = {"mse": m["mse"], "updates": m["updates"], "mean_dt": m["mean_dt"],
-           "epsilon": json.loads((run / "config.json").read_text())["train"]["rule"]}
+           "epsilon": model.rule.threshold, "form": {k: v for k, v in json.loads((run / "config.json").read_text())
+                                                     ["train"].items() if k in ("epsilon", "relative_epsilon")}}
     if "billiards" in task:
         events = torch.as_tensor(collisions(task.removesuffix("-data"), n, 0))[-len(test):]
         row["collisions_plus_1"] = (events[:, 4:].sum(1) + 1).double().mean().item()
@@ -89,10 +90,10 @@ def main():
     torch.set_num_threads(args.threads)
     for task in args.tasks:
         n, steps, batch, decay = BUDGET[task]
-        settings = [("tuned", "pcode", SkipRule(epsilon=TUNED[task]))]
-        settings += [(f"relative{f:g}", "pcode", SkipRule(relative_epsilon=f)) for f in args.relative]
+        settings = [("tuned", "pcode", {"epsilon": TUNED[task]})]
+        settings += [(f"relative{f:g}", "pcode", {"relative_epsilon": f}) for f in args.relative]
         if task == "pixel_billiards2d":
-            settings.append(("rnn", "rnn", SkipRule()))
+            settings.append(("rnn", "rnn", {}))
         for seed in args.seeds:
             for name, kind, rule in settings:
                 if args.settings and name not in args.settings:

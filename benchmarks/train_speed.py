@@ -33,10 +33,11 @@ import types
 
 import torch
 
-from pcnode import ModelConfig, SkipRule, build_model, load_run, pretrained, teacher_forcing
+from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, load_run, pretrained, teacher_forcing
 from pcnode.data import split, task_data
 from pcnode.experiments.reproduce import VARIANTS
 from pcnode.forcing import reference_forcing
+from pcnode.segments import mean_square_change
 
 
 class Contender:
@@ -61,16 +62,17 @@ class Contender:
             self.dts.append(mean_dt)
 
 
-def ours(rule):
+def ours(change, config):
+    """Our teacher forcing under the default rule, its threshold fixed on the data's change per frame."""
     def loss(model, seq):
-        out = teacher_forcing(model, seq, rule)
+        out = teacher_forcing(model, seq, SegmentRule.resolve(model.rule, change), config)
         return out.total, out.mean_dt
     return loss
 
 
-def plain(rule):
+def plain(change, config):
     def loss(model, seq):
-        out = reference_forcing(model, seq, rule)
+        out = reference_forcing(model, seq, SegmentRule.resolve(model.rule, change), config)
         return out.total, out.mean_dt
     return loss
 
@@ -117,14 +119,14 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     train, _ = split(task_data("billiards2d", 2000, 0)["x"])
-    rule = SkipRule()
+    change, config = mean_square_change(train), TrainConfig()
 
     def ours_model(name):
         v = VARIANTS[name]
         return build_model(ModelConfig(kind=v.kind, state_dim=4, solver=v.solver), seed=0).to(args.device)
 
     contenders = [Contender(name, ours_model(name),
-                            ours(dataclasses.replace(rule, field_penalty=VARIANTS[name].field_penalty)),
+                            ours(change, dataclasses.replace(config, field_penalty=VARIANTS[name].field_penalty)),
                             precision=args.precision)
                   for name in args.models]
     trained = None
@@ -132,12 +134,13 @@ def main():
         trained = ours_model("pcode")
         trained.load_state_dict(load_run(pretrained.resolve(args.init))[0].state_dict())
         # A fresh Adam would knock a trained model off its skip rate in its first steps.
-        contenders.append(Contender(f"pcode@{args.init}", trained, ours(rule), lr=1e-7, precision=args.precision))
+        contenders.append(Contender(f"pcode@{args.init}", trained, ours(change, config), lr=1e-7,
+                                    precision=args.precision))
     if args.reference:
         model = ours_model("pcode")
         if trained is not None:
             model.load_state_dict(trained.state_dict())
-        contenders.append(Contender("reference", model, plain(rule), lr=1e-7 if trained is not None else 1e-3,
+        contenders.append(Contender("reference", model, plain(change, config), lr=1e-7 if trained is not None else 1e-3,
                                       precision=args.precision))
     if args.authors:
         make = authors_step(args.authors)

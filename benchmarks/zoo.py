@@ -8,7 +8,8 @@ and a small fixed batch of test trajectories (check.safetensors) with the MSE th
 scores on it (the tests check that every shipped model still scores exactly that).
 
     python benchmarks/zoo.py NAME RUN --command "pcnode train ..." --commit abc1234
-        [--plan-data N SEED]   # a planning model: its data is pcnode.plan.plan_data(N, SEED)
+        [--plan-data N SEED]   # a planning model: its data is pcnode.planning.plan_data(N, SEED)
+        [--weights best]       # the weights that scored best on the run's validation split
 
 With --rescore and no RUN, scores the shipped NAME again with today's code (after a
 change to how rollouts run, say) and records the new scores in its provenance, with the
@@ -26,13 +27,13 @@ import torch
 import pcnode
 from pcnode import checkpoint as ckpt
 from pcnode import evaluate, load_run, pretrained, rollout
-from pcnode import plan as pl
-from pcnode.data import Trajectories, split
+from pcnode.checkpoint import read_metrics
+from pcnode.config import TrainConfig, load_config
+from pcnode.data import Trajectories
 from pcnode.evaluate import event_recall
 from pcnode.experiments.runs import dataset
-from pcnode.forcing import SkipRule
+from pcnode.forcing import forced_mean_dt
 from pcnode.tasks import collisions
-from pcnode.train import read_metrics
 
 CHECK_TRAJECTORIES = 16
 
@@ -46,24 +47,25 @@ def cpu_name() -> str:
 
 def test_split(data: dict) -> Trajectories:
     """The held-out trajectories of a run's data section (a planning model's included)."""
-    if "planning" in data:
-        n, seed = data["planning"]["n"], data["planning"]["seed"]
-        return Trajectories(split(pl.plan_data(n, seed), data.get("test_fraction", 0.1))[1])
     return dataset(data)[1]
 
 
-def score(model, rule: SkipRule, data: dict, test: Trajectories) -> dict:
+def score(model, cfg: dict, test: Trajectories) -> dict:
     """Both protocols' scores on `test`; on coordinate billiards also the event recall."""
-    ours = evaluate(model, test, n_burn=rule.n_burn)
-    theirs = evaluate(model, test, n_burn=rule.n_burn, protocol="authors", rule=rule)
+    n_burn = model.rule.n_burn
+    ours = evaluate(model, test)
+    theirs = evaluate(model, test, protocol="authors")
+    train_config = load_config(TrainConfig, {**cfg["train"], "device": "cpu"}, "training")
     metrics = {"mse": ours["mse"], "updates": ours["updates"], "mean_dt": ours["mean_dt"],
-               "mse_authors": theirs["mse"], "mean_dt_authors": theirs["mean_dt"], "test_trajectories": len(test)}
+               "mse_authors": theirs["mse"], "mean_dt_authors": forced_mean_dt(model, test, config=train_config),
+               "test_trajectories": len(test)}
+    data = cfg["data"]
     task = data.get("task", "")
     if "billiards" in task and not task.startswith("pixel"):
         events = torch.as_tensor(collisions(task, data["n"], data["seed"]))[-len(test):]
-        ro = rollout(model, test.x[:, :rule.n_burn], horizon=test.x.shape[1] - 1)
+        ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
         metrics["event_recall"] = event_recall(ro, events)
-        metrics["collisions_plus_1"] = (events[:, rule.n_burn:].sum(1) + 1).double().mean().item()
+        metrics["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
     return metrics
 
 
@@ -72,14 +74,13 @@ def rescore(name: str, commit: str, why: str, zoo: Path) -> dict:
     kept under `rescored` with `commit` and `why`; the weights and check batch stay."""
     folder = zoo / name
     model, cfg = load_run(folder)
-    rule = SkipRule(**cfg["train"]["rule"])
     provenance = ckpt.read_json(folder / pretrained.PROVENANCE)
     check = ckpt.load_tensors(folder / pretrained.CHECK)[0]["x"]
-    metrics = score(model, rule, cfg["data"], test_split(cfg["data"]))
+    metrics = score(model, cfg, test_split(cfg["data"]))
     provenance["rescored"] = provenance.get("rescored", []) + [
         {"commit": commit, "why": why, "before": provenance["metrics"], "check_mse_before": provenance["check"]["mse"]}]
     provenance["metrics"] = metrics
-    provenance["check"]["mse"] = evaluate(model, check, n_burn=rule.n_burn)["mse"]
+    provenance["check"]["mse"] = evaluate(model, check)["mse"]
     ckpt.write_json(folder / pretrained.PROVENANCE, provenance)
     return metrics
 
@@ -94,6 +95,8 @@ def main():
     p.add_argument("--rescore", action="store_true", help="score the shipped NAME again; needs --why")
     p.add_argument("--why", help="with --rescore: what changed")
     p.add_argument("--dest", type=Path, default=pretrained.ZOO)
+    p.add_argument("--weights", choices=("last", "best"), default="last",
+                   help="the run's last weights, or those that scored best on its validation split")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.rescore:
@@ -103,27 +106,30 @@ def main():
         return
     if args.run is None or args.command is None:
         p.error("RUN and --command are needed to ship a run")
-    model, cfg = load_run(args.run)
-    rule = SkipRule(**cfg["train"]["rule"])
-    data = cfg["data"]
+    model, cfg = load_run(args.run, weights=args.weights)
     if args.plan_data:
         n, seed = args.plan_data
-        data = {"planning": {"n": n, "seed": seed}, "test_fraction": data.get("test_fraction", 0.1),
-                "note": "pcnode.plan.plan_data(n, seed), split as pcnode.data.split"}
+        cfg["data"] = {"planning": {"n": n, "seed": seed}, "test_fraction": cfg["data"].get("test_fraction", 0.1),
+                       "note": "pcnode.planning.plan_data(n, seed), split as pcnode.data.split"}
+    data = cfg["data"]
     test = test_split(data)
-    metrics = score(model, rule, data, test)
+    metrics = score(model, cfg, test)
     check = test.x[:CHECK_TRAJECTORIES]
     rows = read_metrics(args.run / "metrics.csv")
+    step = int(ckpt.load_tensors(args.run / ckpt.WEIGHTS[args.weights])[1]["step"])
     provenance = {
         "name": args.name, "model": model.config.kind, "data": data,
-        "command": args.command, "commit": args.commit, "steps": rows[-1]["step"],
-        "train_s": rows[-1]["train_s"], "pcnode": pcnode.__version__,
+        "command": args.command, "commit": args.commit, "steps": step, "weights": args.weights,
+        "train_s": next(r["train_s"] for r in rows if r["step"] == step), "pcnode": pcnode.__version__,
         "machine": {"cpu": cpu_name(), "threads": 1, "torch": torch.__version__, "python": platform.python_version()},
         "metrics": metrics,
-        "check": {"file": pretrained.CHECK, "trajectories": len(check), "n_burn": rule.n_burn,
-                  "mse": evaluate(model, check, n_burn=rule.n_burn)["mse"]},
+        "check": {"file": pretrained.CHECK, "trajectories": len(check), "n_burn": model.rule.n_burn,
+                  "mse": evaluate(model, check)["mse"]},
     }
-    dest = pretrained.export(args.run, args.dest / args.name, provenance, data=data)
+    if args.weights == "best":
+        provenance["trained_steps"] = rows[-1]["step"]
+        provenance["val_mse"] = next(r["val_mse"] for r in rows if r["step"] == step)
+    dest = pretrained.export(args.run, args.dest / args.name, provenance, data=data, weights=args.weights)
     ckpt.save_tensors(dest / pretrained.CHECK, {"x": check}, {"about": "the first test trajectories; see provenance"})
     print(json.dumps({"name": args.name, **metrics, "steps": provenance["steps"], "train_s": provenance["train_s"]}))
 

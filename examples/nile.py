@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit
+from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, evaluate, fit
 from pcnode.experiments.figures import plot_forecast
 from pcnode.series import Scaling, cut, forecast, from_arrays, split
 
@@ -57,9 +57,9 @@ def main() -> None:
         torch.manual_seed(args.seed)
         model = build_model(ModelConfig(kind=kind, state_dim=1, hidden=64, latent=64))
         cfg = TrainConfig(steps=args.steps, batch_size=32, eval_every=args.steps, decay_every=200, seed=args.seed,
-                          rule=SkipRule(epsilon=args.epsilon))
-        fit(model, tw, cfg)
-        m = evaluate(model, vw, n_burn=n_burn, scale=std)
+                          epsilon=args.epsilon)
+        fit(model, tw, cfg, rule=SegmentRule(n_burn=n_burn))
+        m = evaluate(model, vw, scale=std)
         mean_dt = m["mean_dt"] * scaling.time_scale
         print(f"{kind:>6} {m['mse']:8.0f} {m['mse'] ** 0.5:6.1f} {mean_dt:16.2f} {m['updates']:16.1f}")
         f = forecast(model, scaling, t, x, n_burn, start, horizon=t[-1] - start, every=0.25)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit
+from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, evaluate, fit
 from pcnode.experiments.figures import plot_forecast
 from pcnode.series import Scaling, cut, forecast, from_arrays, split
 
@@ -53,21 +53,21 @@ def main() -> None:
             "without": from_arrays([unemp], [t], ["unemployment"], ["us"])}
 
     print(f"{'PC-ODE':>12} {'MSE':>9} {'RMSE':>7} {'mean dt (quarters)':>19} {'updates/rollout':>16} {'train s':>8}")
-    forecasts, rows = {}, []
+    forecasts = {}
     for name, series in runs.items():
         train, test = split(series, test_fraction=0.3, by="time")
         scaling = Scaling.fit(train)
         tw, vw = cut(train, scaling, window=24, stride=1), cut(test, scaling)
         std = torch.tensor(scaling.std[:1], dtype=torch.float32)  # errors in the state column only
         torch.manual_seed(args.seed)
-        model = build_model(ModelConfig(state_dim=1, input_dim=series.input_dims, hidden=64, latent=64,
-                                        input_threshold=args.input_threshold if series.input_dims else 0.0))
+        model = build_model(ModelConfig(state_dim=1, input_dim=series.input_dims, hidden=64, latent=64))
+        rule = SegmentRule(n_burn=N_BURN, input_threshold=args.input_threshold if series.input_dims else 0.0)
         cfg = TrainConfig(steps=args.steps, batch_size=32, eval_every=args.steps, decay_every=200, seed=args.seed,
-                          rule=SkipRule(epsilon=args.epsilon))
+                          epsilon=args.epsilon)
         start = time.perf_counter()
-        fit(model, tw, cfg)
+        fit(model, tw, cfg, rule=rule)
         seconds = time.perf_counter() - start
-        m = evaluate(model, vw, n_burn=N_BURN, scale=std)
+        m = evaluate(model, vw, scale=std)
         print(f"{name:>12} {m['mse']:9.2e} {m['mse'] ** 0.5:7.4f} {m['mean_dt']:19.2f} {m['updates']:16.1f} "
               f"{seconds:8.0f}")
         burn_end = test.t[0][N_BURN - 1]

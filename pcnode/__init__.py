@@ -8,18 +8,21 @@ Time is measured in data frames everywhere: a span of 1 is one frame.
     >>> ro.at(torch.linspace(4, 20, 65)).shape
     torch.Size([8, 65, 2])
 """
-__version__ = "0.1.0"
-
+from .checkpoint import load_run
+from .config import TrainConfig
 from .data import Trajectories
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
-from .forcing import SkipRule, teacher_forcing
-from .model import ODERNN, PCODE, RNN, CfC, ModelConfig, build_model
+from .flows import ODERNN, CfC
+from .forcing import teacher_forcing
+from .model import PCODE, RNN, ModelConfig, build_model
 from .rollout import Rollout, rollout
-from .train import TrainConfig, fit, load_run
+from .segments import SegmentRule
+from .train import fit
+from .version import __version__
 
 __all__ = [
-    "PCODE", "RNN", "ODERNN", "CfC", "ModelConfig", "SkipRule", "TrainConfig", "Rollout", "Trajectories",
+    "PCODE", "RNN", "ODERNN", "CfC", "ModelConfig", "SegmentRule", "TrainConfig", "Rollout", "Trajectories",
     "build_model", "teacher_forcing", "rollout", "fit", "evaluate", "load_run",
-    "PCNodeError", "ConfigError", "DataError", "CheckpointError",
+    "PCNodeError", "ConfigError", "DataError", "CheckpointError", "__version__",
 ]

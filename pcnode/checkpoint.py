@@ -5,7 +5,8 @@ JSON. Every write goes to a temporary file in the same folder, is flushed and
 fsynced, then renamed over the target, so a crash never leaves a half-written file.
 
 A run folder holds:
-    config.json               the full config the run was started with
+    config.json               the full config the run was started with: its model, training
+                              settings, segment rule ("segments") and data
     checkpoint.safetensors    model (`model.*`), optimiser (`optim.*`) and RNG tensors;
                               its metadata holds the step and the same config
     metrics.csv               one row per evaluation
@@ -16,15 +17,24 @@ One training writes to a run folder at a time (`lock_run`). The lock is an advis
 lock (`flock`) on `pcnode.lock`, which names its holder's process id and host; the
 operating system drops it when the process ends however it ends, so a lock file left
 behind by a killed process is stale and the next training takes it over.
+
+`RunFolder` is what a training does with its folder (start or resume, checkpoint,
+metrics, best weights); `load_run` reads a run back. Configs of runs written by older
+versions are read through `pcnode.compat.upgrade`.
 """
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import fcntl
+import io
 import json
+import math
 import os
 import socket
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,7 +42,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from .compat import upgrade
+from .config import TrainConfig, check_device, load_config
+from .errors import CheckpointError, ConfigError
+from .model import ModelConfig, SequenceModel, build_model
+from .segments import SegmentRule
+from .version import __version__
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -183,3 +198,235 @@ def _read_holder(fd: int) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         return "another process (it has not written its id yet)"
     return f"process {pid}" + ("" if host == socket.gethostname() else f" on host {host}")
+
+
+# ---- the run-folder protocol: what a training writes there, and how a run is read back ----------------
+
+METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt", "test_mse",
+                 "test_mean_dt", "test_updates", "lr", "train_s", "val_mse", "val_updates")
+WEIGHTS = {"last": CHECKPOINT, "best": BEST}  # which weights of a run `load_run` reads
+
+
+def run_config(model: SequenceModel, config: TrainConfig, rule: SegmentRule, data: dict | None = None) -> dict:
+    """The JSON written next to every run: enough to rebuild, retrain and roll it out."""
+    return {"model": dataclasses.asdict(model.config), "train": dataclasses.asdict(config),
+            "segments": rule.to_json(), "data": data or {}, "pcnode": __version__}
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's config.json in today's layout (`pcnode.compat.upgrade`)."""
+    return upgrade(read_json(Path(run_dir) / CONFIG))
+
+
+def resumed(run_dir: Path, config, rule):
+    """The training settings and segment rule that continue the run in `run_dir`: the
+    rule the run saved (its thresholds fixed when it started, on its data), and the
+    threshold's form it was given where `config` gives none."""
+    if not (Path(run_dir) / CONFIG).is_file():
+        return config, rule
+    saved = read_run_config(run_dir)
+    form = {k: saved["train"].get(k) for k in ("epsilon", "relative_epsilon", "events")}
+    if config.epsilon is None and config.relative_epsilon is None and config.events is None:
+        config = dataclasses.replace(config, **form)
+    thresholds = {k: saved["segments"].get(k) for k in ("threshold", "event_threshold")}
+    if rule.threshold is None and rule.event_threshold is None:
+        rule = rule.replace(**thresholds)
+    return config, rule
+
+
+@dataclass
+class Progress:
+    """Where a training stands: its step, training seconds, metrics rows and best validation MSE."""
+
+    step: int = 0
+    train_s: float = 0.0
+    history: list = field(default_factory=list)
+    best: float = math.inf
+
+
+@dataclass
+class RunFolder:
+    """The folder a training writes: config.json, checkpoints, metrics.csv and the best weights.
+
+    `config` is the run's full config (`run_config`), written when the run starts and
+    kept in every checkpoint's metadata.
+    """
+
+    path: Path
+    config: dict
+
+    def start(self, resume: bool, model, opt, sched, batches) -> Progress:
+        """Prepare the folder; on resume restore everything the last checkpoint holds."""
+        path = self.path / CHECKPOINT
+        if self.path.is_dir():
+            remove_stale_temps(self.path)
+        if resume:
+            return self._restore(model, opt, sched, batches)
+        if path.exists():
+            raise CheckpointError(f"{self.path} already holds a run; continue it with `resume=True` or choose "
+                                  "another `run_dir`")
+        if (self.path / CONFIG).exists():
+            # A run that failed before its first checkpoint left only its config (and maybe
+            # metrics); the same run may start over there, a different one may not.
+            if comparable(read_run_config(self.path)) != comparable(self.config):
+                raise CheckpointError(f"{self.path} already holds a different run; choose another `run_dir`")
+            (self.path / METRICS).unlink(missing_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json(self.path / CONFIG, self.config)
+        except OSError as e:
+            raise CheckpointError(f"cannot write to {self.path} ({e.strerror}); choose a writable `run_dir`") from None
+        return Progress()
+
+    def _restore(self, model, opt, sched, batches) -> Progress:
+        path = self.path / CHECKPOINT
+        if not path.exists():
+            raise CheckpointError(f"nothing to resume in {self.path}: no {CHECKPOINT}; start fresh without `resume`")
+        if comparable(read_run_config(self.path)) != comparable(self.config):
+            raise CheckpointError(f"{self.path} holds a run with a different config; resume with the same "
+                                  "settings or train into a new folder")
+        tensors, meta = load_tensors(path)
+        load_weights(model, tensors, path)
+        opt_state = {"state": {}, "param_groups": json.loads(meta["optim_groups"])}
+        device = next(model.parameters()).device
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                opt_state["state"].setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
+        opt.load_state_dict(opt_state)
+        sched.load_state_dict(json.loads(meta["scheduler"]))
+        torch.set_rng_state(tensors["rng.torch"])
+        batches.set_state(tensors["rng.batches"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        step = int(meta["step"])
+        metrics = self.path / METRICS
+        history = [r for r in read_metrics(metrics) if r["step"] <= step] if metrics.exists() else []
+        best = math.inf
+        if (self.path / BEST).is_file():
+            best = float(load_tensors(self.path / BEST)[1].get("val_mse", "inf"))
+        return Progress(step, float(meta["train_s"]), history, best)
+
+    def save(self, model, progress: Progress, opt, sched, batches) -> None:
+        """A checkpoint from which the run resumes bit for bit."""
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        opt_state = opt.state_dict()
+        for idx, state in opt_state["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.batches"] = batches.get_state()
+        if torch.cuda.is_available() and next(model.parameters()).is_cuda:
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        meta = {"config": json.dumps(self.config, sort_keys=True), "step": str(progress.step),
+                "train_s": repr(progress.train_s), "optim_groups": json.dumps(opt_state["param_groups"]),
+                "scheduler": json.dumps(sched.state_dict())}
+        save_tensors(self.path / CHECKPOINT, tensors, meta)
+
+    def save_best(self, model, step: int, val_mse: float) -> None:
+        """The weights that scored best on the validation split so far, with their step and score."""
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        meta = {"config": json.dumps(self.config, sort_keys=True), "step": str(step), "val_mse": repr(val_mse)}
+        save_tensors(self.path / BEST, tensors, meta)
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        buf = io.StringIO()
+        # The validation columns appear in runs with a validation split only.
+        w = csv.DictWriter(buf, fieldnames=[f for f in METRIC_FIELDS if any(f in r for r in rows)], restval="nan")
+        w.writeheader()
+        w.writerows(rows)
+        write_text(self.path / METRICS, buf.getvalue())
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Rows of a metrics.csv as dicts of floats (step as int)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return [{k: (int(v) if k == "step" else float(v)) for k, v in r.items()} for r in rows]
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path} is malformed; delete it to start the metrics afresh") from None
+
+
+def comparable(cfg: dict) -> dict:
+    """A run's config without what may differ on resume (total steps, device, version) or
+    what the run fixed from its data (the thresholds). Settings newer than the run that
+    wrote `cfg` take their defaults, which that run used."""
+    out = upgrade(cfg)
+    if isinstance(out.get("train"), dict):
+        out["train"] = {**dataclasses.asdict(TrainConfig()), **out["train"]}
+        for key in ("steps", "device"):
+            out["train"].pop(key, None)
+    if isinstance(out.get("model"), dict):
+        out["model"] = {**dataclasses.asdict(ModelConfig()), **out["model"]}
+    if isinstance(out.get("segments"), dict):
+        out["segments"] = {k: v for k, v in {**SegmentRule().to_json(), **out["segments"]}.items()
+                           if k not in ("threshold", "event_threshold")}
+    out.pop("pcnode", None)
+    return out
+
+
+def load_weights(model, tensors: dict, path: Path) -> None:
+    """Put a checkpoint's `model.*` tensors into `model`, refusing damaged or foreign ones."""
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    for name, value in state.items():
+        if not value.is_floating_point() or not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: weight {name} is {value.dtype} or holds NaN/inf; "
+                                  "the checkpoint is damaged: retrain or resume from a good copy")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        # The first line only names the model class; the second says what differs.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else (lines[0] if lines else "mismatch")
+        raise CheckpointError(f"{path} does not match its model config ({first}); "
+                              "the checkpoint belongs to another model or was edited") from None
+
+
+def load_run(run_dir: str | Path, device: str = "cpu", weights: str = "last") -> tuple[SequenceModel, dict]:
+    """Rebuild the trained model in `run_dir` from its config and checkpoint.
+
+    `weights`: "last", the latest checkpoint, or "best", the weights that scored best on
+    the run's validation split (a run trained with `val_fraction > 0`). The model carries
+    the run's segment rule (`model.rule`).
+    Returns (model in eval mode, the run's config dict, in today's layout).
+    """
+    run_dir = Path(run_dir)
+    check_device(device)
+    if weights not in WEIGHTS:
+        raise ConfigError(f"unknown weights {weights!r}; choose one of: {', '.join(WEIGHTS)}")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {run_dir} not found; train one with `pcnode train`")
+    cfg = read_run_config(run_dir)
+    for section in ("model", "train", "segments", "data"):
+        if not isinstance(cfg.get(section), dict):
+            raise CheckpointError(f"{run_dir / CONFIG} has no {section} section; it was not written by pcnode")
+    settings = {}
+    for section, cls, what in (("model", ModelConfig, "model"), ("segments", SegmentRule, "segment"),
+                               ("train", TrainConfig, "training")):
+        # The device trained on need not exist where the run is loaded.
+        given = {**cfg[section], "device": "cpu"} if section == "train" else cfg[section]
+        try:
+            settings[section] = load_config(cls, given, what)
+        except (ConfigError, TypeError) as e:
+            raise CheckpointError(f"{run_dir / CONFIG}: bad {what} config ({e})") from None
+    cfg["train"] = {**dataclasses.asdict(settings["train"]), "device": cfg["train"].get("device", "cpu")}
+    path = run_dir / WEIGHTS[weights]
+    if weights == "best" and not path.is_file():
+        raise CheckpointError(f"{run_dir} keeps no best weights; train with a validation split (`val_fraction`) "
+                              "or load its last weights")
+    tensors, meta = load_tensors(path)
+    try:
+        own = json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError:
+        own = None
+    if not isinstance(own, dict):
+        raise CheckpointError(f"{path}: its stored config is not a JSON object; "
+                              "the checkpoint was edited or not written by pcnode")
+    if "model" in own and upgrade(own)["model"] != cfg["model"]:
+        raise CheckpointError(f"{run_dir}: config.json does not match the checkpoint's own config; "
+                              "it was edited or copied from another run")
+    model = build_model(settings["model"])
+    load_weights(model, tensors, path)
+    model.rule = settings["segments"].bind(model)
+    return model.to(device).eval(), cfg

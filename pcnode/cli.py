@@ -17,33 +17,27 @@ from pathlib import Path
 
 import torch
 
-from . import plan as pl
+from . import planning as pl
 from . import pretrained
-from .config import load_config
+from .config import TrainConfig, load_config
 from .errors import ConfigError, PCNodeError
 from .evaluate import PROTOCOLS
 from .experiments.demo import run_demo
-from .experiments.planning import PlanningRun, run_planning
 from .experiments.reproduce import ReproduceConfig, reproduce
 from .experiments.runs import draw_run, evaluate_run, forecast_run, make_data, train_run
-from .forcing import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SkipRule
 from .model import MODELS, PAPER_MODELS, ModelConfig
+from .planning.job import PlanningRun, run_planning
+from .segments import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SegmentRule
 from .series import SeriesSpec
 from .tasks import TASKS
-from .train import TrainConfig
 
 def idle_cores(limit: int = 2) -> int:
     """The default thread count: the cores this process may run on less those other
     processes keep busy (`busy_cores`, rounded), between 1 and `limit`.
 
-    Measured with benchmarks/train_speed.py and a 100-step Lines training on a 2-core
-    machine: idle, two threads take a Billiards2D step in 190 ms (PC-ODE) and 106 ms (RNN)
-    against 243 and 147 with one; while another process held a core, two threads took
-    0.6-6 s for the PC-ODE's step against 248 ms with one, and 103 s for the Lines
-    training against 7 s, each thread waiting at every small operation for the other,
-    which is off its core. So one thread too many costs up to 24x, one too few at most
-    1.4x. More than two threads only add synchronisation to these small per-frame
-    operations.
+    A thread without a core of its own stalls every small per-frame operation of the
+    other, so one thread too many costs far more than one too few (docs/performance.md,
+    "CPU threads").
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(limit, cores, round(cores - busy_cores())))
@@ -69,7 +63,8 @@ FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "t
          "ensemble": "--ensemble", "train_decay_every": "--train-decay-every", "models": "--models",
          "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold",
          "n_burn": "--n-burn", "jump_prob": "--jump-prob", "zero_span_weight": "--zero-span-weight",
-         "dt_weight": "--dt-weight", "field_penalty": "--field-penalty"}
+         "dt_weight": "--dt-weight", "field_penalty": "--field-penalty", "events": "--events",
+         "val_fraction": "--val-fraction", "min_dt": "--min-dt", "max_dt": "--max-dt"}
 
 
 def as_flags(message: str) -> str:
@@ -109,7 +104,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: the cores other processes leave "
                    "idle when it starts, 1 or 2)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_data_parser, _train_parser, _eval_parser, _rollout_parser, _pretrained_parser, _demo_parser,
+                _reproduce_parser, _plan_parser):
+        add(sub)
+    return p
 
+
+def _data_parser(sub) -> None:
     d = sub.add_parser("data", help="generate a task's trajectories as .npz")
     d.add_argument("task")
     d.add_argument("--n", type=int, default=10_000, help="trajectories (default %(default)s)")
@@ -117,6 +118,13 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, help="output file (default data/TASK-nN-seedS.npz)")
     d.set_defaults(func=cmd_data)
 
+
+# Settings of the segment rule a training run takes from the command line (the thresholds
+# come from --epsilon, --relative-epsilon and --events; whether the model jumps from --model).
+RULE_FLAGS = ("n_burn", "min_dt", "max_dt", "input_threshold")
+
+
+def _train_parser(sub) -> None:
     t = sub.add_parser("train", help="train a model; writes a run folder")
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="built-in task to generate data for")
@@ -127,15 +135,20 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--n", type=int, default=10_000, help="trajectories to generate for --task")
     _add_series_args(t, training=True)
-    _add_dataclass_args(t, TrainConfig, skip={"rule"})
-    _add_dataclass_args(t, SkipRule, skip={"epsilon", "relative_epsilon", "data_change"})
+    _add_dataclass_args(t, TrainConfig, skip={"epsilon", "relative_epsilon", "events"})
     t.add_argument("--epsilon", type=float, help="the PC-ODE's skip threshold as a squared error in the data's units "
                    f"(the authors': {AUTHORS_EPSILON:g}; not with --relative-epsilon)")
     t.add_argument("--relative-epsilon", type=float, help="the skip threshold as a multiple of the training data's "
                    f"mean squared change per frame (default {DEFAULT_RELATIVE_EPSILON:g})")
+    t.add_argument("--events", type=float, help="the event option: a segment also ends where the data leaves a "
+                   "straight line by more than this multiple of its mean squared change per frame, so that updates "
+                   "land on events (default: off)")
+    _add_dataclass_args(t, SegmentRule, only=RULE_FLAGS)
     _add_dataclass_args(t, ModelConfig, skip=MODEL_SET_BY_DATA)
     t.set_defaults(func=cmd_train)
 
+
+def _eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="roll out a trained run on its test trajectories")
     e.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -148,6 +161,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_series_args(e, training=False)
     e.set_defaults(func=cmd_eval)
 
+
+def _rollout_parser(sub) -> None:
     r = sub.add_parser("rollout", help="plot and animate a trained run's rollouts")
     r.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
     r.add_argument("--index", type=int, default=0, help="first test trajectory to draw")
@@ -163,10 +178,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_series_args(r, training=False)
     r.set_defaults(func=cmd_rollout)
 
+
+
+def _pretrained_parser(sub) -> None:
     z = sub.add_parser("pretrained", help="list the trained models that ship, with their scores")
     z.add_argument("--json", action="store_true", help="print one JSON object per model")
     z.set_defaults(func=cmd_pretrained)
 
+
+
+def _demo_parser(sub) -> None:
     m = sub.add_parser("demo", help="the main job: the shipped Billiards2D PC-ODE and RNN on held-out trajectories, "
                        "and a PC-ODE learning Lines; report, figures, GIF")
     m.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -175,6 +196,9 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_demo)
 
+
+
+def _reproduce_parser(sub) -> None:
     x = sub.add_parser("reproduce", help="the paper's experiments: every model on every task, with a report")
     x.add_argument("--tasks", nargs="+", default=list(TASKS), help="(default: all six)")
     x.add_argument("--models", nargs="+", default=list(PAPER_MODELS),
@@ -189,6 +213,9 @@ def _build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     x.set_defaults(func=cmd_reproduce)
 
+
+
+def _plan_parser(sub) -> None:
     q = sub.add_parser("plan", help="billiards planning: simulator, random and model planners on the same problems")
     q.add_argument("--problems", type=int, default=500, help="planning problems (default %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="seed of the problem set and the candidates")
@@ -221,12 +248,11 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(default %(default)s, the authors' teacher forcing)")
     q.add_argument("--epsilon", type=float, default=pl.SKIP_EPSILON,
                    help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
-                        "sooner (default %(default)s, pcnode.plan.SKIP_EPSILON; the authors' is 3e-3)")
+                        "sooner (default %(default)s, pcnode.planning.SKIP_EPSILON; the authors' is 3e-3)")
     q.add_argument("--actions-as-inputs", action="store_true",
                    help="models trained here read the cue velocity as a known input with the first frame and plan "
                         f"from that one frame, instead of from {pl.N_BURN} simulated frames of each shot")
     q.set_defaults(func=cmd_plan)
-    return p
 
 
 def _add_series_args(parser, training: bool) -> None:
@@ -257,9 +283,9 @@ HELP = {"input_threshold": "a PC-ODE updates where a known input moves more than
                            "every reading makes it update at every reading"}
 
 
-def _add_dataclass_args(parser, cls, skip=()) -> None:
+def _add_dataclass_args(parser, cls, skip=(), only=None) -> None:
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if f.name in skip or (only is not None and f.name not in only):
             continue
         flag = "--" + f.name.replace("_", "-")
         parser.add_argument(flag, dest=f.name, type=type(f.default), default=None,
@@ -294,10 +320,11 @@ def cmd_data(args) -> None:
 
 def cmd_train(args) -> None:
     out = args.out or Path("runs") / f"{args.task or args.data.stem}-{args.model}"
-    config = TrainConfig(**_pick(args, TrainConfig, skip={"rule"}), rule=SkipRule(**_pick(args, SkipRule))).validate()
+    config = TrainConfig(**_pick(args, TrainConfig)).validate()
+    rule = SegmentRule(**{k: v for k, v in _pick(args, SegmentRule).items() if k in RULE_FLAGS})
     series = None if args.data is None else load_config(SeriesSpec, _series_overrides(args), "data")
-    about = train_run(args.model, out, config, _pick(args, ModelConfig, skip=MODEL_SET_BY_DATA), task=args.task,
-                      n=args.n, series=series, resume=args.resume)
+    about = train_run(args.model, out, config, rule, _pick(args, ModelConfig, skip=MODEL_SET_BY_DATA),
+                      task=args.task, n=args.n, series=series, resume=args.resume)
     print(f"wrote {out}  ({about})")
 
 

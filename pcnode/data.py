@@ -192,3 +192,36 @@ def split(x: np.ndarray, test_fraction: float = 0.1) -> tuple[torch.Tensor, torc
         raise DataError(f"{len(x)} sequences are too few to split into train and test")
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return t[:-n_test], t[-n_test:]
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A run's data, a built-in task: `n` trajectories generated from `seed`, the last
+    `test_fraction` held out. Saved in a run's config as {"task", "n", "seed", "test_fraction"}."""
+
+    task: str
+    n: int
+    seed: int
+    test_fraction: float = 0.1
+
+    def split(self) -> tuple[Trajectories, Trajectories]:
+        """(training, test) trajectories, the data cached under `DATA_DIR`."""
+        train, test = split(task_data(self.task, self.n, self.seed, cache_dir=DATA_DIR)["x"], self.test_fraction)
+        return Trajectories(train), Trajectories(test)
+
+
+@dataclass(frozen=True)
+class FileData:
+    """A run's data, an .npz of trajectories (`x`, and known `inputs` if it has them), the
+    last `test_fraction` held out. Saved in a run's config as {"file", "test_fraction"}."""
+
+    file: str
+    test_fraction: float = 0.1
+
+    def split(self) -> tuple[Trajectories, Trajectories]:
+        arrays = load_npz(self.file)
+        train, test = split(arrays["x"], self.test_fraction)
+        if "inputs" not in arrays:
+            return Trajectories(train), Trajectories(test)
+        u_train, u_test = split(arrays["inputs"], self.test_fraction)
+        return Trajectories(train, u=u_train), Trajectories(test, u=u_test)

@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .data import Trajectories
 from .errors import ConfigError, DataError
-from .forcing import SkipRule, teacher_forcing
 from .model import SequenceModel
 from .rollout import Rollout, rollout
+from .segments import SegmentRule
 
 PROTOCOLS = ("pcnode", "authors")
 
 
 @torch.no_grad()
-def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4, batch_size: int = 1024,
-             progress=None, scale: Tensor | None = None, protocol: str = "pcnode",
-             rule: SkipRule | None = None) -> dict[str, float]:
+def evaluate(model: SequenceModel, data: Tensor | Trajectories, rule: SegmentRule | None = None,
+             batch_size: int = 1024, progress=None, scale: Tensor | None = None,
+             protocol: str = "pcnode") -> dict[str, float]:
     """Roll out every trajectory from its burn-in and score it.
 
     Main arguments:
@@ -36,6 +37,8 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
             scored) and known inputs (`u`, for a model that reads them: the rollout is
             given every frame's inputs, the future ones included, as readings at the
             frames' times). Frames `0..n_burn-1` are given.
+        rule: where the model's updates happen, its burn-in `n_burn` included (default
+            `model.rule`, the run's).
 
     Other arguments:
         progress: optional callable receiving the number of trajectories done per batch.
@@ -46,10 +49,9 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
             MSE is the mean over all T frames, frame 0 (exact), frames 1..n_burn-1 (the
             burn-in's one-step predictions from the true previous frame) and the
             rollout after it, read at each frame from the last step that started more
-            than half a frame before it; and the mean dt is that of the segments that
-            ended during teacher forcing on `data` with `rule` (evenly sampled,
-            unpadded trajectories only).
-        rule: the skip rule of that teacher forcing (default `SkipRule(n_burn=n_burn)`).
+            than half a frame before it (evenly sampled, unpadded trajectories only).
+            Their code also reports the mean length of the segments teacher forcing
+            makes, a training metric: `pcnode.forcing.forced_mean_dt`.
 
     Returns a dict with
         mse: mean squared error over frames `n_burn..T-1` (auxiliary dims left out),
@@ -61,13 +63,36 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
             NaN for torchdiffeq's adaptive solvers).
     """
     data = Trajectories.of(data)
+    rule = (rule or model.rule).bind(model)
+    real = _check(model, data, rule.n_burn, batch_size, protocol)
+    scale = data.x.new_ones(data.x.shape[-1]) if scale is None else scale.to(data.x)
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [_score_batch(model, data[lo:lo + batch_size], real[lo:lo + batch_size], rule, scale, protocol,
+                              progress) for lo in range(0, len(data), batch_size)]
+    finally:
+        model.train(was_training)
+    return {
+        "mse": sum(p.sq_err for p in parts) / len(data),
+        "mean_dt": torch.cat([p.dts for p in parts]).mean().item(),
+        "updates": torch.cat([p.updates for p in parts]).mean().item(),
+        "rollout_s": sum(p.seconds for p in parts),
+        "nfe": sum(p.nfe for p in parts) / len(parts),
+        "solver_steps": sum(p.solver_steps for p in parts) / len(data),
+    }
+
+
+def _check(model: SequenceModel, data: Trajectories, n_burn: int, batch_size: int, protocol: str) -> Tensor:
+    """Refuse what `evaluate` cannot score; return which frames are scored, (N, T) bool:
+    frame j where the transition into it is real."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown scoring protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
     if protocol == "authors" and (data.t is not None or data.mask is not None):
         raise ConfigError("the authors' protocol scores evenly sampled, unpadded trajectories; "
                           "use protocol='pcnode' for series with times or padding")
-    if batch_size < 1 or n_burn < 1:
-        raise ConfigError(f"need batch_size >= 1 and n_burn >= 1, got {batch_size} and {n_burn}")
+    if batch_size < 1:
+        raise ConfigError(f"need batch_size >= 1, got {batch_size}")
     seqs = data.x
     if seqs.ndim != 3 or seqs.shape[-1] != model.config.state_dim:
         raise DataError(f"sequences must have shape (N, T, {model.config.state_dim}); got {tuple(seqs.shape)}")
@@ -77,61 +102,59 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
         raise DataError("no sequences to evaluate")
     if T <= n_burn:
         raise DataError(f"sequences have {T} frames; need more than the {n_burn} burn-in frames")
-    keep = seqs.shape[-1] - model.config.aux_dims
-    # Frame j is scored when the transition into it is real.
     real = torch.cat([data.real.new_ones(N, 1), data.real], 1)
     short = (real.sum(1) <= n_burn).nonzero()
     if len(short):
         raise DataError(f"sequence {short[0, 0].item()} has {real[short[0, 0]].sum().item()} real frames; "
                         f"need more than the {n_burn} burn-in frames")
-    scale = seqs.new_ones(seqs.shape[-1]) if scale is None else scale.to(seqs)
-    was_training = model.training
-    model.eval()
-    sq_err, dts, updates, seconds, nfe, steps, batches = 0.0, [], [], 0.0, 0, 0.0, 0
-    for lo in range(0, N, batch_size):
-        batch = seqs[lo:lo + batch_size]
-        # Known inputs: every frame's, as readings at the frames' times.
-        given = {} if data.u is None else {"u": data.u[lo:lo + batch_size], "t_u": data.times[lo:lo + batch_size]}
-        start = time.perf_counter()
-        if protocol == "authors":
-            ro = rollout(model, batch[:, :n_burn], horizon=T - 1, **given)
-            pred = ro.at(torch.arange(1, T, dtype=seqs.dtype, device=seqs.device), offset=0.5)
-        elif data.t is None:
-            ro = rollout(model, batch[:, :n_burn], horizon=T - 1, **given)
-            pred = ro.frames()
-        else:
-            tb = data.times[lo:lo + batch_size]
-            ro = rollout(model, batch[:, :n_burn], horizon=tb[:, -1], t_burn=tb[:, :n_burn], **given)
-            pred = ro.at(tb[:, n_burn:])
-        if batch.is_cuda:
-            torch.cuda.synchronize()
-        seconds += time.perf_counter() - start
-        if protocol == "authors":  # frame 0 is exact and counts in the mean
-            err = ((pred - batch[:, 1:]) * scale)[..., :keep].pow(2)
-            sq_err += (err.sum(dim=(1, 2)) / (T * keep)).sum().item()
-        else:
-            w = real[lo:lo + batch_size, n_burn:].to(seqs.dtype).unsqueeze(-1)
-            err = ((pred - batch[:, n_burn:]) * scale)[..., :keep].pow(2) * w
-            sq_err += (err.sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * keep)).sum().item()
-        dts.append(ro.dt[:, n_burn - 1:][torch.isfinite(ro.t[:, n_burn - 1:])])
-        updates.append(ro.updates.to(seqs.dtype))
-        nfe += ro.nfe
-        steps += ro.solver_steps * len(batch)
-        batches += 1
-        if progress is not None:
-            progress(len(batch))
-    mean_dt = torch.cat(dts).mean().item()
+    return real
+
+
+class Scored(NamedTuple):
+    """One batch's share of the scores: summed per-trajectory MSEs, the chosen dts, updates
+    per trajectory, rollout seconds, vector-field evaluations and summed solver steps."""
+
+    sq_err: float
+    dts: Tensor
+    updates: Tensor
+    seconds: float
+    nfe: int
+    solver_steps: float
+
+
+def _score_batch(model: SequenceModel, batch: Trajectories, real: Tensor, rule: SegmentRule, scale: Tensor,
+                 protocol: str, progress) -> Scored:
+    """Roll one batch out from its burn-in and score it (see `evaluate`)."""
+    seqs, n_burn = batch.x, rule.n_burn
+    T = seqs.shape[1]
+    keep = model.scored_dims
+    # Known inputs: every frame's, as readings at the frames' times.
+    given = {} if batch.u is None else {"u": batch.u, "t_u": batch.times}
+    start = time.perf_counter()
     if protocol == "authors":
-        mean_dt = teacher_forcing(model, data, rule or SkipRule(n_burn=n_burn)).mean_dt
-    model.train(was_training)
-    return {
-        "mse": sq_err / N,
-        "mean_dt": mean_dt,
-        "updates": torch.cat(updates).mean().item(),
-        "rollout_s": seconds,
-        "nfe": nfe / batches,
-        "solver_steps": steps / N,
-    }
+        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1, rule=rule, **given)
+        pred = ro.at(torch.arange(1, T, dtype=seqs.dtype, device=seqs.device), offset=0.5)
+    elif batch.t is None:
+        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1, rule=rule, **given)
+        pred = ro.frames()
+    else:
+        tb = batch.times
+        ro = rollout(model, seqs[:, :n_burn], horizon=tb[:, -1], t_burn=tb[:, :n_burn], rule=rule, **given)
+        pred = ro.at(tb[:, n_burn:])
+    if seqs.is_cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if protocol == "authors":  # frame 0 is exact and counts in the mean
+        err = ((pred - seqs[:, 1:]) * scale)[..., :keep].pow(2)
+        sq_err = (err.sum(dim=(1, 2)) / (T * keep)).sum().item()
+    else:
+        w = real[:, n_burn:].to(seqs.dtype).unsqueeze(-1)
+        err = ((pred - seqs[:, n_burn:]) * scale)[..., :keep].pow(2) * w
+        sq_err = (err.sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * keep)).sum().item()
+    if progress is not None:
+        progress(len(seqs))
+    return Scored(sq_err, ro.dt[:, n_burn - 1:][torch.isfinite(ro.t[:, n_burn - 1:])], ro.updates.to(seqs.dtype),
+                  seconds, ro.nfe, ro.solver_steps * len(seqs))
 
 
 def event_recall(ro: Rollout, events: Tensor, within: float = 1.0) -> float:

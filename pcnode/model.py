@@ -6,23 +6,19 @@ Time is a real number measured in data frames everywhere in pcnode: a span of 1 
 one frame, 2.5 is two and a half frames.
 
 The three models of the paper share one encoder, one GRU cell and one decoder, and
-differ only in how the hidden state moves between cell updates (`advance`) and in how
-long they wait before the next update (`next_dt`):
+differ only in how the hidden state moves between cell updates (`advance`) and in
+whether they choose how long to wait before the next update (the PC-ODE's `dt_raw`
+head, bounded by its segment rule):
 
 - `PCODE`: the state is `h = [z, v]`; between updates `z` moves on a straight line
   with velocity `c * v`, so one Euler step is exact for any span. A head predicts how
   long that line stays valid, and the model jumps that far before its next update.
 - `RNN`: time passes only through cell updates, one per frame.
-- `ODERNN`: between updates the state follows a learned vector field `dh/dt = f(h)`,
-  integrated with torchdiffeq; one update per frame. With a `torchode-` solver,
-  torchode integrates it instead, choosing step sizes for each trajectory separately.
+- `ODERNN` (`pcnode.flows`): between updates the state follows a learned vector field
+  `dh/dt = f(h)`; one update per frame.
 
-One peer a user might pick instead sits behind the same interface (install the `peers`
-extra):
-
-- `CfC`: a closed-form continuous-time cell (Hasani et al. 2022, package `ncps`) in
-  place of the GRU: it reads each frame together with the time that passes after it,
-  in closed form, with no solver; one update per frame.
+One peer a user might pick instead sits behind the same interface: `CfC`, a closed-form
+continuous-time cell (`pcnode.flows`, the `peers` extra).
 
 The decoder always predicts the change in the observation since the frame the cell
 last read, never the observation itself.
@@ -33,8 +29,8 @@ numbers: covariates recorded or scheduled, or a controller's actions). Inputs ar
 never predicted: the decoder predicts the state alone, and teacher forcing, rollouts and
 scores take the inputs from the data (`Trajectories.u`, `rollout(..., u=, t_u=)`). A
 change of input is an event: a PC-ODE ends its segment where an input moves more than
-`input_threshold` away from the value its last update read, in training and in
-rollouts alike (`pcnode.forcing`, `pcnode.rollout`).
+its rule's `input_threshold` away from the value its last update read, in training and
+in rollouts alike (`pcnode.segments`).
 
 Auxiliary dims (`aux_dims`, runs written before inputs existed): the last `aux_dims`
 of the state dims were read by the cell and decoded like the others but left out of
@@ -46,19 +42,20 @@ reads the predicted change any span into it (for the PC-ODE, a straight line thr
 the decoder's first layer), so rollouts and losses read segments at many times cheaply
 without knowing which model they hold.
 
-Training is in `pcnode.forcing`.
+Every model carries its segment rule, `model.rule` (`pcnode.segments.SegmentRule`):
+where its updates happen, which `fit` resolves from the data and `load_run` restores.
+The ODE-RNN and CfC are in `pcnode.flows`; training is in `pcnode.forcing`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torchdiffeq import odeint
 
 from .errors import ConfigError
+from .segments import SegmentRule
 
 MODELS = ("pcode", "rnn", "odernn", "cfc")
 PAPER_MODELS = MODELS[:3]  # the paper's three, what reproduce and plan run by default
@@ -85,12 +82,8 @@ class ModelConfig:
     time_constant: float = 0.2     # c: the latent moves as z + c * v * span; the decoder reads c * h
     aux_dims: int = 0              # old runs only: trailing state dims left out of losses (new runs: input_dim)
     input_dim: int = 0             # known inputs read with every frame, never predicted (0: none)
-    input_threshold: float = 0.0   # a PC-ODE updates where an input moves more than this from the value its
-                                   # segment read (max over inputs, model units); 0: at every change
     encoder: str = "mlp"           # mlp, or conv for square images (then image_size**2 == state_dim)
     image_size: int = 0
-    min_dt: float = 1.0            # bounds on the PC-ODE's chosen dt in rollouts (frames)
-    max_dt: float = 1000.0
     solver: str = "rk4"            # the ODE-RNN's solver (SOLVERS)
     solver_steps: int = 1          # fixed-step solvers: steps per frame
     rtol: float = 1e-3             # adaptive solvers: tolerances
@@ -112,9 +105,9 @@ class ModelConfig:
         for name in ("state_dim", "hidden", "latent", "solver_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("time_constant", "min_dt", "max_dt", "rtol", "atol"):
+        for name in ("time_constant", "rtol", "atol"):
             value = getattr(self, name)
-            # `not value > 0` also refuses NaN; an infinite max_dt would let a rollout's clock overflow.
+            # `not value > 0` also refuses NaN.
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or not value > 0:
                 raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
@@ -129,11 +122,6 @@ class ModelConfig:
                               "existed, and the two do not mix")
         if self.input_dim and self.encoder == "conv":
             raise ConfigError("a conv encoder reads image frames alone; known inputs need the mlp encoder")
-        value = self.input_threshold
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"input_threshold must be a finite number >= 0, got {value!r}")
-        if not 0 < self.min_dt <= self.max_dt:
-            raise ConfigError(f"need 0 < min_dt <= max_dt, got {self.min_dt} and {self.max_dt}")
         return self
 
 
@@ -214,11 +202,12 @@ class SequenceModel(nn.Module):
     spans are (..., 1) or broadcastable to it, in frames.
     """
 
-    jumpy = False
+    jumpy = False  # whether the model has a dt head and so can choose its updates
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config.validate()
+        self.rule = SegmentRule().bind(self)  # where its updates happen; `fit` and `load_run` set the run's
         c = config
         if c.encoder == "conv":
             self.encoder: nn.Module = ConvEncoder(c.image_size, c.hidden)
@@ -231,6 +220,12 @@ class SequenceModel(nn.Module):
     def make_cell(self, c: ModelConfig) -> nn.Module:
         """The recurrent cell: (encoded frame (B, hidden), state (B, latent)) -> state."""
         return nn.GRUCell(c.hidden, c.latent)
+
+    @property
+    def scored_dims(self) -> int:
+        """The state dims that losses and scores count: all of them, but for the auxiliary
+        dims of runs written before known inputs existed (`config.aux_dims`)."""
+        return self.config.state_dim - self.config.aux_dims
 
     @property
     def state_size(self) -> int:
@@ -270,10 +265,6 @@ class SequenceModel(nn.Module):
     def along(self, seg: Tensor, span: Tensor | float) -> Tensor:
         """Predicted change `span` frames into segments `seg` (..., S), spans broadcastable to (..., 1)."""
         return self.decode(self.advance(seg, span))
-
-    def next_dt(self, h: Tensor) -> Tensor:
-        """Frames until the next update, (B, latent) -> (B, 1)."""
-        return h.new_ones(h.shape[0], 1)
 
     @property
     def nfe(self) -> int:
@@ -324,12 +315,6 @@ class PCODE(SequenceModel):
         """The authors' dt head, `LeakyReLU(Linear(h)) + 1`: (..., latent) -> (..., 1), unbounded."""
         return nn.functional.leaky_relu(self.dt_head(h)) + 1
 
-    def next_dt(self, h: Tensor) -> Tensor:
-        # Bounded so that a rollout always moves forward and never runs away. `clamp`
-        # passes NaN through (overflowing weights give inf - inf), so NaN means "update soon".
-        dt = torch.nan_to_num(self.dt_raw(h), nan=self.config.min_dt)
-        return dt.clamp(self.config.min_dt, self.config.max_dt)
-
 
 class RNN(SequenceModel):
     """GRU baseline: one update per frame; between frames the prediction is interpolated linearly."""
@@ -344,143 +329,6 @@ class RNN(SequenceModel):
         return seg * span
 
 
-class FlowModel(SequenceModel):
-    """A model whose prediction `span` frames on is the decoded state advanced by `span`
-    (the default `segment` and `along`): the ODE-RNN and CfC, whose `advance` is the
-    costly part. A rollout's step advances once and reads the result twice."""
-
-    def step(self, h: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
-        moved = self.advance(h, span)  # read by the decoder and by the next update
-        return self.decode(moved), moved
-
-
-class VectorField(nn.Module):
-    """`f(h)` for the ODE-RNN: Linear-Tanh-Linear, counting its evaluations."""
-
-    def __init__(self, latent: int, width: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(latent, width), nn.Tanh(), nn.Linear(width, latent))
-        self.calls = 0
-
-    def rates(self, h: Tensor, span: Tensor) -> Tensor:
-        """d/dtau of the state over a span rescaled to tau in [0, 1], so that every row
-        integrates its own span in one solve: `dh/dtau = span * f(h)`."""
-        self.calls += 1
-        return span * self.net(h)
-
-    def regulariser(self, h: Tensor) -> Tensor:
-        """The regulariser of Finlay et al. (2020) at the states `h` (N, latent) -> (N, 1):
-        the field's kinetic energy `|f|^2` plus the squared Frobenius norm of its Jacobian,
-        estimated with one Gaussian probe (Hutchinson). `h` must require grad (as in training)."""
-        f = self.net(h)
-        probe = torch.randn_like(h)
-        (jac,) = torch.autograd.grad(f, h, probe, create_graph=True)
-        return f.pow(2).sum(-1, keepdim=True) + jac.pow(2).sum(-1, keepdim=True)
-
-
-class Solve(NamedTuple):
-    """What `ODERNN.solve` returns, row by row: the advanced states (N, latent) and the
-    accepted solver steps (N,)."""
-
-    h: Tensor
-    steps: Tensor
-
-
-class ODERNN(FlowModel):
-    """ODE-RNN baseline: a learned vector field carries the state between per-frame updates."""
-
-    def __init__(self, config: ModelConfig):
-        super().__init__(config)
-        self.field = VectorField(config.latent, config.hidden)
-        self._row_steps = 0.0
-        if config.solver in TORCHODE_SOLVERS:
-            try:
-                import torchode
-            except ImportError:
-                raise ConfigError(f"the solver {config.solver} needs the package torchode: {PEERS_EXTRA}") from None
-            self._torchode = torchode
-
-    def advance(self, h: Tensor, span: Tensor | float) -> Tensor:
-        lead = h.shape[:-1]
-        span = torch.as_tensor(span, dtype=h.dtype, device=h.device).expand(*lead, 1)
-        return self.solve(h.reshape(-1, h.shape[-1]), span.reshape(-1, 1)).h.view(h.shape)
-
-    def solve(self, h: Tensor, span: Tensor) -> Solve:
-        """Integrate the states `h` (N, latent) over their spans (N, 1), each row its own."""
-        c = self.config
-        if c.solver in TORCHODE_SOLVERS:
-            return self._solve_per_row(h, span)
-        adaptive = c.solver in ("dopri5", "bosh3", "adaptive_heun")
-        options = None if adaptive else dict(step_size=1.0 / c.solver_steps)
-        tolerances = dict(rtol=c.rtol, atol=c.atol) if adaptive else {}
-        field = lambda tau, state: (self.field.rates(*state), torch.zeros_like(state[1]))
-        hs, _ = odeint(field, (h, span), torch.tensor([0.0, 1.0], dtype=h.dtype, device=h.device),
-                       method=c.solver, options=options, **tolerances)
-        # torchdiffeq's adaptive solvers share their steps across the batch and do not report them.
-        steps = torch.full((len(h),), math.nan if adaptive else c.solver_steps, device=h.device)
-        self._row_steps += steps.sum().item()
-        return Solve(hs[-1], steps)
-
-    def _solve_per_row(self, h: Tensor, span: Tensor) -> Solve:
-        """torchode: every row takes its own adaptive steps from tau = 0 to 1."""
-        to, c = self._torchode, self.config
-        term = to.ODETerm(lambda tau, state, span: self.field.rates(state, span), with_args=True)
-        method = {"torchode-dopri5": to.Dopri5, "torchode-tsit5": to.Tsit5}[c.solver](term=term)
-        # Gradients flow through the steps, not through the choice of their sizes (as in torchdiffeq).
-        solver = to.AutoDiffAdjoint(method, to.IntegralController(atol=c.atol, rtol=c.rtol, term=term),
-                                    backprop_through_step_size_control=False)
-        problem = to.InitialValueProblem(y0=h, t_start=h.new_zeros(len(h)), t_end=h.new_ones(len(h)))
-        # The first step tries the whole span; the controller shrinks it where the error asks.
-        # (torchode's own first guess is cautious: on trained Billiards2D ODE-RNNs it cost a
-        # second step on every span, twice the evaluations, for the same MSE.)
-        sol = solver.solve(problem, args=span, dt0=h.new_ones(len(h)))
-        steps = sol.stats["n_accepted"].to(h.dtype)
-        self._row_steps += steps.sum().item()
-        return Solve(sol.ys[:, -1], steps)
-
-    @property
-    def nfe(self) -> int:
-        return self.field.calls
-
-    @property
-    def solver_steps(self) -> float:
-        return self._row_steps
-
-
-class CfC(FlowModel):
-    """A closed-form continuous-time cell (Hasani et al. 2022; `ncps.torch.CfCCell`) in place of the GRU.
-
-    The cell reads a frame `e` with the state `h` and the time `span` that passes after
-    it, and gives the state `span` later in closed form. So the model's state is the pair
-    `[h, e]` (`state_size` = latent + hidden): `update` stores the frame it read,
-    `advance` runs the cell over the span, and the decoder reads `h`.
-    """
-
-    def make_cell(self, c: ModelConfig) -> nn.Module:
-        try:
-            from ncps.torch import CfCCell
-        except ImportError:
-            raise ConfigError(f"the CfC model needs the package ncps: {PEERS_EXTRA}") from None
-        return CfCCell(c.hidden, c.latent, backbone_units=c.hidden, backbone_layers=1)
-
-    @property
-    def state_size(self) -> int:
-        return self.config.latent + self.config.hidden
-
-    def update(self, e: Tensor, h: Tensor) -> Tensor:
-        return torch.cat([h[..., :self.config.latent], e], -1)
-
-    def advance(self, h: Tensor, span: Tensor | float) -> Tensor:
-        lead, L = h.shape[:-1], self.config.latent
-        flat = h.reshape(-1, h.shape[-1])
-        span = torch.as_tensor(span, dtype=h.dtype, device=h.device).expand(*lead, 1).reshape(-1, 1)
-        moved, _ = self.cell(flat[:, L:], flat[:, :L], span)
-        return torch.cat([moved, flat[:, L:]], -1).view(h.shape)
-
-    def decode(self, h: Tensor) -> Tensor:
-        return self.decoder(h[..., :self.config.latent] * self.config.time_constant)
-
-
 def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
     """Make the model `config.kind` names.
 
@@ -488,6 +336,7 @@ def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
     state is left as it was. (PyTorch seeds a new process at random, so a model built
     without a seed starts from different weights in every process.)
     """
+    from .flows import CfC, ODERNN  # they build on this module
     config.validate()
     cls = {"pcode": PCODE, "rnn": RNN, "odernn": ODERNN, "cfc": CfC}[config.kind]
     if seed is None:
@@ -510,8 +359,8 @@ def in_chunks(fn, *rows: Tensor) -> Tensor:
     """`fn(*rows)` for tensors of N rows each, `CPU_CHUNK_ROWS` rows at a time on a CPU.
 
     Thousands of rows at once make each layer's input and output several MB, which spill
-    out of a CPU core's cache; cache-sized chunks measured faster (a Billiards2D PC-ODE
-    training step at batch 256, 8%). Accelerators take all rows at once.
+    out of a CPU core's cache (docs/performance.md, "Choices in the code"). Accelerators
+    take all rows at once.
     """
     if rows[0].device.type != "cpu" or len(rows[0]) <= CPU_CHUNK_ROWS:
         return fn(*rows)

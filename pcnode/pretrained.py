@@ -22,7 +22,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .errors import CheckpointError
 from .model import SequenceModel
-from .train import load_run
+from .checkpoint import WEIGHTS, load_run
 
 ZOO = Path(__file__).parent / "zoo"
 PREFIX = "pretrained:"
@@ -63,12 +63,15 @@ def is_pretrained(run: str | Path) -> bool:
     return str(run).startswith(PREFIX)
 
 
-def export(run: str | Path, dest: str | Path, provenance: dict, data: dict | None = None) -> Path:
+def export(run: str | Path, dest: str | Path, provenance: dict, data: dict | None = None,
+           weights: str = "last") -> Path:
     """Write the trained run `run` as a shipped model into the folder `dest`: its weights
-    (no optimiser or random state), its config (its `data` section replaced by `data`
-    if given, say to regenerate data the run read from a file) and `provenance`."""
+    (`weights`: "last", or "best" on its validation split; no optimiser or random state),
+    its config (its `data` section replaced by `data` if given, say to regenerate data
+    the run read from a file) and `provenance`."""
     run, dest = Path(run), Path(dest)
-    tensors, meta = ckpt.load_tensors(run / ckpt.CHECKPOINT)
+    load_run(run, weights=weights)  # refuses an unknown choice, or best weights a run does not keep
+    tensors, meta = ckpt.load_tensors(run / WEIGHTS[weights])
     dest.mkdir(parents=True, exist_ok=True)
     weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
     ckpt.save_tensors(dest / ckpt.CHECKPOINT, weights, {"config": meta.get("config", "{}"), "step": meta.get("step", "")})

@@ -13,7 +13,7 @@ Known inputs (a model with `input_dim > 0`) are given to a rollout as readings w
 their times, each reading in force until the next: an update at time `t` reads the last
 reading at or before `t`, so the state is predicted from the true future inputs. A
 change of input is an event: a PC-ODE's jump ends at the next reading where an input
-moves more than `input_threshold` from the value its last update read, and it updates
+moves more than its rule's `input_threshold` from the value its last update read, and it updates
 there, as teacher forcing trains it to. Given no reading after the last burn-in frame,
 a rollout holds the last one (and warns). Auxiliary dims of runs from before inputs
 existed (`aux_dims`) are held at their last observed value: no loss ever trained the
@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .errors import ConfigError, DataError
 from .model import SequenceModel, in_chunks, with_inputs
+from .segments import SegmentRule
 
 
 @dataclass
@@ -210,32 +211,56 @@ def _readings(model: SequenceModel, u, t_u, t_burn: Tensor) -> Readings | None:
 
 @torch.no_grad()
 def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_updates: int | None = None,
-            t_burn: Tensor | None = None, u: Tensor | None = None, t_u: Tensor | None = None) -> Rollout:
+            t_burn: Tensor | None = None, u: Tensor | None = None, t_u: Tensor | None = None,
+            rule: SegmentRule | None = None) -> Rollout:
     """Roll `model` out from burn-in frames until `horizon`.
 
     Args:
         x_burn: (B, n_burn, state_dim) observed frames at times 0, 1, ..., n_burn-1.
-        horizon: time (frames, counted from the first burn-in frame) each
-            trajectory's clock must reach: a number, or (B,) one per trajectory. A
-            PC-ODE's jump that would stop less than `model.config.min_dt` short of it
-            runs on to it: no update is made for a last stretch shorter than any step
-            the model may choose.
+        horizon: the time each trajectory's clock must reach, on the burn-in's clock
+            (frames, counted from the first burn-in frame): a number, or (B,) one per
+            trajectory. A PC-ODE's jump that would stop less than the rule's `min_dt`
+            short of it runs on to it: no update is made for a last stretch shorter than
+            any step the model may choose.
         max_updates: safety bound on model-chosen updates per trajectory; by default
-            enough for `model.config.min_dt`-sized steps (and one per input reading). Hitting it warns.
+            enough for `min_dt`-sized steps (and one per input reading). Hitting it warns.
         t_burn: (B, n_burn) real times of the burn-in frames, strictly increasing
             along each row, for unevenly sampled data; None means 0, 1, ..., n_burn-1.
         u: (B, Q, input_dim) known inputs, for a model that reads them (`input_dim > 0`):
             Q readings per trajectory, each in force until the next. Every update (the
             burn-in's too) reads the last reading at or before its time, so readings must
             begin at or before the first burn-in frame; a PC-ODE's jump ends at the next
-            reading where an input moves more than `model.config.input_threshold` from
+            reading where an input moves more than the rule's `input_threshold` from
             the value its last update read. With no reading after the last burn-in frame
             the last one is held to the horizon, with a RuntimeWarning.
         t_u: (B, Q) the readings' times, non-decreasing along each row, on the burn-in's
             clock (frames); None means 0, 1, ..., Q-1 (one reading per frame from frame 0).
+        rule: where the model's updates happen (default `model.rule`, the run's).
 
     Returns a `Rollout`; query it with `.at(t)`.
     """
+    rule = (rule or model.rule).bind(model)
+    t_burn, hz = _check_burn(model, x_burn, horizon, t_burn, max_updates)
+    readings = _readings(model, u, t_u, t_burn)
+    events = readings is not None and rule.jumps  # models that step frame by frame read inputs as they come
+    if max_updates is None:
+        max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / rule.min_dt) + 1
+        if events:  # each reading may end a jump early
+            assert readings is not None
+            max_updates += int((readings.t > t_burn[:, -1:]).sum(1).max().item())
+    nfe0, steps0 = model.nfe, model.solver_steps
+    u_burn = None if readings is None else readings.at(torch.arange(len(x_burn), device=x_burn.device), t_burn)
+    burn, h = _burn_in(model, x_burn, t_burn, u_burn)
+    chosen, updates = _jumps(model, rule, h, x_burn[:, -1], t_burn[:, -1:].clone(),
+                             None if u_burn is None else u_burn[:, -1], hz, readings, events, max_updates)
+    t, dt, x, hh, uu = _pack(burn + chosen, len(x_burn), x_burn, model.state_size, u_burn)
+    return Rollout(model, t, dt, x, hh, updates, x_burn.shape[1], hz.max().item(), model.nfe - nfe0, uu,
+                   (model.solver_steps - steps0) / len(x_burn))
+
+
+def _check_burn(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, t_burn: Tensor | None,
+                max_updates: int | None) -> tuple[Tensor, Tensor]:
+    """Refuse malformed burn-in frames, times or horizons; return the burn-in times and the horizons (B,)."""
     dtype = next(model.parameters()).dtype
     if not isinstance(x_burn, Tensor) or x_burn.dtype != dtype:
         raise DataError(f"burn-in frames must be a {dtype} tensor like the model's weights; got "
@@ -260,76 +285,77 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
     if not torch.isfinite(hz).all() or (hz <= t_burn[:, -1]).any():
         raise ConfigError(f"horizon must be a finite time after the last burn-in frame "
                           f"({t_burn[:, -1].max().item():g}); got {horizon}")
-    readings = _readings(model, u, t_u, t_burn)
-    events = readings is not None and model.jumpy  # models that step frame by frame read inputs as they come
-    if max_updates is None:
-        max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / model.config.min_dt) + 1
-        if events:  # each reading may end a jump early
-            max_updates += int((readings.t > t_burn[:, -1:]).sum(1).max().item())
-    nfe0, steps0 = model.nfe, model.solver_steps
-    dtype, device = x_burn.dtype, x_burn.device
-    L = model.state_size
-    rows = torch.arange(B, device=device)
-    u_burn = None if readings is None else readings.at(rows, t_burn)  # (B, n_burn, U)
+    return t_burn, hz
 
-    # Burn-in: the cell reads the true frames one per frame.
+
+# One step of a rollout for the rows still running: (rows, t, dt, x, h, u), as `Rollout` keeps them.
+Step = tuple
+
+
+def _burn_in(model: SequenceModel, x_burn: Tensor, t_burn: Tensor, u_burn: Tensor | None) -> tuple[list[Step], Tensor]:
+    """The cell reads the true burn-in frames one by one: the burn-in's steps (all but
+    the last frame's) and the state after the last frame's update."""
+    B, n_burn, _ = x_burn.shape
+    rows = torch.arange(B, device=x_burn.device)
     enc = model.encode(with_inputs(x_burn, u_burn))
-    h = x_burn.new_zeros(B, L)
-    ts, dts, xs, hs = [], [], [], []
+    h = x_burn.new_zeros(B, model.state_size)
     gaps = t_burn.diff(dim=1).unsqueeze(-1)  # (B, n_burn - 1, 1)
+    steps = []
     for i in range(n_burn):
         h = model.update(enc[:, i], model.advance(h, gaps[:, i - 1]) if i else h)
         if i < n_burn - 1:
-            ts.append(t_burn[:, i])
-            dts.append(gaps[:, i, 0])
-            xs.append(x_burn[:, i])
-            hs.append(h)
+            steps.append((rows, t_burn[:, i:i + 1], gaps[:, i], x_burn[:, i], h,
+                          None if u_burn is None else u_burn[:, i]))
+    return steps, h
 
-    # From the last burn-in frame on, the model chooses when to update next.
-    x_cur, t_cur = x_burn[:, -1], t_burn[:, -1:].clone()
-    u_cur = None if u_burn is None else u_burn[:, -1]
-    updates = torch.zeros(B, dtype=torch.long, device=device)
-    chosen = []  # per step: (rows still running, t, dt, x, h, u)
+
+def _jumps(model: SequenceModel, rule: SegmentRule, h: Tensor, x_cur: Tensor, t_cur: Tensor, u_cur: Tensor | None,
+           hz: Tensor, readings: "Readings | None", events: bool, max_updates: int) -> tuple[list[Step], Tensor]:
+    """From the last burn-in frame on, the model chooses when to update next: the steps,
+    and each trajectory's count of them. Each trajectory stops once its clock reaches its horizon."""
+    B = len(hz)
+    rows = torch.arange(B, device=h.device)
+    updates = torch.zeros(B, dtype=torch.long, device=h.device)
+    steps = []
     while True:
-        dt = model.next_dt(h)
+        dt = rule.wait(model, h)
         t_next, t_end = t_cur + dt, hz[rows].unsqueeze(-1)
-        if model.jumpy:  # a jump that would stop less than min_dt short of the horizon runs on to it
-            short = (t_next < t_end) & (t_end - t_next < model.config.min_dt)
+        if rule.jumps:  # a jump that would stop less than min_dt short of the horizon runs on to it
+            short = (t_next < t_end) & (t_end - t_next < rule.min_dt)
             t_next, dt = torch.where(short, t_end, t_next), torch.where(short, t_end - t_cur, dt)
         if events:  # the jump ends early at the next input event, exactly at its reading's time
-            t_event = readings.next_change(rows, t_cur, u_cur, model.config.input_threshold)
-            t_next = torch.minimum(t_next, t_event)
+            assert readings is not None and u_cur is not None
+            t_next = torch.minimum(t_next, readings.next_change(rows, t_cur, u_cur, rule.input_threshold))
             dt = t_next - t_cur
-        chosen.append((rows, t_cur, dt, x_cur, h, u_cur))
+        steps.append((rows, t_cur, dt, x_cur, h, u_cur))
         updates[rows] += 1
         change, moved = model.step(h, dt)
         x_next = x_cur + hold_aux(model, change)
         going = (t_next < t_end).squeeze(-1)
         if not going.any():
             break
-        if len(chosen) >= max_updates:
+        if len(steps) >= max_updates:
             warnings.warn(f"rollout stopped after {max_updates} updates before reaching the horizon; "
-                          "raise max_updates or min_dt", RuntimeWarning, stacklevel=2)
+                          "raise max_updates or min_dt", RuntimeWarning, stacklevel=3)
             break
         rows, x_cur, t_cur = rows[going], x_next[going], t_next[going]
         if readings is not None:
             u_cur = readings.at(rows, t_cur)[:, 0]
         h = model.update(model.encode(with_inputs(x_cur, u_cur)), moved[going])
+    return steps, updates
 
-    K = n_burn - 1 + len(chosen)
+
+def _pack(steps: list[Step], B: int, like: Tensor, state_size: int, u_like: Tensor | None):
+    """The steps as (B, K) tensors padded with t = inf: (t, dt, x, h, u)."""
+    K = len(steps)
+    dtype, device = like.dtype, like.device
     t = torch.full((B, K), math.inf, dtype=dtype, device=device)
-    dt_all = torch.zeros(B, K, dtype=dtype, device=device)
-    x = torch.zeros(B, K, x_burn.shape[-1], dtype=dtype, device=device)
-    hh = torch.zeros(B, K, L, dtype=dtype, device=device)
-    uu = None if u_burn is None else u_burn.new_zeros(B, K, u_burn.shape[-1])
-    for k in range(n_burn - 1):
-        t[:, k], dt_all[:, k], x[:, k], hh[:, k] = ts[k], dts[k], xs[k], hs[k]
-        if uu is not None:
-            uu[:, k] = u_burn[:, k]
-    for j, (r, tc, dtc, xc, hc, uc) in enumerate(chosen):
-        k = n_burn - 1 + j
-        t[r, k], dt_all[r, k], x[r, k], hh[r, k] = tc.squeeze(-1), dtc.squeeze(-1), xc, hc
-        if uu is not None:
-            uu[r, k] = uc
-    return Rollout(model, t, dt_all, x, hh, updates, n_burn, hz.max().item(), model.nfe - nfe0, uu,
-                   (model.solver_steps - steps0) / B)
+    dt = torch.zeros(B, K, dtype=dtype, device=device)
+    x = torch.zeros(B, K, like.shape[-1], dtype=dtype, device=device)
+    h = torch.zeros(B, K, state_size, dtype=dtype, device=device)
+    u = None if u_like is None else u_like.new_zeros(B, K, u_like.shape[-1])
+    for k, (r, tc, dtc, xc, hc, uc) in enumerate(steps):
+        t[r, k], dt[r, k], x[r, k], h[r, k] = tc.reshape(-1), dtc.reshape(-1), xc, hc
+        if u is not None:
+            u[r, k] = uc
+    return t, dt, x, h, u

@@ -9,7 +9,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, fit
+from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, fit
 
 kind, steps, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 torch.set_num_threads(1)
@@ -18,8 +18,8 @@ model = build_model(ModelConfig(kind=kind, state_dim=2, hidden=16, latent=16)).d
 data = torch.cumsum(torch.rand(64, 12, 2, dtype=torch.float64) * 0.1, 1)
 # Deterministic skip rule and no dt term: then the loss is a plain mean over the batch,
 # so half a batch on each of two processes must equal the whole batch on one.
-rule = SkipRule(jump_prob=0.0, dt_weight=0.0, epsilon=1e-4)
+config = TrainConfig(steps=steps, batch_size=16, eval_every=steps, jump_prob=0.0, dt_weight=0.0, epsilon=1e-4)
 initial = {f"initial.{k}": v.clone() for k, v in model.state_dict().items()}
-fit(model, data, TrainConfig(steps=steps, batch_size=16, eval_every=steps, rule=rule))
+fit(model, data, config)
 rank = os.environ.get("RANK", "0")
 save_file({**initial, **model.state_dict()}, os.path.join(out, f"rank{rank}.safetensors"))

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from pcnode import PCODE, ModelConfig, TrainConfig, build_model, fit, rollout
+from pcnode import PCODE, ModelConfig, SegmentRule, TrainConfig, build_model, fit, rollout
 from pcnode.config import load_config
 from pcnode.errors import ConfigError, DataError
 
@@ -14,9 +14,12 @@ torch.set_num_threads(1)
 # ---- numerical safety ------------------------------------------------------------------------------
 
 
-def pcode(**kw):
+def pcode(**bounds):
+    """A small PC-ODE whose segment rule bounds its jumps by `bounds` (min_dt, max_dt)."""
     torch.manual_seed(0)
-    return PCODE(ModelConfig(state_dim=2, hidden=16, latent=16, **kw)).eval()
+    model = PCODE(ModelConfig(state_dim=2, hidden=16, latent=16)).eval()
+    model.rule = model.rule.replace(**bounds)
+    return model
 
 
 @pytest.mark.parametrize("bias, dt", [(1e30, "max"), (-1e30, "min")])
@@ -54,7 +57,7 @@ def test_a_rollout_that_would_run_too_long_stops_with_a_warning():
 def test_unbounded_dt_settings_are_refused():
     for bad in ({"max_dt": math.inf}, {"min_dt": 0.0}, {"min_dt": math.nan}, {"min_dt": 2.0, "max_dt": 1.0}):
         with pytest.raises(ConfigError):
-            ModelConfig(state_dim=2, **bad).validate()
+            SegmentRule(**bad)
     with pytest.raises(ConfigError, match="max_updates"):
         rollout(pcode(), torch.rand(2, 4, 2), horizon=10, max_updates=0)
 
@@ -76,7 +79,7 @@ API_CASES = [
     ("nan-time-constant", lambda: ModelConfig(time_constant=math.nan).validate(), ConfigError),
     ("negative-lr", lambda: TrainConfig(lr=-1e-3).validate(), ConfigError),
     ("negative-batch-size", lambda: TrainConfig(batch_size=-8).validate(), ConfigError),
-    ("nan-epsilon", lambda: TrainConfig(rule=__import__("pcnode").SkipRule(epsilon=math.nan)).validate(), ConfigError),
+    ("nan-epsilon", lambda: TrainConfig(epsilon=math.nan).validate(), ConfigError),
     ("unknown-device", lambda: TrainConfig(device="abacus").validate(), ConfigError),
     ("non-tensor-data", lambda: fit(tiny(), SEQ.numpy(), TrainConfig(steps=1)), DataError),
     ("integer-data", lambda: fit(tiny(), SEQ.long(), TrainConfig(steps=1)), DataError),

@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 from pcnode import ModelConfig, TrainConfig, build_model, fit
 from pcnode.cli import busy_cores, idle_cores, main
 from pcnode.data import save_npz
-from pcnode.forcing import DEFAULT_RELATIVE_EPSILON
+from pcnode.data import split, task_data
+from pcnode.segments import DEFAULT_RELATIVE_EPSILON, mean_square_change
 
 torch.set_num_threads(1)
 
@@ -160,9 +161,9 @@ CASES = [
     ("zero-burn-in", nothing, [*GOOD_DATA, "--n-burn", "0", "--out", "out"], "--n-burn"),
     ("odd-latent", nothing, [*GOOD_DATA, "--latent", "15", "--out", "out"], "latent must be even"),
     ("zero-hidden", nothing, [*GOOD_DATA, "--hidden", "0", "--out", "out"], "hidden"),
-    ("zero-min-dt", nothing, [*GOOD_DATA, "--min-dt", "0", "--out", "out"], "min_dt"),
-    ("infinite-max-dt", nothing, [*GOOD_DATA, "--max-dt", "inf", "--out", "out"], "max_dt"),
-    ("min-dt-above-max-dt", nothing, [*GOOD_DATA, "--min-dt", "5", "--max-dt", "2", "--out", "out"], "min_dt"),
+    ("zero-min-dt", nothing, [*GOOD_DATA, "--min-dt", "0", "--out", "out"], "--min-dt"),
+    ("infinite-max-dt", nothing, [*GOOD_DATA, "--max-dt", "inf", "--out", "out"], "--max-dt"),
+    ("min-dt-above-max-dt", nothing, [*GOOD_DATA, "--min-dt", "5", "--max-dt", "2", "--out", "out"], "--min-dt <= --max-dt"),
     ("nan-time-constant", nothing, [*GOOD_DATA, "--time-constant", "nan", "--out", "out"], "time_constant"),
     # output folders
     ("out-under-a-file", nothing, [*GOOD_DATA, "--out", "afile/run"], "cannot write"),
@@ -230,7 +231,7 @@ CASES = [
     ("both-threshold-forms", nothing, [*GOOD_DATA, "--epsilon", "1e-3", "--relative-epsilon", "1", "--out", "out"],
      "not both"),
     ("negative-relative-threshold", nothing, [*GOOD_DATA, "--relative-epsilon", "-1", "--out", "out"],
-     "--relative-epsilon >= 0"),
+     "--relative-epsilon must be >= 0"),
     # shipped models
     ("unknown-pretrained-eval", nothing, ["eval", "pretrained:nope"], "no pretrained model 'nope'; the ones that ship"),
     ("unknown-pretrained-rollout", nothing, ["rollout", "pretrained:nope"], "no pretrained model"),
@@ -305,9 +306,12 @@ def test_a_good_command_still_works_and_writes_its_run(here, capsys):
                                                              ("lines", ["--relative-epsilon", "1"], None, 1.0)])
 def test_train_takes_the_default_relative_threshold_unless_one_is_given(here, task, given, epsilon, relative):
     assert main(["train", "--task", task, "--n", "20", *SMALL, *given, "--out", "r"]) == 0
-    rule = json.loads((here / "r" / "config.json").read_text())["train"]["rule"]
-    assert (rule["epsilon"], rule["relative_epsilon"]) == (epsilon, relative)
-    assert (rule["data_change"] is None) == (relative is None)
+    cfg = json.loads((here / "r" / "config.json").read_text())
+    train, _ = split(task_data(task, 20, 0, cache_dir=here / "data")["x"])
+    expected = epsilon if relative is None else relative * mean_square_change(train)
+    assert cfg["segments"]["threshold"] == pytest.approx(expected, rel=1e-6)
+    assert cfg["train"]["epsilon"] == epsilon
+    assert cfg["train"]["relative_epsilon"] == (None if relative == DEFAULT_RELATIVE_EPSILON else relative)
 
 
 def test_train_gives_the_same_weights_for_the_same_seed_in_any_process(here):

@@ -160,8 +160,8 @@ def test_citation_names_this_version(page):
 
 
 def test_defaults_table_matches_the_code():
-    from pcnode import ModelConfig, SkipRule, TrainConfig
-    classes = {"TrainConfig": TrainConfig, "SkipRule": SkipRule, "ModelConfig": ModelConfig}
+    from pcnode import ModelConfig, SegmentRule, TrainConfig
+    classes = {"TrainConfig": TrainConfig, "SegmentRule": SegmentRule, "ModelConfig": ModelConfig}
     rows = re.findall(r"^\| `(\w+)\.(\w+)` \| `([^`]*)` \|", (DOCS / "training.md").read_text(), re.M)
     assert len(rows) >= 20
     for cls, field, shown in rows:

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from pcnode import PCODE, ModelConfig, TrainConfig, build_model, fit, rollout, teacher_forcing
-from pcnode import plan as pl
+from pcnode import planning as pl
 from pcnode.cli import main
 from pcnode.data import Trajectories, save_npz
 from pcnode.errors import DataError
-from pcnode.experiments.planning import trace
-from pcnode.forcing import SkipRule
+from pcnode.planning.job import trace
 from pcnode.series import forecast, from_arrays, from_csv, from_npz, to_csv, to_npz
 from pcnode.series.windows import Scaling
 from pcnode.tasks import BALL_RADIUS, billiards
@@ -36,7 +35,7 @@ class Integrator(PCODE):
     def along(self, seg, span):
         return seg[..., 1:2] * span
 
-    def next_dt(self, h):
+    def dt_raw(self, h):
         return h.new_full((h.shape[0], 1), 5.0)
 
 
@@ -100,7 +99,7 @@ def test_a_state_that_reacts_to_a_step_in_its_input_is_learned_with_an_update_at
     cfg = TrainConfig(steps=80, batch_size=32, lr=3e-3, eval_every=80, checkpoint_every=80, eval_size=8)
     fit(model, Trajectories(x, u=u), cfg)
     # Teacher forcing updates at every step, as a rollout does.
-    losses = teacher_forcing(model, Trajectories(x[:16], u=u[:16]), SkipRule())
+    losses = teacher_forcing(model, Trajectories(x[:16], u=u[:16]))  # the rule `fit` resolved
     steps = (u[:16, 1:, 0] != u[:16, :-1, 0]).nonzero()
     assert losses.updated[steps[:, 0], steps[:, 1] + 1].all()
 
@@ -140,7 +139,7 @@ class Billiards(PCODE):
         at = path[np.arange(len(rows)), lo] * (1 - w) + path[np.arange(len(rows)), lo + 1] * w
         return torch.from_numpy(at - path[:, 0]).to(seg.dtype).reshape(*seg.shape[:-1], 4)
 
-    def next_dt(self, h):
+    def dt_raw(self, h):
         return h.new_full((h.shape[0], 1), float(pl.HORIZON))
 
 
@@ -164,7 +163,7 @@ def test_plan_command_trains_models_that_read_the_action_from_one_frame(tmp_path
                  "--train-n", "50", "--candidates", "8", "--rounds", "1", "--budgets", "--gifs", "0",
                  "--hidden", "16", "--actions-as-inputs"]) == 0
     run = json.loads((tmp_path / "out" / "pcode" / "config.json").read_text())
-    assert run["model"]["input_dim"] == pl.ACTION_INPUTS and run["train"]["rule"]["n_burn"] == 1
+    assert run["model"]["input_dim"] == pl.ACTION_INPUTS and run["segments"]["n_burn"] == 1
     results = json.loads((tmp_path / "out" / "plan_results.json").read_text())
     assert results["setup"]["actions_as_inputs"] == {"pcode": [True]}
 

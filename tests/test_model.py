@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from pcnode import ODERNN, PCODE, RNN, ModelConfig, SkipRule, build_model, teacher_forcing
+from pcnode import ODERNN, PCODE, RNN, ModelConfig, SegmentRule, TrainConfig, build_model, teacher_forcing
+from pcnode.segments import mean_square_change
 from pcnode.errors import ConfigError
 
 
@@ -36,12 +37,13 @@ def test_advance_takes_one_span_per_row():
 
 
 def test_dt_head_is_bounded_in_rollouts():
-    model = pcode(min_dt=1.0, max_dt=50.0)
+    model = pcode()
+    rule = model.rule.replace(min_dt=1.0, max_dt=50.0)
     with torch.no_grad():
         model.dt_head.bias.fill_(-1e4)
-        assert model.next_dt(torch.randn(4, 128)).min().item() == 1.0
+        assert rule.wait(model, torch.randn(4, 128)).min().item() == 1.0
         model.dt_head.bias.fill_(1e6)
-        assert model.next_dt(torch.randn(4, 128)).max().item() == 50.0
+        assert rule.wait(model, torch.randn(4, 128)).max().item() == 50.0
 
 
 def test_models_share_encoder_cell_decoder_and_differ_in_time():
@@ -100,9 +102,16 @@ def oracle():
     return Oracle(ModelConfig(state_dim=4, latent=8, aux_dims=2))
 
 
+def forcing(model, seq, n_burn=4, epsilon=None, jump_prob=0.0):
+    """Teacher forcing with the threshold fixed on `seq` itself (relative by default)."""
+    rule = SegmentRule.resolve(SegmentRule(n_burn=n_burn), mean_square_change(seq, keep=model.scored_dims),
+                               epsilon=epsilon)
+    return teacher_forcing(model, seq, rule, TrainConfig(jump_prob=jump_prob))
+
+
 def test_skip_rule_skips_every_frame_of_linear_data_after_burn_in():
     seq = frames_with_velocity(torch.tensor([[0.1, 0.05]]).repeat(20, 1))
-    out = teacher_forcing(oracle(), seq, SkipRule(n_burn=4, jump_prob=0.0))
+    out = forcing(oracle(), seq)
     assert out.updated[0, :4].all()
     assert not out.updated[0, 4:].any()
     assert out.displacement.item() < 1e-12
@@ -114,20 +123,20 @@ def test_skip_rule_updates_at_a_kink():
     seq = frames_with_velocity(v)
     # One frame past the corner the straight segment is off by 0.1 in each position dim
     # (squared error 1e-2); a threshold below that ends the segment there.
-    out = teacher_forcing(oracle(), seq, SkipRule(n_burn=4, epsilon=3e-3, jump_prob=0.0))
+    out = forcing(oracle(), seq, epsilon=3e-3)
     assert out.updated[0].nonzero().flatten().tolist() == [0, 1, 2, 3, 10]
 
 
 def test_skip_rule_never_skips_during_burn_in():
     seq = frames_with_velocity(torch.tensor([[0.1, 0.05]]).repeat(12, 1))
-    out = teacher_forcing(oracle(), seq, SkipRule(n_burn=6, jump_prob=1.0))
+    out = forcing(oracle(), seq, n_burn=6, jump_prob=1.0)
     assert out.updated[0, :6].all() and not out.updated[0, 6:].any()
 
 
 def test_baselines_update_every_frame_and_have_no_dt_loss():
     seq = torch.rand(3, 12, 2)
     for kind in ("rnn", "odernn"):
-        out = teacher_forcing(build_model(ModelConfig(kind=kind, state_dim=2)), seq, SkipRule())
+        out = forcing(build_model(ModelConfig(kind=kind, state_dim=2)), seq, jump_prob=0.01)
         assert out.updated.all()
         assert out.dt.item() == 0 and out.zero_span.item() == 0
 
@@ -145,17 +154,17 @@ def test_losses_leave_out_auxiliary_dims():
     seq = torch.rand(4, 10, 3)
     noisy = seq.clone()
     noisy[..., 2] = torch.randn(4, 10) * 100
-    a = teacher_forcing(model, seq, SkipRule(jump_prob=0.0))
-    b = teacher_forcing(model, noisy, SkipRule(jump_prob=0.0))
+    a = forcing(model, seq)
+    b = forcing(model, noisy)
     assert torch.equal(a.total, b.total)
     model.config.aux_dims = 0
-    c = teacher_forcing(model, noisy, SkipRule(jump_prob=0.0))
+    c = forcing(model, noisy)
     assert c.displacement > 10 * a.displacement
 
 
 def test_teacher_forcing_trains_the_dt_head():
     model = pcode()
-    out = teacher_forcing(model, torch.rand(8, 16, 2), SkipRule(epsilon=10.0))
+    out = forcing(model, torch.rand(8, 16, 2), epsilon=10.0, jump_prob=0.01)
     out.total.backward()
     assert model.dt_head.weight.grad is not None and model.dt_head.weight.grad.abs().sum() > 0
 

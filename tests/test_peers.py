@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, fit, load_run, rollout, teacher_forcing
+from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, fit, load_run, rollout, teacher_forcing
+from pcnode.segments import mean_square_change
 from pcnode.cli import main
 from pcnode.errors import ConfigError
 from pcnode.experiments.reproduce import KINETIC_WEIGHT, ReproduceConfig, reproduce
@@ -35,7 +36,8 @@ def small(name, **kw):
 @pytest.mark.parametrize("name", MODELS)
 def test_teacher_forcing_trains_every_parameter(name):
     model = small(name)
-    losses = teacher_forcing(model, DATA[:8], SkipRule(field_penalty=MODELS[name][1]))
+    rule = SegmentRule.resolve(model.rule, mean_square_change(DATA[:8]))
+    losses = teacher_forcing(model, DATA[:8], rule, TrainConfig(field_penalty=MODELS[name][1]))
     assert losses.total.ndim == 0 and torch.isfinite(losses.total)
     losses.total.backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None and not n.startswith("dt_head")]
@@ -71,13 +73,13 @@ def test_each_trajectory_runs_on_its_own_clock(name):
 def test_checkpoint_round_trip_reproduces_rollouts_exactly(tmp_path, name):
     model = small(name)
     cfg = TrainConfig(steps=2, batch_size=8, eval_every=2, checkpoint_every=2, eval_size=8,
-                      rule=SkipRule(field_penalty=MODELS[name][1]))
+                      field_penalty=MODELS[name][1])
     fit(model, DATA[:32], cfg, test=DATA[32:], run_dir=tmp_path / "run", data={"note": "test"})
     loaded, saved = load_run(tmp_path / "run")
     model.eval()
     assert torch.equal(rollout(model, DATA[32:, :4], 11).frames(), rollout(loaded, DATA[32:, :4], 11).frames())
     assert saved["model"]["solver"] == model.config.solver
-    assert saved["train"]["rule"]["field_penalty"] == MODELS[name][1]
+    assert saved["train"]["field_penalty"] == MODELS[name][1]
 
 
 def test_torchode_takes_fewer_steps_where_the_field_is_flat_within_one_batch():
@@ -107,7 +109,7 @@ def test_the_field_penalty_shrinks_the_regulariser():
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(30):
             opt.zero_grad()
-            teacher_forcing(model, DATA[:16], SkipRule(field_penalty=penalty)).total.backward()
+            teacher_forcing(model, DATA[:16], config=TrainConfig(field_penalty=penalty)).total.backward()
             opt.step()
         torch.manual_seed(0)
         return model.field.regulariser((torch.randn(256, 16) * 0.5).requires_grad_()).mean().item()
@@ -132,7 +134,7 @@ def test_the_command_line_trains_a_cfc_and_a_regularised_torchode_odernn(tmp_pat
                  "--field-penalty", "0.001", "--steps", "2", "--batch-size", "8", "--eval-every", "2",
                  "--eval-size", "4", "--hidden", "16", "--latent", "16", "--out", str(tmp_path / "ode")]) == 0
     saved = json.loads((tmp_path / "ode" / "config.json").read_text())
-    assert saved["model"]["solver"] == "torchode-tsit5" and saved["train"]["rule"]["field_penalty"] == 0.001
+    assert saved["model"]["solver"] == "torchode-tsit5" and saved["train"]["field_penalty"] == 0.001
     assert main(["train", "--task", "lines", "--model", "odernn", "--solver", "rk5", "--steps", "1",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "unknown ODE solver 'rk5'" in capsys.readouterr().err
@@ -150,7 +152,7 @@ def test_reproduce_runs_the_peers_beside_the_paper_models(tmp_path):
     assert float(rows["odernn-kinetic"]["solver_steps"]) >= float(rows["odernn-kinetic"]["updates"])
     assert rows["cfc"]["solver_steps"] == "nan"
     saved = json.loads((out / "runs" / "lines-odernn-kinetic" / "config.json").read_text())
-    assert saved["train"]["rule"]["field_penalty"] == KINETIC_WEIGHT
+    assert saved["train"]["field_penalty"] == KINETIC_WEIGHT
     assert saved["model"]["solver"] == "torchode-dopri5"
     assert "ODE-RNN, torchode dopri5, regularised" in (out / "results.md").read_text()
     with pytest.raises(ConfigError, match="unknown or no models"):

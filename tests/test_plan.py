@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from pcnode import PCODE, RNN, ModelConfig, rollout
-from pcnode import plan as pl
+from pcnode import planning as pl
 from pcnode.tasks import billiards
 from pcnode.cli import main
-from pcnode.experiments.planning import planner_colors
+from pcnode.planning.job import planner_colors
 
 torch.set_num_threads(1)
 
@@ -175,7 +175,7 @@ def test_plan_command_writes_each_planners_results(tmp_path, monkeypatch):
     run = json.loads((tmp_path / "out" / "rnn" / "config.json").read_text())
     assert run["model"]["hidden"] == run["model"]["latent"] == 32 and run["train"]["decay_every"] == 5
     pcode = json.loads((tmp_path / "out" / "pcode" / "config.json").read_text())
-    assert pcode["train"]["rule"]["epsilon"] == pl.SKIP_EPSILON
+    assert pcode["train"]["epsilon"] == pcode["segments"]["threshold"] == pl.SKIP_EPSILON
     planners = json.loads((tmp_path / "out" / "plan_results.json").read_text())["planners"]
     assert set(planners) == {"simulator", "pcode", "rnn", "random"}
     for s in planners.values():

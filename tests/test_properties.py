@@ -20,9 +20,12 @@ FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChec
 spans = st.floats(0.0, 50.0, allow_nan=False)
 
 
-def pcode64(seed=0, **kw):
+def pcode64(seed=0, **bounds):
+    """A small float64 PC-ODE whose segment rule bounds its jumps by `bounds` (min_dt, max_dt)."""
     torch.manual_seed(seed)
-    return PCODE(ModelConfig(state_dim=2, hidden=16, latent=16, **kw)).double().eval()
+    model = PCODE(ModelConfig(state_dim=2, hidden=16, latent=16)).double().eval()
+    model.rule = model.rule.replace(**bounds)
+    return model
 
 
 @FEW

@@ -9,8 +9,10 @@ from PIL import Image
 import pcnode.experiments.reproduce as rp
 from pcnode.cli import main
 from pcnode.errors import ConfigError
-from pcnode.forcing import DEFAULT_RELATIVE_EPSILON
-from pcnode.experiments.reproduce import FixedDt, ReproduceConfig, Target, reproduce, target_status
+from pcnode.experiments.paper import Target, target_status
+from pcnode.experiments.reproduce import FixedDt, ReproduceConfig, reproduce
+from pcnode.data import split, task_data
+from pcnode.segments import DEFAULT_RELATIVE_EPSILON, mean_square_change
 from pcnode.model import ModelConfig, PCODE
 from pcnode.rollout import rollout
 
@@ -23,9 +25,9 @@ def counted(calls, config, out):
     """`reproduce(config, out)`, noting each training it starts in `calls`: (task, model, resumed)."""
     real = rp.fit_with_bar
 
-    def counting(model, train, test, cfg, run, spec, resume=False, label=None):
+    def counting(model, train, test, cfg, run, spec, resume=False, label=None, **rest):
         calls.append((spec["task"], model.config.kind, resume))
-        return real(model, train, test, cfg, run, spec, resume=resume, label=label)
+        return real(model, train, test, cfg, run, spec, resume=resume, label=label, **rest)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(rp, "fit_with_bar", counting)
         return reproduce(config, out, data_dir=None)
@@ -117,7 +119,9 @@ def test_cli_reports_a_bad_budget_in_one_line(capsys, tmp_path):
 
 def test_every_task_skips_with_the_default_threshold_relative_to_its_frames(tiny):
     cfg = json.loads((tiny[0] / "runs" / "pixel_billiards2d-pcode" / "config.json").read_text())
-    rule = cfg["train"]["rule"]
-    assert rule["epsilon"] is None and rule["relative_epsilon"] == DEFAULT_RELATIVE_EPSILON and rule["data_change"] > 0
-    threshold = f"pixel_billiards2d {DEFAULT_RELATIVE_EPSILON * rule['data_change']:.3g}"
+    assert cfg["train"]["epsilon"] is None and cfg["train"]["relative_epsilon"] is None  # the default...
+    train, _ = split(task_data("pixel_billiards2d", 20, 0)["x"], 0.1)
+    expected = DEFAULT_RELATIVE_EPSILON * mean_square_change(train)  # ...relative to the training frames
+    assert cfg["segments"]["threshold"] == pytest.approx(expected, rel=1e-6)
+    threshold = f"pixel_billiards2d {expected:.3g}"
     assert threshold in (tiny[0] / "results.md").read_text()

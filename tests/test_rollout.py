@@ -21,7 +21,7 @@ class DtFromData(PCODE):
     def along(self, seg, span):
         return torch.zeros(*seg.shape[:-1], 2)
 
-    def next_dt(self, h):
+    def dt_raw(self, h):
         return h[:, :1]
 
 
@@ -138,7 +138,8 @@ def test_bad_rollout_input_is_refused(x, horizon, error):
 
 
 def test_a_runaway_rollout_stops_with_a_warning():
-    model = PCODE(ModelConfig(state_dim=2, min_dt=0.01))
+    model = PCODE(ModelConfig(state_dim=2))
+    model.rule = model.rule.replace(min_dt=0.01)
     with torch.no_grad():
         model.dt_head.bias.fill_(-1e4)
     with pytest.warns(RuntimeWarning, match="stopped after 5 updates"):

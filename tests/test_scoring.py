@@ -29,7 +29,7 @@ class Quadratic(PCODE):
         span = torch.as_tensor(span, dtype=seg.dtype)
         return (span ** 2 * self.C).expand(*seg.shape[:-1], self.config.state_dim).clone()
 
-    def next_dt(self, h):
+    def dt_raw(self, h):
         return h.new_full((h.shape[0], 1), 2.5)
 
 

@@ -7,9 +7,10 @@ must agree with it in losses, update decisions and gradients.
 import pytest
 import torch
 
-from pcnode import ModelConfig, SkipRule, build_model, teacher_forcing
+from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, teacher_forcing
 from pcnode.data import Trajectories
 from pcnode.forcing import reference_forcing
+from pcnode.segments import mean_square_change
 
 
 CASES = {
@@ -48,23 +49,25 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     feed = settings.pop("feed_predictions", 0.0)
     events = settings.pop("event_threshold", None)
     epsilon = settings.pop("epsilon", 2e-4)
+    inputs = SegmentRule(input_threshold=settings.pop("input_threshold", 0.0))
     model = build_model(ModelConfig(state_dim=3, hidden=32, latent=32, **settings)).double().to(device)
     # 12 rows, not 16 (half the latent): a (B,) tensor mistaken for (B, 1) would then fail to broadcast.
     seq = torch.cumsum(torch.rand(12, 14, 3, dtype=torch.float64) * 0.05, 1).to(device)
     times = torch.cumsum(torch.rand(12, 14, dtype=torch.float64) + 0.5, 1).to(device) if irregular else None
     mask = torch.ones(12, 13, dtype=torch.bool, device=device)
     mask[:4, 9:] = False  # four shorter sequences
-    rule = SkipRule(epsilon=epsilon, jump_prob=0.1, feed_predictions=feed, event_threshold=events)
+    rule = SegmentRule.resolve(inputs, mean_square_change(seq, mask), epsilon=epsilon, events=events)
+    config = TrainConfig(jump_prob=0.1, feed_predictions=feed)
     u = stepped_inputs(12, 14, model.config.input_dim, device) if model.config.input_dim else None
 
     torch.manual_seed(1)
     batch = Trajectories(seq, times, mask, u)
-    fast = teacher_forcing(model, batch, rule)
+    fast = teacher_forcing(model, batch, rule, config)
     fast.total.backward()
     fast_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     torch.manual_seed(1)
-    ref = reference_forcing(model, batch, rule)
+    ref = reference_forcing(model, batch, rule, config)
     ref.total.backward()
 
     assert torch.equal(fast.updated, ref.updated)
@@ -73,14 +76,13 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     if events is not None:
         # Some updates come from the data leaving its straight line alone: rerun without the option.
         torch.manual_seed(1)
-        blind = reference_forcing(model, batch, SkipRule(epsilon=epsilon, jump_prob=0.1, feed_predictions=feed))
+        blind = reference_forcing(model, batch, rule.replace(event_threshold=None), config)
         assert (ref.updated & ~blind.updated).any(), "the case should have updates that only the event line causes"
         assert not (blind.updated & ~ref.updated)[:, :5].any()
     if model.jumpy and u is not None:
         # Some updates come from input events alone: rerun with no change counting as an event.
-        model.config.input_threshold = 1e9
         torch.manual_seed(1)
-        deaf = reference_forcing(model, batch, rule)
+        deaf = reference_forcing(model, batch, rule.replace(input_threshold=1e9), config)
         assert (ref.updated & ~deaf.updated).any(), "the case should have updates forced by inputs"
     for name in ("displacement", "zero_span", "dt", "total"):
         assert torch.allclose(getattr(fast, name), getattr(ref, name), rtol=1e-10), name
@@ -95,14 +97,14 @@ def test_fast_teacher_forcing_matches_the_reference_when_no_row_or_every_row_ski
     torch.manual_seed(0)
     model = build_model(ModelConfig(state_dim=3, hidden=32, latent=32)).double()
     seq = torch.cumsum(torch.rand(12, 10, 3, dtype=torch.float64) * 0.05, 1)
-    rule = SkipRule(epsilon=epsilon, jump_prob=jump_prob, feed_predictions=feed)
+    rule, config = SegmentRule(threshold=epsilon), TrainConfig(jump_prob=jump_prob, feed_predictions=feed)
     torch.manual_seed(1)
-    fast = teacher_forcing(model, seq, rule)
+    fast = teacher_forcing(model, seq, rule, config)
     fast.total.backward()
     fast_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     torch.manual_seed(1)
-    ref = reference_forcing(model, seq, rule)
+    ref = reference_forcing(model, seq, rule, config)
     ref.total.backward()
     assert torch.equal(fast.updated, ref.updated)
     assert ref.updated[:, 4:].all() if epsilon == 0 else not ref.updated[:, 4:].any()
@@ -115,7 +117,7 @@ def test_a_conv_pcode_trains_through_frames_where_every_row_skips():
     torch.manual_seed(0)
     model = build_model(ModelConfig(state_dim=64, encoder="conv", image_size=8, hidden=16, latent=16)).double()
     seq = torch.rand(3, 8, 64, dtype=torch.float64)
-    rule = SkipRule(epsilon=1e9, jump_prob=0.0)
-    fast, ref = teacher_forcing(model, seq, rule), reference_forcing(model, seq, rule)
+    rule, config = SegmentRule(threshold=1e9), TrainConfig(jump_prob=0.0)
+    fast, ref = teacher_forcing(model, seq, rule, config), reference_forcing(model, seq, rule, config)
     assert not fast.updated[:, 4:].any()
     assert torch.allclose(fast.total, ref.total, rtol=1e-10)

@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit, load_run, rollout
+from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, evaluate, fit, load_run, rollout
 from pcnode.checkpoint import load_tensors
 from pcnode.forcing import Objective
 from pcnode.errors import CheckpointError, ConfigError, DataError
-from pcnode.forcing import DEFAULT_RELATIVE_EPSILON
-from pcnode.train import read_metrics
+from pcnode.checkpoint import read_metrics
+from pcnode.segments import DEFAULT_RELATIVE_EPSILON, mean_square_change
 
 torch.set_num_threads(1)
 
@@ -36,10 +36,12 @@ def test_checkpoint_round_trip_reproduces_outputs_exactly(tmp_path, kind, device
 
 
 def test_every_run_writes_its_full_config(tmp_path):
-    small_run(tmp_path)
+    _, data, _ = small_run(tmp_path)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert cfg["train"]["seed"] == 0 and cfg["train"]["rule"]["relative_epsilon"] == DEFAULT_RELATIVE_EPSILON
-    assert cfg["train"]["rule"]["data_change"] > 0  # measured on the training data, kept with the run
+    assert cfg["train"]["seed"] == 0 and cfg["train"]["relative_epsilon"] is None  # the default applied...
+    # ...to the change measured on the training data, fixed in the data's units and kept with the run
+    assert cfg["segments"]["threshold"] == pytest.approx(DEFAULT_RELATIVE_EPSILON * mean_square_change(data[:32]))
+    assert cfg["segments"]["n_burn"] == 4 and cfg["segments"]["jumps"] is True
     assert cfg["model"]["time_constant"] == 0.2
 
 
@@ -90,7 +92,7 @@ def test_a_run_written_before_a_setting_existed_resumes_with_its_default(tmp_pat
     small_run(tmp_path, steps=3)
     path = tmp_path / "run" / "config.json"
     cfg = json.loads(path.read_text())
-    del cfg["train"]["rule"]["feed_predictions"], cfg["train"]["precision"], cfg["model"]["max_dt"]
+    del cfg["train"]["feed_predictions"], cfg["train"]["precision"], cfg["segments"]["max_dt"]
     path.write_text(json.dumps(cfg))
     torch.manual_seed(0)
     model = build_model(ModelConfig(kind="pcode", state_dim=2, hidden=16, latent=16))
@@ -98,8 +100,7 @@ def test_a_run_written_before_a_setting_existed_resumes_with_its_default(tmp_pat
     cfg = TrainConfig(steps=6, batch_size=8, eval_every=3, checkpoint_every=3, eval_size=8)
     fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run", resume=True, data={"note": "test"})
     # A setting that differs from the default the old run used is still a different run.
-    cfg = TrainConfig(steps=9, batch_size=8, eval_every=3, checkpoint_every=3, eval_size=8,
-                      rule=SkipRule(feed_predictions=0.5))
+    cfg = TrainConfig(steps=9, batch_size=8, eval_every=3, checkpoint_every=3, eval_size=8, feed_predictions=0.5)
     with pytest.raises(CheckpointError, match="different config"):
         fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run", resume=True, data={"note": "test"})
 
@@ -156,14 +157,15 @@ def test_bfloat16_autocast_trains_with_float32_weights(tmp_path, kind, device):
 
 
 def test_bfloat16_losses_are_close_to_float32(device):
-    from pcnode import SkipRule, teacher_forcing
+    from pcnode import teacher_forcing
     torch.manual_seed(0)
     model = build_model(ModelConfig(kind="pcode", state_dim=2)).to(device)
     seq = torch.cumsum(torch.rand(64, 20, 2) * 0.1, 1).to(device)
-    rule = SkipRule(epsilon=0.0, jump_prob=0.0)  # the same decisions in both precisions
-    full = teacher_forcing(model, seq, rule)
+    # The same decisions in both precisions:
+    rule, config = SegmentRule(threshold=0.0), TrainConfig(jump_prob=0.0)
+    full = teacher_forcing(model, seq, rule, config)
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-        half = teacher_forcing(model, seq, rule)
+        half = teacher_forcing(model, seq, rule, config)
     assert half.total.dtype == torch.float32
     assert torch.allclose(half.total, full.total, rtol=0.05)
 
@@ -177,8 +179,8 @@ def test_a_validation_split_is_held_out_of_training_and_keeps_the_best_weights(t
                       lr=0.05)
     largest = []
     forward = Objective.forward
-    monkeypatch.setattr(Objective, "forward", lambda self, batch, rule: (largest.append(batch.x.max().item()),
-                                                                         forward(self, batch, rule))[1])
+    monkeypatch.setattr(Objective, "forward", lambda self, batch, *rest: (largest.append(batch.x.max().item()),
+                                                                          forward(self, batch, *rest))[1])
     history = fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run")
     assert len(largest) == 9 and max(largest) < 100, "a held-out trajectory was trained on"
     val = [r["val_mse"] for r in history]
@@ -186,7 +188,7 @@ def test_a_validation_split_is_held_out_of_training_and_keeps_the_best_weights(t
     tensors, meta = load_tensors(tmp_path / "run" / "best.safetensors")
     assert int(meta["step"]) == history[val.index(min(val))]["step"] and float(meta["val_mse"]) == min(val)
     best, _ = load_run(tmp_path / "run", weights="best")
-    assert evaluate(best, data[24:32], n_burn=4)["mse"] == pytest.approx(min(val), rel=1e-5)
+    assert evaluate(best, data[24:32])["mse"] == pytest.approx(min(val), rel=1e-5)
 
 
 def test_a_run_without_a_validation_split_has_no_best_weights(tmp_path):

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 import pcnode.forcing
-from pcnode import ModelConfig, SkipRule, TrainConfig, build_model, evaluate, fit, rollout, teacher_forcing
+from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, evaluate, fit, rollout, teacher_forcing
 from pcnode.cli import main
 from pcnode.data import Trajectories
 from pcnode.errors import DataError
+from pcnode.segments import mean_square_change
 from pcnode.series import (Scaling, cut, forecast, from_arrays, from_csv, from_npz, jena_climate, to_csv,
                            to_npz)
 
@@ -69,9 +70,9 @@ def test_fit_hands_the_real_times_and_masks_to_teacher_forcing(monkeypatch):
     seen = []
     model = tiny_model()
 
-    def spy(model, batch, rule):
+    def spy(model, batch, *settings):
         seen.append((batch.t, batch.mask))
-        return teacher_forcing(model, batch, rule)
+        return teacher_forcing(model, batch, *settings)
     monkeypatch.setattr(pcnode.forcing, "teacher_forcing", spy)
     w = cut(ragged(), Scaling.fit(ragged()))
     fit(model, w, TrainConfig(steps=2, batch_size=2, eval_every=2))
@@ -133,10 +134,10 @@ def test_padded_frames_do_not_reach_the_loss():
     assert not w.mask[0, 6:].any()  # the 7-reading series is padded to 12
     garbage = w.x.clone()
     garbage[0, 7:] = 1e3
-    rule = SkipRule(jump_prob=0.0)
+    rule, config = SegmentRule.resolve(SegmentRule(), mean_square_change(w.x, w.mask)), TrainConfig(jump_prob=0.0)
     model = tiny_model()
-    a = teacher_forcing(model, w, rule)
-    b = teacher_forcing(model, Trajectories(garbage, w.t, w.mask), rule)
+    a = teacher_forcing(model, w, rule, config)
+    b = teacher_forcing(model, Trajectories(garbage, w.t, w.mask), rule, config)
     assert a.displacement == b.displacement and a.zero_span == b.zero_span
     assert a.displacement < 1e2
 

@@ -20,11 +20,11 @@ from .. import checkpoint as ckpt
 from .. import pretrained
 from ..data import DATA_DIR, split, task_data
 from ..evaluate import evaluate, event_recall
-from ..forcing import SkipRule
 from ..model import MODEL_NAMES, ModelConfig, build_model
 from ..rollout import rollout
 from ..tasks import collisions
-from ..train import TrainConfig, load_run
+from ..checkpoint import load_run
+from ..config import TrainConfig
 from .figures import draw_rollouts, plot_curves
 from .progress import fit_with_bar
 
@@ -55,14 +55,14 @@ def _shipped_billiards(out: Path, trajectories: int | None) -> tuple[list[dict],
     for kind, name in SHIPPED.items():
         models[kind], cfg = load_run(pretrained.folder(name))
     data = cfg["data"]
-    n_burn = cfg["train"]["rule"]["n_burn"]
+    n_burn = models["pcode"].rule.n_burn
     _, test = split(task_data(data["task"], data["n"], data["seed"], cache_dir=DATA_DIR)["x"],
                     data["test_fraction"])
     events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
     test, events = test[:trajectories], events[:trajectories]
     rows, recall = [], {}
     for kind, model in models.items():
-        m = evaluate(model, test, n_burn=n_burn)
+        m = evaluate(model, test)
         recall[kind] = event_recall(rollout(model, test[:, :n_burn], horizon=test.shape[1] - 1), events)
         rows.append({"model": kind, **m, "event_recall": recall[kind]})
     hold = (test[:, n_burn:] - test[:, n_burn - 1:n_burn]).pow(2).mean().item()
@@ -77,7 +77,7 @@ def _learn_lines(out: Path, seed: int, steps: int) -> dict:
     """Train a PC-ODE on Lines from scratch into out/lines; draw its rollouts and curves."""
     train, test = split(task_data("lines", 2000, seed, cache_dir=DATA_DIR)["x"])
     cfg = TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_size=200, checkpoint_every=steps,
-                      seed=seed, rule=SkipRule())
+                      seed=seed)
     model = build_model(ModelConfig(kind="pcode", state_dim=2), seed=seed)
     run = out / "lines"
     spec = {"task": "lines", "n": 2000, "seed": seed, "test_fraction": 0.1}
@@ -85,8 +85,8 @@ def _learn_lines(out: Path, seed: int, steps: int) -> dict:
                            label="train a PC-ODE on Lines")
     model.eval()
     plot_curves(out / "curves.png", {"pcode": history})
-    draw_rollouts(out, {"pcode": model}, test[:3], cfg.rule.n_burn, box=False, name="lines", gif_name=None)
-    m = evaluate(model, test, n_burn=cfg.rule.n_burn)
+    draw_rollouts(out, {"pcode": model}, test[:3], model.rule.n_burn, box=False, name="lines", gif_name=None)
+    m = evaluate(model, test)
     return {"steps": steps, "first": history[0], "last": history[-1], "mse": m["mse"], "updates": m["updates"],
             "train_s": history[-1]["train_s"], "frames": test.shape[1]}
 

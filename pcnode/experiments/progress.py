@@ -7,11 +7,14 @@ from tqdm import tqdm
 
 from ..data import Trajectories
 from ..model import SequenceModel
-from ..train import TrainConfig, fit
+from ..config import TrainConfig
+from ..segments import SegmentRule
+from ..train import fit
 
 
 def fit_with_bar(model: SequenceModel, train: Trajectories, test: Trajectories | None, config: TrainConfig,
-                 run_dir: Path, data: dict, resume: bool = False, label: str | None = None) -> list[dict]:
+                 run_dir: Path, data: dict, rule: SegmentRule | None = None, resume: bool = False,
+                 label: str | None = None) -> list[dict]:
     """`pcnode.fit` into `run_dir`, with a bar showing the loss and the training rule's mean dt."""
     bar = None
 
@@ -26,7 +29,8 @@ def fit_with_bar(model: SequenceModel, train: Trajectories, test: Trajectories |
             bar.refresh()
 
     try:
-        return fit(model, train, config, test=test, run_dir=run_dir, resume=resume, data=data, on_step=on_step)
+        return fit(model, train, config, rule=rule, test=test, run_dir=run_dir, resume=resume, data=data,
+                   on_step=on_step)
     finally:
         if bar is not None:
             bar.close()

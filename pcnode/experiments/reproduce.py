@@ -1,8 +1,5 @@
 """The paper's experiments in one call: every model on every task, scored, drawn, reported.
 
-(Over 400 lines: the budgets, the published figures and targets, the runs, their
-figures and the report that sets them side by side belong to one experiment.)
-
 `reproduce` trains each (task, model) pair into its own run folder,
 `OUT/runs/TASK-MODEL`, where MODEL is one of the paper's three (the default) or a peer
 a user might pick instead (`VARIANTS`), evaluates it on the held-out trajectories the way the authors
@@ -12,7 +9,7 @@ do (`pcnode.evaluate`), and writes into `OUT`:
                               rollout (and the RNN's over the model's), ODE-RNN NFE
                               and accepted solver steps,
                               training and rollout wall time; published figures and
-                              the small-budget targets beside ours
+                              the small-budget targets beside ours (`paper`)
     ablation.csv              the trained PC-ODE forced to constant dt values
     figures/                  Lines/Circles panels, training curves, the constant-dt
                               ablation, billiards read at 4x the frame rate, pixel strips
@@ -36,14 +33,17 @@ import torch
 from torch import Tensor
 
 from .. import checkpoint as ckpt
+from ..checkpoint import comparable, load_run, read_metrics, run_config
+from ..config import TrainConfig
 from ..data import DATA_DIR, split, task_data
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import evaluate, event_recall
-from ..forcing import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SkipRule
+from ..forcing import forced_mean_dt
 from ..model import MODEL_NAMES, PAPER_MODELS, PCODE, ModelConfig, SequenceModel, build_model
 from ..rollout import rollout
+from ..segments import SegmentRule, mean_square_change
 from ..tasks import TASKS, collisions
-from ..train import TrainConfig, _comparable, load_run, read_metrics, run_config
+from .paper import results_markdown
 from .figures import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series, pixel_gif, rollout_gif
 from .progress import fit_with_bar
 
@@ -92,11 +92,8 @@ class TaskPlan:
 
 
 # The small budget fits all 18 trainings in under an hour on a 2-core CPU with one
-# thread. Lines trains at the authors' batch and rate schedule: at batch 64, or with
-# the rate decayed 8 times, its MSE stayed at 1.5e-4 and 3.6e-3.
-# Measured seconds per step at batch 64 (PC-ODE / RNN / ODE-RNN): Lines
-# 0.06/0.03/0.08, Circles 0.06/0.04/0.11, Billiards2D 0.10/0.07/0.18, PixelBilliards2D
-# 0.37/0.11/0.23 with the MLP (the conv encoder took 2.4/0.66/0.67, hence the MLP).
+# thread; Lines keeps the authors' batch and rate schedule, and pixels the MLP encoder
+# (why: docs/performance.md, "Choices in the code").
 SMALL = {
     "lines": TaskPlan(n=2000, steps=300, batch_size=256, decay_every=1000),
     "circles": TaskPlan(n=2000, steps=1500, batch_size=64),
@@ -107,45 +104,7 @@ SMALL = {
 }
 PAPER = TaskPlan(n=10_000, steps=25_000, batch_size=256)
 
-# Read off the figures of the paper (Greydanus, Lee & Fern 2021, arXiv:2106.06621), scored by the
-# authors' protocol (`evaluate(..., protocol="authors")`).
-PUBLISHED = {
-    ("lines", "pcode"): {"mse": 3e-7, "mean_dt": 20.0},
-    ("circles", "pcode"): {"mse": 5e-4, "mean_dt": 17.0},
-    ("circles", "rnn"): {"mse": 4.5e-4},
-    ("pixel_billiards2d", "pcode"): {"mse": 3.7e-2, "mean_dt": 3.2},
-    ("pixel_billiards2d", "rnn"): {"mse": 6.5e-2},
-}
-
 ABLATION_DTS = (1.0, 2.0, 4.0, 8.0, 16.0)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A PC-ODE figure the small budget must reach: `metric` at least (or at most) `bound`.
-
-    `mse_vs_rnn` is the PC-ODE's test MSE over the RNN's on the same data.
-    """
-
-    task: str
-    metric: str
-    bound: float
-    at_least: bool
-
-    def describe(self) -> str:
-        what = {"mean_dt": "mean dt", "mse": "test MSE", "mse_vs_rnn": "MSE / RNN MSE"}[self.metric]
-        return f"{what} {'>=' if self.at_least else '<='} {self.bound:g}"
-
-
-TARGETS = (
-    Target("lines", "mean_dt", 15.0, True),
-    Target("lines", "mse", 1e-4, False),
-    Target("circles", "mean_dt", 8.0, True),
-    Target("billiards2d", "mean_dt", 2.5, True),
-    Target("billiards2d", "mse_vs_rnn", 1.2, False),
-    Target("pixel_billiards2d", "mean_dt", 2.5, True),
-    Target("pixel_billiards2d", "mse_vs_rnn", 1.2, False),
-)
 
 
 @dataclass
@@ -189,19 +148,19 @@ class ReproduceConfig:
         decays = 25 if self.budget == "paper" else 8
         return TrainConfig(steps=p.steps, batch_size=p.batch_size, decay_every=p.decay_every or max(1, p.steps // decays),
                            eval_every=max(1, p.steps // 10), eval_size=256, checkpoint_every=max(1, p.steps // 10),
-                           seed=self.seed, device=self.device, rule=SkipRule())
+                           seed=self.seed, device=self.device)
 
 
 class FixedDt(PCODE):
     """A trained PC-ODE forced to update every `dt` frames: the constant-dt ablation."""
 
     def __init__(self, trained: PCODE, dt: float):
-        c = trained.config
-        super().__init__(dataclasses.replace(c, min_dt=min(dt, c.min_dt), max_dt=max(dt, c.max_dt)))
+        super().__init__(trained.config)
         self.load_state_dict(trained.state_dict())
+        self.rule = trained.rule.replace(min_dt=min(dt, trained.rule.min_dt), max_dt=max(dt, trained.rule.max_dt))
         self.dt = dt
 
-    def next_dt(self, h: Tensor) -> Tensor:
+    def dt_raw(self, h: Tensor) -> Tensor:
         return h.new_full((h.shape[0], 1), self.dt)
 
 
@@ -231,26 +190,27 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
         x_train, x_test = split(arrays["x"], 0.1)
         spec = {"task": task, "n": plan.n, "seed": config.seed, "test_fraction": 0.1}
         models, curves = {}, {}
-        threshold = config.train_config(task).rule.for_data(x_train).threshold  # in the data's units
+        change = mean_square_change(x_train)
         for mi, kind in enumerate(config.models):
             label = f"[{ti * len(config.models) + mi + 1}/{total}] {task} {kind}"
             run = out / "runs" / f"{task}-{kind}"
             model, metrics = _train_and_score(kind, x_train, x_test, config.train_config(task), run, spec, label)
             models[kind] = model
             curves[kind] = read_metrics(run / ckpt.METRICS)
-            rows.append({"task": task, "model": kind, "n_train": len(x_train), "n_test": len(x_test),
-                         "steps": plan.steps, "batch_size": plan.batch_size,
+            threshold = SegmentRule.resolve(models[kind].rule, change).threshold  # in the data's units
+            rows.append({"task": task, "model": kind, "label": VARIANTS[kind].label, "n_train": len(x_train),
+                         "n_test": len(x_test), "steps": plan.steps, "batch_size": plan.batch_size,
                          "epsilon": threshold if kind == "pcode" else math.nan, **metrics})
         plot_curves(out / "figures" / f"curves_{task}.png", curves)
-        _draw_task(out, task, models, x_test, SkipRule().n_burn)
+        _draw_task(out, task, models, x_test)
         if "pcode" in models:
-            ablation += _ablation(task, models["pcode"], x_test, SkipRule().n_burn)
+            ablation += _ablation(task, models["pcode"], x_test)
     _ratios(rows)
     _write_csv(out / "results.csv", rows)
     _write_csv(out / "ablation.csv", ablation)
     if ablation:
         plot_ablation(out / "figures" / "ablation_constant_dt.png", ablation, rows)
-    ckpt.write_text(out / "results.md", results_markdown(config, rows, ablation))
+    ckpt.write_text(out / "results.md", results_markdown(config.budget, config.device, config.seed, rows, ablation))
     return out
 
 
@@ -258,11 +218,10 @@ def _train_and_score(name: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConf
                      label: str) -> tuple[SequenceModel, dict]:
     """Train one pair unless its run folder is finished, then score it (scores are cached in eval.json)."""
     variant = VARIANTS[name]
-    rule = dataclasses.replace(tcfg.rule.for_data(x_train), field_penalty=variant.field_penalty)
-    tcfg = dataclasses.replace(tcfg, rule=rule)  # as the run stores it
+    tcfg = dataclasses.replace(tcfg, field_penalty=variant.field_penalty)
     kind = variant.kind
     model = build_model(ModelConfig(kind=kind, state_dim=x_train.shape[-1], solver=variant.solver), seed=tcfg.seed)
-    step = _saved_step(run, run_config(model, tcfg, spec))
+    step = _saved_step(run, run_config(model, tcfg, model.rule, spec))
     if step < tcfg.steps:
         if step == 0:
             # Cut short before its first checkpoint: nothing to resume, start afresh.
@@ -276,28 +235,28 @@ def _train_and_score(name: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConf
         if saved.get("step") == tcfg.steps and saved.get("trajectories") == len(x_test):
             return model, saved["metrics"]
     x_test = x_test.to(tcfg.device)
-    scores = evaluate(model, x_test, n_burn=tcfg.rule.n_burn)
-    theirs = evaluate(model, x_test, n_burn=tcfg.rule.n_burn, protocol="authors",
-                      rule=tcfg.rule)
+    scores = evaluate(model, x_test)
+    theirs = evaluate(model, x_test, protocol="authors")
     metrics = {
         "mse": scores["mse"], "mean_dt": scores["mean_dt"], "updates": scores["updates"],
-        "mse_authors": theirs["mse"], "mean_dt_authors": theirs["mean_dt"],
+        "mse_authors": theirs["mse"], "mean_dt_authors": forced_mean_dt(model, x_test, config=tcfg),
         "nfe": scores["nfe"] if kind == "odernn" else math.nan,
         "solver_steps": scores["solver_steps"] if kind == "odernn" else math.nan,
         "train_s": read_metrics(run / ckpt.METRICS)[-1]["train_s"],
         "rollout_s_per_1024": scores["rollout_s"] * 1024 / len(x_test),
-        **_events(spec, model, x_test, tcfg.rule.n_burn),
+        **_events(spec, model, x_test),
     }
     ckpt.write_json(cached, {"model": name, "trajectories": len(x_test), "step": tcfg.steps, "metrics": metrics})
     return model, metrics
 
 
-def _events(spec: dict, model: SequenceModel, x_test: Tensor, n_burn: int) -> dict:
+def _events(spec: dict, model: SequenceModel, x_test: Tensor) -> dict:
     """On the coordinate billiards tasks: collisions after the burn-in + 1 (the fewest updates
     that follow every collision) and the event recall (`pcnode.evaluate.event_recall`)."""
     if spec["task"] not in ("billiards1d", "billiards2d"):
         return {"collisions_plus_1": math.nan, "event_recall": math.nan}
     events = torch.as_tensor(collisions(spec["task"], spec["n"], spec["seed"]))[-len(x_test):].to(x_test.device)
+    n_burn = model.rule.n_burn
     ro = rollout(model, x_test[:, :n_burn], horizon=x_test.shape[1] - 1)
     return {"collisions_plus_1": (events[:, n_burn:].sum(1) + 1).double().mean().item(),
             "event_recall": event_recall(ro, events)}
@@ -308,7 +267,7 @@ def _saved_step(run: Path, cfg: dict) -> int:
     path = run / ckpt.CHECKPOINT
     if not path.exists():
         return 0
-    if _comparable(ckpt.read_json(run / ckpt.CONFIG)) != _comparable(cfg):
+    if comparable(ckpt.read_run_config(run)) != comparable(cfg):
         raise CheckpointError(f"{run} was trained with other settings (budget, seed or data); "
                               "reproduce into another --out or delete that run folder")
     _, meta = ckpt.load_tensors(path)
@@ -323,21 +282,22 @@ def _ratios(rows: list[dict]) -> None:
 
 
 @torch.no_grad()
-def _ablation(task: str, model: PCODE, x_test: Tensor, n_burn: int) -> list[dict]:
+def _ablation(task: str, model: PCODE, x_test: Tensor) -> list[dict]:
     """Test MSE of the trained PC-ODE forced to each constant dt in `ABLATION_DTS`."""
     device = next(model.parameters()).device
     rows = []
     for dt in ABLATION_DTS:
         fixed = FixedDt(model, dt).to(device)
-        s = evaluate(fixed, x_test.to(device), n_burn=n_burn)
+        s = evaluate(fixed, x_test.to(device))
         rows.append({"task": task, "dt": dt, "mse": s["mse"], "updates": s["updates"]})
     return rows
 
 
 @torch.no_grad()
-def _draw_task(out: Path, task: str, models: dict[str, SequenceModel], x_test: Tensor, n_burn: int) -> None:
+def _draw_task(out: Path, task: str, models: dict[str, SequenceModel], x_test: Tensor) -> None:
     """The figures and GIFs of one task (which ones depends on the task)."""
-    device = next(next(iter(models.values())).parameters()).device
+    first = next(iter(models.values()))
+    device, n_burn = next(first.parameters()).device, first.rule.n_burn
     seqs = x_test[:3].to(device)
     T = seqs.shape[1]
     every = 0.25  # 4x the data's frame rate
@@ -393,107 +353,3 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     ckpt.write_text(path, buf.getvalue())
 
 
-def target_status(target: Target, rows: list[dict]) -> tuple[float, bool] | None:
-    """(reached value, met) of `target` among result rows, or None when it was not run."""
-    by = {(r["task"], r["model"]): r for r in rows}
-    pc = by.get((target.task, "pcode"))
-    if pc is None:
-        return None
-    if target.metric == "mse_vs_rnn":
-        rnn = by.get((target.task, "rnn"))
-        if rnn is None:
-            return None
-        value = pc["mse"] / rnn["mse"]
-    else:
-        value = pc[target.metric]
-    return value, (value >= target.bound if target.at_least else value <= target.bound)
-
-
-def _fmt(v: float, spec: str = ".3g") -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-
-
-def _published(v: float | None, spec: str) -> str:
-    return "-" if v is None else f"{v:{spec}} (published)"
-
-
-def results_markdown(config: ReproduceConfig, rows: list[dict], ablation: list[dict]) -> str:
-    """The human-readable report: targets, results beside published figures, ablation, files."""
-    total_train = sum(r["train_s"] for r in rows)
-    lines = [
-        "# pcnode reproduce: Greydanus, Lee & Fern (2021), Piecewise-constant Neural ODEs",
-        "",
-        f"Budget `{config.budget}` on `{config.device}`, seed {config.seed}. Every model uses the authors' "
-        "residual-MLP encoder and decoder (width 128, GRU 128). Rollouts start from 4 true frames; test MSE is "
-        "the rollout read at every later frame time, mean over frames and state dimensions. "
-        f"Measured training wall time, all runs together: {total_train:.0f} s ({total_train / 60:.1f} min).",
-        "",
-        f"The PC-ODE's skip threshold is pcnode's default, {DEFAULT_RELATIVE_EPSILON:g} times the training data's "
-        "mean squared change per frame; as a squared error in the data's units: "
-        + ", ".join(f"{r['task']} {r['epsilon']:.3g}" for r in rows if r["model"] == "pcode")
-        + f" (the authors used {AUTHORS_EPSILON:g} on every task).",
-        "",
-        "## Targets (small budget, PC-ODE against the RNN on the same data)",
-        "",
-        "| task | target | reached | met | missed by |",
-        "|---|---|---|---|---|",
-    ]
-    for tg in TARGETS:
-        status = target_status(tg, rows)
-        if status is None:
-            lines.append(f"| {tg.task} | {tg.describe()} | not run | - | - |")
-            continue
-        value, met = status
-        short = "-" if met else f"{abs(tg.bound - value):.3g} ({value / tg.bound:.2f}x the bound)"
-        lines.append(f"| {tg.task} | {tg.describe()} | {value:.3g} | {'yes' if met else 'NO'} | {short} |")
-    lines += [
-        "",
-        "## Results",
-        "",
-        "Published figures are read off the paper's figures (arXiv:2106.06621); their MSE normalisation may "
-        "differ from ours, so compare them as orders of magnitude.",
-        "",
-        "The authors' protocol (`pcnode eval --protocol authors`) scores the mean over all frames, the "
-        "burn-in's one-step predictions included, with the rollout read from the last step that started "
-        "half a frame before each frame, and reports the teacher-forcing mean dt: it is the one the "
-        "published figures use.",
-        "",
-        "| task | model | test MSE | MSE, authors' protocol | mean dt (authors') | updates / rollout | "
-        "RNN updates / these | collisions + 1 | event recall | NFE / rollout | solver steps / rollout | train s | "
-        "rollout s / 1024 traj | published MSE | published mean dt | steps x batch, train/test |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        pub = PUBLISHED.get((r["task"], r["model"]), {})
-        lines.append(
-            f"| {r['task']} | {VARIANTS[r['model']].label} | {r['mse']:.3e} | {r['mse_authors']:.3e} | "
-            f"{r['mean_dt']:.2f} ({r['mean_dt_authors']:.2f}) | {r['updates']:.2f} | "
-            f"{_fmt(r['rnn_updates_ratio'], '.2f')} | {_fmt(r['collisions_plus_1'], '.2f')} | "
-            f"{_fmt(r['event_recall'], '.2f')} | {_fmt(r['nfe'], '.0f')} | {_fmt(r['solver_steps'], '.1f')} | "
-            f"{r['train_s']:.0f} | "
-            f"{r['rollout_s_per_1024']:.3f} | {_published(pub.get('mse'), '.1e')} | "
-            f"{_published(pub.get('mean_dt'), '.1f')} | {r['steps']} x {r['batch_size']}, "
-            f"{r['n_train']}/{r['n_test']} |")
-    if ablation:
-        lines += ["", "## Constant-dt ablation", "",
-                  "The trained PC-ODE with its dt head replaced by a constant (`FixedDt`), against its learned dt.",
-                  "", "| task | dt | test MSE | updates / rollout |", "|---|---|---|---|"]
-        for r in rows:
-            if r["model"] != "pcode":
-                continue
-            for a in ablation:
-                if a["task"] == r["task"]:
-                    lines.append(f"| {a['task']} | {a['dt']:g} | {a['mse']:.3e} | {a['updates']:.2f} |")
-            lines.append(f"| {r['task']} | learned ({r['mean_dt']:.2f} mean) | {r['mse']:.3e} | {r['updates']:.2f} |")
-    lines += ["", "## Files", "",
-              "- `results.csv`, `ablation.csv`: the tables above, machine-readable.",
-              "- `figures/lines.png`, `figures/circles.png`: truth, burn-in, rollouts read every 0.25 frames "
-              "(between PC-ODE updates this is the decoded straight latent path), PC-ODE update points circled.",
-              "- `figures/curves_TASK.png`: test MSE and mean dt against training step, per model.",
-              "- `figures/ablation_constant_dt.png`: test MSE of the PC-ODE at constant dt vs its learned dt.",
-              "- `figures/TASK_4x.png`: one billiards rollout read at 4x the frame rate, updates marked.",
-              "- `figures/pixel_*_strip.png`: pixel frames, truth vs each model; red columns: a PC-ODE update.",
-              "- `gifs/billiards2d.gif`, `gifs/pixel_billiards2d.gif`: one rollout per model beside the truth; "
-              "a red title/frame marks a model update.",
-              "- `runs/TASK-MODEL/`: config, checkpoint, metrics.csv and eval.json of every run.", ""]
-    return "\n".join(lines)

@@ -10,18 +10,23 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import checkpoint as ckpt
-from .. import plan as pl
 from .. import pretrained
-from ..config import load_config
-from ..data import DATA_DIR, Trajectories, load_npz, save_npz, split, task_data
+from ..checkpoint import load_run
+from ..config import TrainConfig, load_config
+from ..data import DATA_DIR, FileData, TaskData, Trajectories, save_npz, task_data
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import evaluate
+from ..forcing import forced_mean_dt
 from ..model import ModelConfig, build_model
+from ..planning.problems import PlanningData
+from ..segments import SegmentRule
 from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, parse_time, prepare, scaling_of,
                       write_forecast)
-from ..train import TrainConfig, load_run
 from .figures import draw_rollouts, plot_forecast
 from .progress import fit_with_bar
+
+# What a run was trained on, as its config's "data" section describes it.
+DataSpec = TaskData | FileData | PlanningData | SeriesSpec
 
 
 def make_data(task: str, n: int, seed: int, out: Path | None = None) -> tuple[Path, tuple]:
@@ -32,31 +37,33 @@ def make_data(task: str, n: int, seed: int, out: Path | None = None) -> tuple[Pa
     return out, arrays["x"].shape
 
 
+def data_spec(d: dict) -> DataSpec:
+    """The typed form of a run's "data" section: which kind of data, and how to read it again."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a run's data config must be a mapping, got {type(d).__name__}")
+    if d.get("kind") == "series":
+        return load_config(SeriesSpec, d, "data")
+    if "planning" in d and isinstance(d["planning"], dict):  # a shipped planning model: its data is regenerated
+        return load_config(PlanningData, {**d["planning"], "test_fraction": d.get("test_fraction", 0.1)}, "data")
+    if "file" in d:
+        return load_config(FileData, {k: d[k] for k in ("file", "test_fraction") if k in d}, "data")
+    if {"task", "n", "seed"} <= set(d):
+        return load_config(TaskData, {k: d[k] for k in ("task", "n", "seed", "test_fraction") if k in d}, "data")
+    raise ConfigError(f"the run's data config {d} names neither a file nor a task with n and seed; "
+                      "this run cannot be evaluated from the command line")
+
+
 def dataset(spec: dict) -> tuple[Trajectories, Trajectories]:
     """The training and test trajectories a run's `data` config describes."""
-    if "file" not in spec and "planning" not in spec and not {"task", "n", "seed"} <= set(spec):
-        raise ConfigError(f"the run's data config {spec} names neither a file nor a task with n and seed; "
-                          "this run cannot be evaluated from the command line")
-    if spec.get("kind") == "series":
-        train, test, _ = prepare(load_config(SeriesSpec, spec, "data"))
+    data = data_spec(spec)
+    if isinstance(data, SeriesSpec):
+        train, test, _ = prepare(data)
         return train, test
-    u = None
-    if "planning" in spec:  # a shipped planning model: its data is regenerated
-        x = pl.plan_data(spec["planning"]["n"], spec["planning"]["seed"])
-    elif "file" in spec:
-        arrays = load_npz(spec["file"])
-        x, u = arrays["x"], arrays.get("inputs")  # known inputs, if the file has them
-    else:
-        x = task_data(spec["task"], spec["n"], spec["seed"], cache_dir=DATA_DIR)["x"]
-    train, test = split(x, spec.get("test_fraction", 0.1))
-    if u is None:
-        return Trajectories(train), Trajectories(test)
-    u_train, u_test = split(u, spec.get("test_fraction", 0.1))
-    return Trajectories(train, u=u_train), Trajectories(test, u=u_test)
+    return data.split()
 
 
-def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | None = None, task: str | None = None,
-              n: int = 10_000, series: SeriesSpec | None = None, resume: bool = False) -> str:
+def train_run(kind: str, out: Path, config: TrainConfig, rule: SegmentRule, model_fields: dict | None = None,
+              task: str | None = None, n: int = 10_000, series: SeriesSpec | None = None, resume: bool = False) -> str:
     """Train a `kind` model on a built-in `task` (n trajectories) or on your `series` into `out`.
 
     Returns a line that describes what was trained on.
@@ -82,11 +89,11 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
             series = dataclasses.replace(series, input_columns=[*series.input_columns, *series.aux_columns],
                                          aux_columns=[])
         train, test, series = prepare(series)
-        short = (test.lengths <= config.rule.n_burn).nonzero()
+        short = (test.lengths <= rule.n_burn).nonzero()
         if len(short):
             k = short[0, 0].item()
             raise DataError(f"series '{test.ids[k]}' keeps {test.lengths[k].item()} readings in the test split; "
-                            f"rollouts need more than the {config.rule.n_burn} burn-in readings: raise "
+                            f"rollouts need more than the {rule.n_burn} burn-in readings: raise "
                             "`test_fraction`, use `split='series'`, or drop short series")
         fields["aux_dims"] = len(series.aux_columns)
         fields["input_dim"] = len(series.input_columns)
@@ -95,7 +102,7 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
                  f"one frame = {series.scaling['time_scale']:g} time units")
     model_cfg = ModelConfig(kind=kind, state_dim=train.x.shape[-1], **fields).validate()
     model = build_model(model_cfg, seed=config.seed)
-    fit_with_bar(model, train, test, config, out, spec, resume=resume)
+    fit_with_bar(model, train, test, config, out, spec, rule=rule, resume=resume)
     return about
 
 
@@ -110,7 +117,6 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
     """
     folder = pretrained.resolve(run)
     model, cfg = load_run(folder, device=device)
-    rule = load_config(TrainConfig, {**cfg["train"], "device": "cpu"}, "training").rule
     if cfg["data"].get("kind") == "series":
         if protocol != "pcnode":
             raise ConfigError("the authors' protocol scores the built-in tasks; series runs are scored in your units")
@@ -120,7 +126,7 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
             data = spec.split_series(data)[1]
         check_columns(load_config(SeriesSpec, cfg["data"], "data"), data, model.config, spec.file)
         with tqdm(desc="rollouts", unit="window", disable=not show_progress) as bar:
-            m = evaluate_series(model, spec, data, rule.n_burn, progress=bar.update)
+            m = evaluate_series(model, spec, data, progress=bar.update)
         scale = spec.scaling["time_scale"]
         metrics = {"model": model.config.kind, "data": spec.file, "series": len(data), "mse": m["mse"],
                    "mean_dt": m["mean_dt"] * scale, "mean_dt_frames": m["mean_dt"], "updates": m["updates"],
@@ -132,8 +138,10 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
         _, test = dataset(cfg["data"])
         # The delay keeps the bar off stderr when evaluate refuses its input at once.
         with tqdm(total=len(test), desc="rollouts", unit="traj", disable=not show_progress, delay=0.5) as bar:
-            scores = evaluate(model, test.to(device), n_burn=rule.n_burn, progress=bar.update, protocol=protocol,
-                              rule=rule)
+            scores = evaluate(model, test.to(device), progress=bar.update, protocol=protocol)
+        if protocol == "authors":  # their code reports the mean length of teacher forcing's segments
+            train_config = load_config(TrainConfig, {**cfg["train"], "device": "cpu"}, "training")
+            scores["mean_dt"] = forced_mean_dt(model, test.to(device), config=train_config)
         metrics = {"model": model.config.kind, "trajectories": len(test), "protocol": protocol, **scores}
         name = "eval.json" if protocol == "pcnode" else f"eval-{protocol}.json"
     if pretrained.is_pretrained(run):
@@ -160,8 +168,8 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
         raise ConfigError(f"`index` must be in [0, {len(test) - 1}]")
     out = out or (Path("runs/pretrained") / folder.name if pretrained.is_pretrained(run) else folder)
     out.mkdir(parents=True, exist_ok=True)
-    return list(draw_rollouts(out, {model.config.kind: model}, test.x[index:index + count],
-                              cfg["train"]["rule"]["n_burn"], every=every,
+    return list(draw_rollouts(out, {model.config.kind: model}, test.x[index:index + count], model.rule.n_burn,
+                              every=every,
                               box=cfg["data"].get("task", "").startswith("billiards")))
 
 
@@ -188,7 +196,7 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
     t, x = data.with_scheduled(i)
     with warnings.catch_warnings():  # a forecast that holds the inputs says so in its result
         warnings.simplefilter("ignore", RuntimeWarning)
-        f = forecast(model, scaling_of(spec), t, x, cfg["train"]["rule"]["n_burn"], t0, horizon, every)
+        f = forecast(model, scaling_of(spec), t, x, model.rule.n_burn, t0, horizon, every)
     prefix = out or folder / "forecast"
     csv_path, png_path = Path(f"{prefix}.csv"), Path(f"{prefix}.png")
     csv_path.parent.mkdir(parents=True, exist_ok=True)

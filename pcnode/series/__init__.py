@@ -15,14 +15,14 @@ Values. Each column is standardised with the mean and standard deviation of the
 training split; the numbers are stored in the run's config and undone on output, so
 rollouts, queries and errors come back in your units.
 
-Choosing the skip threshold. By default it is relative (`SkipRule.relative_epsilon`,
+Choosing the skip threshold. By default it is relative (`TrainConfig.relative_epsilon`,
 2.5): a segment is kept while its stretched prediction's squared error, averaged over
 columns, stays below 2.5 times the mean squared change of the standardised training
 data over one reading. That change is measured when a run starts and stored with it,
 so the same series in other units makes the same decisions. Raise the multiple for
 fewer, longer segments; lower it for more updates. Noise counts as change and as
 error alike; a series whose readings are mostly noise may need an absolute threshold
-(`SkipRule.epsilon`, a fraction of each column's variance here): with noise of
+(`TrainConfig.epsilon`, a fraction of each column's variance here): with noise of
 standard deviation s in a column of standard deviation sigma, start near
 epsilon = 2 (s / sigma)^2 and raise it while the mean dt grows and the rollout error
 does not.
@@ -38,7 +38,7 @@ with the state columns blank (`Series.scheduled`): forecasts read them, training
 not. A forecast whose series has no reading after its start holds the last one and
 says so (`Forecast.inputs_held_from`; the CSV heads those columns `NAME (held)`). A
 change of input is an event: a PC-ODE ends its segment at the first reading where an
-input moves more than `ModelConfig.input_threshold` (standardised units) from what its
+input moves more than `SegmentRule.input_threshold` (standardised units) from what its
 last update read, in teacher forcing as in rollouts. With the default 0, an input that
 changes at every reading makes it update at every reading; raise the threshold to let it
 jump over small changes. `aux_columns` is the form of runs written before inputs existed

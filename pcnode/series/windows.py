@@ -251,7 +251,7 @@ def check_columns(spec: SeriesSpec, series: Series, model_config, path: str | Pa
                         f"{model_config.input_dim}{names}; pass exactly those as `input_columns`")
 
 
-def evaluate_series(model, spec: SeriesSpec, series: Series, n_burn: int, progress=None) -> dict[str, float]:
+def evaluate_series(model, spec: SeriesSpec, series: Series, progress=None) -> dict[str, float]:
     """`pcnode.evaluate` on every window of `series`, with the error in your units.
 
     Windows are cut as in training but without overlap; frames are the run's (one
@@ -260,4 +260,4 @@ def evaluate_series(model, spec: SeriesSpec, series: Series, n_burn: int, progre
     scaling = scaling_of(spec)
     w = cut(series, scaling, spec.window, spec.window)
     std = scaling.std[:len(series.state_columns)]  # errors in the state columns only
-    return evaluate(model, w, n_burn=n_burn, progress=progress, scale=torch.tensor(std, dtype=torch.float32))
+    return evaluate(model, w, progress=progress, scale=torch.tensor(std, dtype=torch.float32))

@@ -1,7 +1,7 @@
 """The billiards planning experiment behind `pcnode plan`: every planner on the same
 problems, its success against the candidate budget, and animations of plans.
 
-The planners and problems are `pcnode.plan`; this module trains or loads the models,
+The planners and problems are `pcnode.planning`; this module trains or loads the models,
 runs the comparison and writes `plan_results.json`, `plan_budget.png` and GIFs.
 """
 from __future__ import annotations
@@ -16,17 +16,17 @@ import torch
 from tqdm import tqdm
 
 from .. import checkpoint as ckpt
-from .. import plan as pl
+from .. import planning as pl
 from .. import pretrained
-from ..data import DATA_DIR, save_npz
+from ..checkpoint import load_run
+from ..config import TrainConfig
+from ..data import DATA_DIR, FileData, save_npz
 from ..errors import ConfigError
-from ..forcing import SkipRule
+from ..experiments.figures import COLORS, grab, save_figure, save_gif, table
+from ..experiments.progress import fit_with_bar
 from ..model import MODEL_NAMES, MODELS, PAPER_MODELS, ModelConfig, SequenceModel, build_model
+from ..segments import SegmentRule
 from ..tasks import BALL_RADIUS
-from ..train import TrainConfig, load_run
-from .figures import COLORS, grab, save_figure, save_gif, table
-from .progress import fit_with_bar
-from .runs import dataset
 
 
 @dataclass
@@ -127,8 +127,8 @@ def _plan_model(name: str, folder: str | None, member: int, run: PlanningRun) ->
     """A model for the planner: loaded from `folder`, or trained here on planning data into
     OUT/NAME (ensemble member 0) or OUT/NAME-K (member K-1), seeded seed + member."""
     if folder is not None:
-        model, cfg = load_run(pretrained.resolve(folder))
-        n_burn = cfg.get("train", {}).get("rule", {}).get("n_burn")
+        model, _ = load_run(pretrained.resolve(folder))
+        n_burn = model.rule.n_burn
         # A model reads the action through N_BURN simulated frames, or as an input with one frame.
         if model.config.state_dim != 4 or (n_burn, model.config.input_dim) not in ((pl.N_BURN, 0),
                                                                                    (1, pl.ACTION_INPUTS)):
@@ -144,19 +144,18 @@ def _plan_model(name: str, folder: str | None, member: int, run: PlanningRun) ->
         x, actions = pl.plan_data_actions(run.train_n, run.train_seed)
         save_npz(path, **({"x": x, "inputs": pl.action_inputs(actions, x.shape[1])} if run.actions_as_inputs
                           else {"x": x}))
-    spec = {"file": str(path), "test_fraction": 0.1}
-    train, test = dataset(spec)
+    data = FileData(str(path))
+    train, test = data.split()
     steps = run.train_steps
     n_burn, inputs = (1, pl.ACTION_INPUTS) if run.actions_as_inputs else (pl.N_BURN, 0)
     cfg = TrainConfig(steps=steps, batch_size=run.train_batch, decay_every=run.train_decay_every,
                       eval_every=max(1, steps // 4), eval_size=256, checkpoint_every=max(1, steps // 4),
-                      seed=run.seed + member,
-                      rule=SkipRule(n_burn=n_burn, epsilon=run.epsilon, feed_predictions=run.feed_predictions))
+                      seed=run.seed + member, epsilon=run.epsilon, feed_predictions=run.feed_predictions)
     model = build_model(ModelConfig(kind=name, state_dim=4, input_dim=inputs, hidden=run.hidden, latent=run.hidden),
                         seed=cfg.seed)
     out = run.out / (name if member == 0 else f"{name}-{member + 1}")
-    fit_with_bar(model, train, test, cfg, out, spec, resume=(out / ckpt.CHECKPOINT).exists(),
-                 label=f"train {out.name}")
+    fit_with_bar(model, train, test, cfg, out, dataclasses.asdict(data), rule=SegmentRule(n_burn=n_burn),
+                 resume=(out / ckpt.CHECKPOINT).exists(), label=f"train {out.name}")
     return model.eval(), str(out)
 
 
