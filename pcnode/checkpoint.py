@@ -300,6 +300,7 @@ class RunFolder:
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng.cuda"])
         step = int(meta["step"])
+        write_json(self.path / CONFIG, self.config)  # the settings it goes on with (its total steps, device)
         metrics = self.path / METRICS
         history = [r for r in read_metrics(metrics) if r["step"] <= step] if metrics.exists() else []
         best = math.inf

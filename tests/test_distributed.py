@@ -29,7 +29,16 @@ def test_two_processes_with_half_batches_match_one_with_the_full_batch(tmp_path,
     single = load_file(tmp_path / "one" / "rank0.safetensors")
     rank0 = load_file(tmp_path / "two" / "rank0.safetensors")
     rank1 = load_file(tmp_path / "two" / "rank1.safetensors")
+    # Distribution engaged: each rank trained in a world of two, on its own half of every
+    # batch, and the halves together are the one process's whole batch.
+    assert single["world"].tolist() == [1] * 5
+    assert rank0["world"].tolist() == rank1["world"].tolist() == [2] * 5
+    assert rank0["seen"].shape == rank1["seen"].shape == (5, 8) and single["seen"].shape == (5, 16)
+    assert torch.equal(torch.cat([rank0["seen"], rank1["seen"]], 1), single["seen"])
+    assert not torch.equal(rank0["seen"], rank1["seen"])
     for name in single:
+        if name in ("seen", "world"):
+            continue
         assert torch.equal(rank0[name], rank1[name]), f"ranks disagree on {name}"
         assert torch.allclose(rank0[name], single[name], rtol=1e-9, atol=1e-11), name
     assert not torch.allclose(single["cell.weight_hh"], single["initial.cell.weight_hh"]), "training changed nothing"

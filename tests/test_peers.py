@@ -126,7 +126,8 @@ def test_a_missing_peer_package_is_named_with_the_extra_to_install(monkeypatch):
         build_model(ModelConfig(kind="odernn", state_dim=2, solver="torchode-tsit5"))
 
 
-def test_the_command_line_trains_a_cfc_and_a_regularised_torchode_odernn(tmp_path, capsys):
+def test_the_command_line_trains_a_cfc_and_a_regularised_torchode_odernn(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the generated data is cached under ./data
     assert main(["train", "--task", "lines", "--n", "40", "--model", "cfc", "--steps", "2", "--batch-size", "8",
                  "--eval-every", "2", "--eval-size", "4", "--hidden", "16", "--latent", "16",
                  "--out", str(tmp_path / "cfc")]) == 0
@@ -142,6 +143,7 @@ def test_the_command_line_trains_a_cfc_and_a_regularised_torchode_odernn(tmp_pat
                  "--out", str(tmp_path / "bad")]) == 2
     assert "--field-penalty regularises an ODE-RNN's vector field; the cfc model" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["lines-n40-seed0.npz"]
 
 
 def test_reproduce_runs_the_peers_beside_the_paper_models(tmp_path):

@@ -1,5 +1,6 @@
 """Billiards planning: replayable problems, an honest score, planners that beat chance."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -180,7 +181,7 @@ def test_plan_command_writes_each_planners_results(tmp_path, monkeypatch):
     assert set(planners) == {"simulator", "pcode", "rnn", "random"}
     for s in planners.values():
         assert s["ci95"][0] <= s["success"] <= s["ci95"][1]
-        assert s["wall_s_per_plan"] >= 0
+        assert 0 < s["wall_s_per_plan"] < math.inf  # every planner's time is measured
     assert planners["rnn"]["updates_per_rollout"] == 27  # one per frame from the last burn-in frame to 30
 
 

@@ -27,6 +27,39 @@ def test_every_shipped_model_scores_what_it_recorded(name):
         assert key in info, key
 
 
+# Each shipped model's scores on its 16 check trajectories (MSE, updates per rollout), pinned
+# here by hand when the model was shipped: `benchmarks/zoo.py --rescore` rewrites the
+# provenance, never this table, so a change of weights or of how rollouts run shows here.
+PINNED = {
+    "billiards1d-pcode": (7.4761e-05, 1.1250),
+    "billiards1d-rnn": (1.4521e-05, 41.0000),
+    "billiards2d-pcode": (4.2251e-02, 5.4375),
+    "billiards2d-rnn": (3.5607e-02, 41.0000),
+    "circles-odernn": (5.4876e-05, 26.0000),
+    "circles-pcode": (8.7004e-05, 1.0000),
+    "circles-rnn": (4.3402e-05, 26.0000),
+    "lines-odernn": (2.5072e-08, 17.0000),
+    "lines-pcode": (9.3038e-07, 1.0000),
+    "lines-rnn": (3.0110e-08, 17.0000),
+    "plan-pcode": (8.1580e-03, 1.0625),
+    "plan-rnn": (2.4286e-02, 27.0000),
+}
+
+
+def test_every_shipped_model_has_pinned_scores():
+    assert sorted(PINNED) == pretrained.names()
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_every_shipped_model_scores_its_pinned_values(name):
+    model = pretrained.load(name)
+    x = ckpt.load_tensors(pretrained.folder(name) / pretrained.CHECK)[0]["x"]
+    scores = evaluate(model, x)
+    mse, updates = PINNED[name]
+    assert scores["mse"] == pytest.approx(mse, rel=1e-3)  # float32 rounding, as above; 5 digits pinned
+    assert scores["updates"] == pytest.approx(updates, abs=1e-4)
+
+
 @pytest.fixture
 def zoo(tmp_path, monkeypatch):
     """A zoo of one tiny model, `tiny-rnn`, in place of the shipped one."""

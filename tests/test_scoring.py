@@ -48,6 +48,35 @@ def authors_by_hand(x, n_burn=4, dt=2.5, c=Quadratic.C):
     return float(((np.stack(pred) - x) ** 2).mean())
 
 
+def pcnode_by_hand(x, n_burn=4, dt=2.5, c=Quadratic.C, min_dt=1.0):
+    """The default protocol written out for one trajectory x (T, D) and the model above: a
+    rollout from the last burn-in frame, read at every later frame from the step whose span
+    holds it, mean squared error over those frames."""
+    T = len(x)
+    horizon = T - 1
+    steps, t, frame = [], float(n_burn - 1), x[n_burn - 1]
+    while t < horizon:
+        span = dt if horizon - (t + dt) >= min_dt or t + dt >= horizon else horizon - t  # run on to the horizon
+        steps.append((t, span, frame))
+        frame, t = frame + span ** 2 * c, t + span
+    pred = []
+    for q in range(n_burn, T):
+        tk, _, fk = [s for s in steps if s[0] < q <= s[0] + s[1]][0]
+        pred.append(fk + (q - tk) ** 2 * c)
+    return float(((np.stack(pred) - x[n_burn:]) ** 2).mean())
+
+
+def test_the_default_protocol_gives_the_hand_computed_value():
+    model = Quadratic(ModelConfig(state_dim=2)).eval()
+    x = torch.cumsum(torch.rand(3, 12, 2, generator=torch.Generator().manual_seed(0)) * 0.1, 1)
+    got = evaluate(model, x)
+    expected = np.mean([pcnode_by_hand(x[b].double().numpy()) for b in range(3)])
+    assert got["mse"] == pytest.approx(expected, rel=1e-5)
+    # From t = 3: jumps of 2.5 to 5.5 and 8, then one of 3 runs on to the horizon (11) instead of
+    # stopping 0.5 short of it: three updates, the last spans 3 frames.
+    assert got["updates"] == 3 and got["mean_dt"] == pytest.approx((2.5 + 2.5 + 3.0) / 3)
+
+
 def test_the_authors_protocol_gives_the_hand_computed_value():
     model = Quadratic(ModelConfig(state_dim=2)).eval()
     x = torch.cumsum(torch.rand(3, 12, 2, generator=torch.Generator().manual_seed(0)) * 0.1, 1)

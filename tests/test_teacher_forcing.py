@@ -121,3 +121,32 @@ def test_a_conv_pcode_trains_through_frames_where_every_row_skips():
     fast, ref = teacher_forcing(model, seq, rule, config), reference_forcing(model, seq, rule, config)
     assert not fast.updated[:, 4:].any()
     assert torch.allclose(fast.total, ref.total, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["pcode", "rnn"])
+def test_fast_teacher_forcing_matches_the_reference_when_the_decoder_runs_in_chunks(kind, monkeypatch):
+    """Over CPU_CHUNK_ROWS rows the decoder runs chunk by chunk (`in_chunks`); a small chunk
+    size makes these 12 x 13 rows take that path."""
+    import pcnode.model
+    monkeypatch.setattr(pcnode.model, "CPU_CHUNK_ROWS", 7)
+    calls = []
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, state_dim=3, hidden=32, latent=32)).double()
+    name = "along" if kind == "pcode" else "decode"  # what the losses read predictions through
+    read = getattr(model, name)
+    monkeypatch.setattr(model, name, lambda *args: (calls.append(len(args[0])), read(*args))[1])
+    seq = torch.cumsum(torch.rand(12, 14, 3, dtype=torch.float64) * 0.05, 1)
+    rule, config = SegmentRule(threshold=2e-4), TrainConfig(jump_prob=0.1)
+    torch.manual_seed(1)
+    fast = teacher_forcing(model, seq, rule, config)
+    fast.total.backward()
+    fast_grads = [p.grad.clone() for p in model.parameters()]
+    assert sum(n for n in calls if n <= 7) >= 12 * 13, "the losses' predictions should be read in chunks"
+    model.zero_grad()
+    torch.manual_seed(1)
+    ref = reference_forcing(model, seq, rule, config)
+    ref.total.backward()
+    assert torch.equal(fast.updated, ref.updated)
+    assert torch.allclose(fast.total, ref.total, rtol=1e-10)
+    for p, g in zip(model.parameters(), fast_grads):
+        assert torch.allclose(p.grad, g, rtol=1e-8, atol=1e-12)

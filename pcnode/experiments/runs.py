@@ -70,6 +70,7 @@ def train_run(kind: str, out: Path, config: TrainConfig, rule: SegmentRule, mode
     """
     config.validate()
     fields = dict(model_fields or {})
+    ModelConfig(kind=kind, **fields).validate()  # refused before any data is generated or read
     if series is None:
         spec = {"task": task, "n": n, "seed": config.seed, "test_fraction": 0.1}
         train, test = dataset(spec)

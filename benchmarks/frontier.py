@@ -1,0 +1,233 @@
+"""The accuracy-updates frontier: every trained run of a task scored alike, drawn and tabled.
+
+Reads run folders (and, with --zoo, the shipped models), scores each on its task's
+1,000 held-out trajectories with the project's protocol (the rollout from 4 true
+frames, `pcnode.evaluate`), on billiards also its event recall, and prints one
+markdown table per task with the command that reproduces each run. A run with a
+validation split is scored with the weights that did best on it (`best.safetensors`),
+the way a shipped model is picked; scores are cached in RUN/frontier.json.
+
+Draws FRONTIER.png (per task: test MSE against updates per rollout, the PC-ODEs as a
+curve, the other models as points, the hold-last-frame baseline as a line) and
+TIME.png (test MSE during training against training wall time, from the runs'
+metrics.csv, for the PC-ODEs and the RNN: time to quality).
+
+    python benchmarks/frontier.py ~/frontier/* --zoo --out docs/images
+"""
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from pcnode import evaluate, load_run, pretrained, rollout  # noqa: E402
+from pcnode import checkpoint as ckpt  # noqa: E402
+from pcnode.config import TrainConfig  # noqa: E402
+from pcnode.evaluate import event_recall  # noqa: E402
+from pcnode.experiments.figures import COLORS, LABELS  # noqa: E402
+from pcnode.experiments.runs import dataset  # noqa: E402
+from pcnode.model import ModelConfig  # noqa: E402
+from pcnode.segments import DEFAULT_RELATIVE_EPSILON, SegmentRule  # noqa: E402
+from pcnode.tasks import collisions  # noqa: E402
+
+TASK_NAMES = {"circles": "Circles", "billiards1d": "Billiards1D", "billiards2d": "Billiards2D", "lines": "Lines"}
+MARKERS = {"pcode": "o", "rnn": "s", "odernn": "^", "cfc": "D"}
+
+
+def command(cfg: dict) -> str:
+    """The `pcnode train` command that reproduces a run: its settings that differ from the defaults."""
+    flags = []
+    jumps = cfg["model"]["kind"] == "pcode"
+    for section, cls in (("train", TrainConfig), ("model", ModelConfig)):
+        defaults = dataclasses.asdict(cls())
+        for key, value in cfg[section].items():
+            if key in ("kind", "state_dim", "device", "seed") or key not in defaults or value == defaults[key]:
+                continue
+            if not jumps and key in ("epsilon", "relative_epsilon", "events"):  # no threshold to set
+                continue
+            if key == "relative_epsilon" and value == DEFAULT_RELATIVE_EPSILON:  # stored as given by older runs
+                continue
+            flags.append(f"--{key.replace('_', '-')} {value:g}" if isinstance(value, float) else
+                         f"--{key.replace('_', '-')} {value}")
+    rule = SegmentRule()
+    for key in ("n_burn", "min_dt", "max_dt", "input_threshold"):
+        if cfg["segments"].get(key, getattr(rule, key)) != getattr(rule, key):
+            flags.append(f"--{key.replace('_', '-')} {cfg['segments'][key]:g}")
+    data = cfg["data"]
+    return (f"pcnode --threads 1 train --task {data['task']} --model {cfg['model']['kind']} "
+            + (f"--n {data['n']} " if data.get("n", 10_000) != 10_000 else "") + " ".join(flags)).strip()
+
+
+def score(folder: Path, name: str, shipped: bool) -> dict:
+    """A run's (or shipped model's) scores on its test split, cached in its folder unless shipped."""
+    weights = "best" if (folder / ckpt.BEST).is_file() else "last"
+    step = int(ckpt.load_tensors(folder / ckpt.WEIGHTS[weights])[1].get("step") or 0)
+    cache = folder / "frontier.json"
+    if not shipped and cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("weights") == weights and saved.get("step") == step:
+            return saved
+    model, cfg = load_run(folder, weights=weights)
+    data = cfg["data"]
+    _, test = dataset(data)
+    m = evaluate(model, test)
+    row = {"name": name, "task": data["task"], "kind": model.config.kind, "shipped": shipped, "weights": weights,
+           "step": step, "mse": m["mse"], "updates": m["updates"], "trajectories": len(test),
+           "command": command(cfg), "relative_epsilon": cfg["train"].get("relative_epsilon"),
+           "events": cfg["train"].get("events"), "threshold": cfg["segments"].get("threshold")}
+    if data["task"] in ("billiards1d", "billiards2d"):
+        events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
+        n_burn = model.rule.n_burn
+        ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
+        row["event_recall"] = event_recall(ro, events)
+        row["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
+    metrics = folder / ckpt.METRICS
+    if metrics.is_file():
+        rows = ckpt.read_metrics(metrics)
+        row["train_s"] = next((r["train_s"] for r in rows if r["step"] == step), rows[-1]["train_s"])
+        row["trained_steps"] = rows[-1]["step"]
+    if not shipped:
+        ckpt.write_json(cache, row)
+    return row
+
+
+def hold_baseline(task: str) -> float:
+    """The test MSE of holding the last burn-in frame for the rest of each trajectory."""
+    _, test = dataset({"task": task, "n": 10_000, "seed": 0, "test_fraction": 0.1})
+    x = test.x
+    return (x[:, 4:] - x[:, 3:4]).pow(2).mean().item()
+
+
+def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None:
+    tasks = [t for t in TASK_NAMES if any(r["task"] == t for r in rows)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.9), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        mine = [r for r in rows if r["task"] == task]
+        curve = sorted((r for r in mine if r["kind"] == "pcode" and not r.get("events")), key=lambda r: r["updates"])
+        if curve:
+            ax.plot([r["updates"] for r in curve], [r["mse"] for r in curve], "-o", color=COLORS["pcode"], ms=5,
+                    label="PC-ODE (thresholds, recipes)")
+        for r in mine:
+            if r["kind"] == "pcode" and r.get("events"):
+                ax.plot(r["updates"], r["mse"], "*", color="tab:orange", ms=11, label="PC-ODE, events option")
+            elif r["kind"] != "pcode":
+                ax.plot(r["updates"], r["mse"], MARKERS.get(r["kind"], "x"), color=COLORS.get(r["kind"], "grey"),
+                        ms=7, label=LABELS.get(r["kind"], r["kind"]) + (" (shipped)" if r["shipped"] else ""))
+            if r["shipped"] and r["kind"] == "pcode":
+                ax.plot(r["updates"], r["mse"], "o", mfc="none", mec="black", ms=10, label="shipped PC-ODE")
+        ax.axhline(holds[task], color="grey", ls="--", lw=1, label="hold the last frame")
+        if "billiards" in task:
+            c1 = next((r["collisions_plus_1"] for r in mine if "collisions_plus_1" in r), None)
+            if c1:
+                ax.axvline(c1, color="grey", ls=":", lw=1, label="collisions + 1")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("updates per rollout")
+        ax.set_ylabel("test MSE (1,000 trajectories)")
+        ax.set_title(TASK_NAMES[task])
+        handles, labels = ax.get_legend_handles_labels()
+        seen = dict(zip(labels, handles))
+        ax.legend(seen.values(), seen.keys(), fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
+    tasks = [t for t in ("circles", "billiards2d") if any(r["task"] == t and not r["shipped"] for r in rows)]
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.9), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        runs = [r for r in rows if r["task"] == task and not r["shipped"] and r["kind"] in ("pcode", "rnn")]
+        pcodes = [r for r in runs if r["kind"] == "pcode"]
+        shades = {r["name"]: plt.cm.Reds(0.35 + 0.6 * i / max(1, len(pcodes) - 1)) for i, r in enumerate(pcodes)}
+        for r in runs:
+            m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
+            label = LABELS[r["kind"]] if r["kind"] == "rnn" else f"PC-ODE, {r['name']}"
+            ax.plot([x["train_s"] / 60 for x in m], [x["test_mse"] for x in m], "-" if r["kind"] == "pcode" else "--",
+                    color=COLORS["rnn"] if r["kind"] == "rnn" else shades[r["name"]], marker=".", label=label)
+            if r["kind"] == "rnn":
+                ax.axhline(m[-1]["test_mse"], color=COLORS["rnn"], lw=0.8, ls=":")
+                ax.axvline(m[-1]["train_s"] / 60, color=COLORS["rnn"], lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_xlabel("training wall time (min, one thread)")
+        ax.set_ylabel("test MSE during training (512 trajectories)")
+        ax.set_title(f"{TASK_NAMES[task]}: time to quality (dotted: the RNN's final)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def time_to_quality(folders: dict[str, Path], rows: list[dict]) -> list[str]:
+    """Per task, when each PC-ODE run first reached the RNN run's final test MSE, against the RNN's time."""
+    out = []
+    for task in ("circles", "billiards2d"):
+        rnns = [r for r in rows if r["task"] == task and r["kind"] == "rnn" and not r["shipped"]]
+        if not rnns:
+            continue
+        rnn = ckpt.read_metrics(folders[rnns[0]["name"]] / ckpt.METRICS)
+        goal, budget = rnn[-1]["test_mse"], rnn[-1]["train_s"]
+        for r in rows:
+            if r["task"] != task or r["kind"] != "pcode" or r["shipped"]:
+                continue
+            m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
+            hit = next((x for x in m if x["test_mse"] <= goal), None)
+            when = "never" if hit is None else f"{hit['train_s'] / 60:.1f} min (step {hit['step']})"
+            out.append(f"| {TASK_NAMES[task]} | {r['name']} | {goal:.3e} | {budget / 60:.1f} min | {when} | "
+                       f"{'yes' if hit and hit['train_s'] <= budget else 'no'} |")
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("runs", nargs="*", type=Path, help="run folders")
+    p.add_argument("--zoo", action="store_true", help="add the shipped models of the same tasks")
+    p.add_argument("--out", type=Path, default=Path("runs/frontier"))
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    folders = {f.name: f for f in args.runs if (f / ckpt.CONFIG).is_file() and (f / ckpt.CHECKPOINT).is_file()}
+    rows = [score(f, name, False) for name, f in sorted(folders.items())]
+    tasks = {r["task"] for r in rows}
+    if args.zoo:
+        for name in pretrained.names():
+            if name.split("-")[0] in tasks or not tasks:
+                rows.append(score(pretrained.folder(name), name, True))
+    holds = {t: hold_baseline(t) for t in {r["task"] for r in rows}}
+    for task in TASK_NAMES:
+        mine = sorted((r for r in rows if r["task"] == task), key=lambda r: (r["kind"], r["updates"]))
+        if not mine:
+            continue
+        print(f"\n### {TASK_NAMES[task]} (hold the last frame: test MSE {holds[task]:.3e})\n")
+        print("| run | model | updates / rollout | test MSE | event recall | collisions + 1 | weights (step) | "
+              "train min | command |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in mine:
+            recall = f"{r['event_recall']:.2f}" if "event_recall" in r else "-"
+            c1 = f"{r['collisions_plus_1']:.2f}" if "collisions_plus_1" in r else "-"
+            minutes = f"{r['train_s'] / 60:.0f}" if "train_s" in r else "-"
+            where = "shipped" if r["shipped"] else f"{r['weights']} ({r['step']})"
+            print(f"| {r['name']} | {LABELS.get(r['kind'], r['kind'])} | {r['updates']:.2f} | {r['mse']:.3e} | "
+                  f"{recall} | {c1} | {where} | {minutes} | `{r['command']}` |")
+    ttq = time_to_quality(folders, rows)
+    if ttq:
+        print("\n### Time to quality\n")
+        print("| task | PC-ODE run | RNN's final test MSE | RNN's training time | PC-ODE first reached it | in time |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(ttq))
+    draw_frontier(args.out / "frontier.png", rows, holds)
+    draw_time(args.out / "time_to_quality.png", folders, rows)
+    ckpt.write_json(args.out / "frontier.json", {"runs": rows, "hold": holds})
+    print(f"\nwrote {args.out / 'frontier.png'}, {args.out / 'time_to_quality.png'}, {args.out / 'frontier.json'}")
+
+
+if __name__ == "__main__":
+    main()
