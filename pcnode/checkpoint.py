@@ -88,7 +88,9 @@ def remove_stale_temps(folder: Path) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+    atomic_write(path, write)
 
 
 def write_json(path: Path, obj) -> None:

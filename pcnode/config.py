@@ -128,7 +128,7 @@ def load_config(cls: type, d: dict, what: str):
     values = {}
     for name, value in d.items():
         kind = hints.get(name)
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             value = load_config(kind, value, f"{what} '{name}'")
         values[name] = value
     try:

@@ -55,10 +55,14 @@ class Trajectories:
 
     def __getitem__(self, rows) -> "Trajectories":
         """The trajectories `rows` (a slice, indices or a bool mask over N)."""
-        return Trajectories(*(None if a is None else a[rows] for a in (self.x, self.t, self.mask, self.u)))
+        return self._each(lambda a: a[rows])
 
     def to(self, device) -> "Trajectories":
-        return Trajectories(*(None if a is None else a.to(device) for a in (self.x, self.t, self.mask, self.u)))
+        return self._each(lambda a: a.to(device))
+
+    def _each(self, fn) -> "Trajectories":
+        """`fn` applied to every tensor held (x, and t, mask and u where given)."""
+        return Trajectories(fn(self.x), *(None if a is None else fn(a) for a in (self.t, self.mask, self.u)))
 
     def check_inputs(self, input_dim: int, what: str = "data") -> None:
         """Raise DataError unless `u` is what a model with `input_dim` known inputs reads:
@@ -101,7 +105,9 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            # Numeric arrays only (`load_npz` refuses pickles); numpy < 2.1 takes no `allow_pickle` here,
+            # and type checkers read the arrays as that argument.
+            np.savez(f, **arrays)  # pyright: ignore[reportArgumentType]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_write(path, write)

@@ -129,17 +129,17 @@ def _score_batch(model: SequenceModel, batch: Trajectories, real: Tensor, rule: 
     T = seqs.shape[1]
     keep = model.scored_dims
     # Known inputs: every frame's, as readings at the frames' times.
-    given = {} if batch.u is None else {"u": batch.u, "t_u": batch.times}
+    u, t_u = (None, None) if batch.u is None else (batch.u, batch.times)
     start = time.perf_counter()
     if protocol == "authors":
-        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1, rule=rule, **given)
+        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1, rule=rule, u=u, t_u=t_u)
         pred = ro.at(torch.arange(1, T, dtype=seqs.dtype, device=seqs.device), offset=0.5)
     elif batch.t is None:
-        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1, rule=rule, **given)
+        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1, rule=rule, u=u, t_u=t_u)
         pred = ro.frames()
     else:
         tb = batch.times
-        ro = rollout(model, seqs[:, :n_burn], horizon=tb[:, -1], t_burn=tb[:, :n_burn], rule=rule, **given)
+        ro = rollout(model, seqs[:, :n_burn], horizon=tb[:, -1], t_burn=tb[:, :n_burn], rule=rule, u=u, t_u=t_u)
         pred = ro.at(tb[:, n_burn:])
     if seqs.is_cuda:
         torch.cuda.synchronize()

@@ -145,18 +145,18 @@ def _plain_forcing(model: SequenceModel, batch: Trajectories, field_penalty: flo
     frames = with_inputs(seq[:, :-1], None if u is None else u[:, :-1])
     enc = in_chunks(model.encode, frames.transpose(0, 1).reshape(T * B, -1)).view(T, B, -1).unbind(0)
     # The regulariser only shapes training; it needs autograd, so a pass without is left without it.
-    regularise = field_penalty > 0 and isinstance(model, ODERNN) and torch.is_grad_enabled()
+    field = model.field if field_penalty > 0 and isinstance(model, ODERNN) and torch.is_grad_enabled() else None
     h, advanced, regulariser = seq.new_zeros(B, model.state_size), [], []
     for i in range(T):
         h, span = model.update(enc[i], h), (times[:, i + 1] - times[:, i]).unsqueeze(-1)
-        if regularise:  # one point per span, at the state it starts from
-            regulariser.append((span * model.field.regulariser(h)).squeeze(-1) * mask[:, i])
+        if field is not None:  # one point per span, at the state it starts from
+            regulariser.append((span * field.regulariser(h)).squeeze(-1) * mask[:, i])
         h = model.advance(h, span)
         advanced.append(h)
     pred = in_chunks(model.decode, torch.stack(advanced, 1).flatten(0, 1)).view(B, T, D)
     displacement = _displacement_loss(pred, seq[:, 1:] - seq[:, :-1], mask, model.scored_dims)
     total = displacement
-    if regularise:
+    if field is not None:
         total = total + field_penalty * torch.stack(regulariser).sum() / mask.sum()
     zero = seq.new_zeros(())
     return Losses(total, displacement.detach(), zero, zero, 1.0, mask.new_ones(mask.shape))
@@ -220,15 +220,26 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
     every_row = torch.arange(B, device=device)
     first = with_inputs(x[:, :burn], None if u is None else u[:, :burn])
     burn_enc = model.encode(first.transpose(0, 1).reshape(burn * B, -1)).view(burn, B, -1).unbind(0)
-    events = rule.event_threshold is not None
-    velocity = dx / (times[:, 1:] - times[:, :-1]).unsqueeze(-1) if events else None
+    # With the event option, each step's velocity in the data, for the segments' straight lines.
+    velocity = None if rule.event_threshold is None else dx / (times[:, 1:] - times[:, :-1]).unsqueeze(-1)
 
     h = seq.new_zeros(B, model.config.latent)
-    opened, opened_dt = [], []
+    opened: list[Tensor] = []
+    opened_dt: list[Tensor] = []
     start, carried = times[:, :1], torch.zeros_like(dx[:, 0])
-    line = seg = u_read = origin = heading = target = None
+    # Set at the first frame, which every row updates (the burn-in is at least one frame).
+    line: Tensor | None = None
+    seg: Tensor | None = None
+    u_read: Tensor | None = None
+    origin: Tensor | None = None
+    heading: Tensor | None = None
+    target = carried
     n_opened = 0
-    segs, starts, targets, updated, by_input = [], [], [], [], []
+    segs: list[Tensor] = []
+    starts: list[Tensor] = []
+    targets: list[Tensor] = []
+    updated: list[Tensor] = []
+    by_input: list[Tensor] = []
     no_row = torch.zeros(B, dtype=torch.bool, device=device)
     for i in range(T):
         t_i, t_next = times[:, i:i + 1], times[:, i + 1:i + 2]
@@ -238,13 +249,14 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
             if i < burn:
                 upd = None  # every row updates
             else:
+                assert line is not None
                 target = carried + dx[:, i]
                 err = (model.along(line, t_next - start) - target)[:, :keep].pow(2).mean(-1)
                 away = None
-                if events:
+                if origin is not None and heading is not None:  # the event option's line
                     away = (seq[:, i + 1] - origin - (t_next - start) * heading)[:, :keep].pow(2).mean(-1)
                 skip = rule.keeps(err, away) | (torch.rand_like(err) < config.jump_prob)
-                if u is not None:  # an input event ends the segment whatever the rule says
+                if u is not None and u_read is not None:  # an input event ends the segment whatever the rule says
                     event = input_event(u[:, i], u_read, rule.input_threshold)
                     forced, skip = skip & event, skip & ~event
                 upd = ~skip if skip.any() else None
@@ -281,18 +293,20 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
                     line, start, carried, seg = new_line.detach(), t_i, fresh, new_seg
                     u_read = None if u is None else u[:, i]
                     upd = torch.ones(B, dtype=torch.bool, device=device)
-                    if events:
+                    if velocity is not None:
                         origin, heading = x[:, i], velocity[:, i]
                 else:
+                    assert line is not None and seg is not None
                     now = upd.unsqueeze(-1)
                     line = line.index_copy(0, rows, new_line.detach().to(line.dtype))
                     start = torch.where(now, t_i, start)
                     carried = torch.where(now, fresh, target)
                     seg = seg.index_copy(0, rows, new_seg)
-                    u_read = None if u is None else torch.where(now, u[:, i], u_read)
-                    if events:
+                    u_read = None if u is None or u_read is None else torch.where(now, u[:, i], u_read)
+                    if velocity is not None and origin is not None and heading is not None:
                         origin, heading = torch.where(now, x[:, i], origin), torch.where(now, velocity[:, i], heading)
                 n_opened += len(rows)
+        assert seg is not None  # every row has a segment from the first frame on
         segs.append(seg)
         starts.append(start)
         targets.append(carried)
@@ -347,7 +361,8 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
     config = config or TrainConfig()
     B, T1, D = seq.shape
     T = T1 - 1
-    jumpy = rule.jumps
+    # A jumping rule is bound only to a model with a dt head (`SegmentRule.bind`): a PC-ODE.
+    pcode = model if rule.jumps and isinstance(model, PCODE) else None
     keep = model.scored_dims
     times = times.unsqueeze(-1)
     h = seq.new_zeros(B, model.state_size)
@@ -355,21 +370,22 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
     u_read = None if u is None else u[:, 0]  # the inputs the current segment's update read
     disp, zero, dt_terms, lengths, updated = [], [], [], [], []
     last = mask.sum(1) - 1
-    open_h, open_len = [None] * B, [None] * B
+    open_h: dict[int, Tensor] = {}
+    open_len: dict[int, Tensor] = {}
     origin, heading = seq[:, 0], seq.new_zeros(B, D)  # the event option's line, set at every update
     for i in range(T):
         t_i, t_next, dx = times[:, i], times[:, i + 1], seq[:, i + 1] - seq[:, i]
         skip = torch.zeros(B, dtype=torch.bool, device=seq.device)
         forced = torch.zeros_like(skip)  # updates that only an input change caused
         offset = torch.zeros_like(carried)
-        if jumpy and i >= rule.n_burn:
+        if pcode is not None and i >= rule.n_burn:
             with torch.no_grad():
                 err = (model.decode(model.advance(h, t_next - start)) - (carried + dx))[:, :keep].pow(2).mean(-1)
                 away = None
                 if rule.event_threshold is not None:  # the data's distance from its segment's straight line
                     away = (seq[:, i + 1] - (origin + (t_next - start) * heading))[:, :keep].pow(2).mean(-1)
                 skip = rule.keeps(err, away) | (torch.rand_like(err) < config.jump_prob)
-                if u is not None:
+                if u is not None and u_read is not None:
                     event = input_event(u[:, i], u_read, rule.input_threshold)
                     forced, skip = skip & event, skip & ~event
                 if config.feed_predictions > 0:  # an updating row may read the frame its segment predicted
@@ -379,7 +395,7 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
                     offset[~skip] = torch.where(fed, (carried - own)[~skip], 0.0)
                     offset[:, keep:] = 0.0
             ends = ~skip & mask[:, i]
-            miss = (model.dt_raw(h) - (t_i - start)).squeeze(-1)
+            miss = (pcode.dt_raw(h) - (t_i - start)).squeeze(-1)
             dt_terms.append(torch.where(forced, miss.clamp(max=0), miss).pow(2)[ends])
             lengths.append((t_i - start).squeeze(-1)[ends])
         frame = with_inputs(seq[:, i] - offset, None if u is None else u[:, i])
@@ -390,7 +406,7 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
         carried = torch.where(s, carried + dx, dx + offset)
         origin = torch.where(s, origin, seq[:, i])
         heading = torch.where(s, heading, dx / (t_next - t_i))
-        if u is not None:
+        if u is not None and u_read is not None:
             u_read = torch.where(s, u_read, u[:, i])
         updated.append(~skip)
         for b in range(B):
@@ -398,19 +414,20 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
                 open_h[b], open_len[b] = h[b], times[b, i + 1, 0] - start[b, 0]
         m = mask[:, i:i + 1].to(seq.dtype)
         disp.append(((model.decode(model.advance(h, t_next - start)) - carried)[:, :keep].pow(2) * m).sum())
-        if jumpy:
+        if pcode is not None:
             zero.append((model.decode(model.advance(h, 0.0))[:, :keep].pow(2) * m).sum())
     n = mask.sum() * keep
     displacement = sum(disp) / n
     total, zero_span, dt_loss, mean_dt = displacement, seq.new_zeros(()), seq.new_zeros(()), 1.0
-    if jumpy:
+    if pcode is not None:
         zero_span = sum(zero) / n
         if T > rule.n_burn:
-            dt_open = model.dt_raw(torch.stack(open_h)).squeeze(-1)
-            dt_terms.append((dt_open - torch.stack(open_len)).clamp(max=0).pow(2))
+            still_open = torch.stack([open_len[b] for b in range(B)])
+            dt_open = pcode.dt_raw(torch.stack([open_h[b] for b in range(B)])).squeeze(-1)
+            dt_terms.append((dt_open - still_open).clamp(max=0).pow(2))
             dt_loss = torch.cat(dt_terms).mean()
             ended = torch.cat(lengths)
-            mean_dt = ended.mean().item() if len(ended) else torch.stack(open_len).mean().item()
+            mean_dt = ended.mean().item() if len(ended) else still_open.mean().item()
         total = total + config.zero_span_weight * zero_span + config.dt_weight * dt_loss
     return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt,
                   torch.stack(updated, 1))

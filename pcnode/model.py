@@ -183,7 +183,9 @@ class ConvDecoder(nn.Module):
 
     @property
     def first(self) -> nn.Linear:
-        return self.fc[0]
+        first = self.fc[0]
+        assert isinstance(first, nn.Linear)
+        return first
 
     def tail(self, pre: Tensor) -> Tensor:
         """Everything after the first linear layer, from its output `pre`."""
@@ -211,7 +213,7 @@ class SequenceModel(nn.Module):
         c = config
         if c.encoder == "conv":
             self.encoder: nn.Module = ConvEncoder(c.image_size, c.hidden)
-            self.decoder: nn.Module = ConvDecoder(c.latent, c.image_size, c.hidden)
+            self.decoder: ResidualMLP | ConvDecoder = ConvDecoder(c.latent, c.image_size, c.hidden)
         else:
             self.encoder = ResidualMLP(c.state_dim + c.input_dim, c.hidden, c.hidden)
             self.decoder = ResidualMLP(c.latent, c.hidden, c.state_dim)

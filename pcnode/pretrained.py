@@ -73,8 +73,9 @@ def export(run: str | Path, dest: str | Path, provenance: dict, data: dict | Non
     load_run(run, weights=weights)  # refuses an unknown choice, or best weights a run does not keep
     tensors, meta = ckpt.load_tensors(run / WEIGHTS[weights])
     dest.mkdir(parents=True, exist_ok=True)
-    weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
-    ckpt.save_tensors(dest / ckpt.CHECKPOINT, weights, {"config": meta.get("config", "{}"), "step": meta.get("step", "")})
+    model_tensors = {k: v for k, v in tensors.items() if k.startswith("model.")}
+    ckpt.save_tensors(dest / ckpt.CHECKPOINT, model_tensors,
+                      {"config": meta.get("config", "{}"), "step": meta.get("step", "")})
     config = ckpt.read_json(run / ckpt.CONFIG)
     ckpt.write_json(dest / ckpt.CONFIG, config if data is None else {**config, "data": data})
     ckpt.write_json(dest / PROVENANCE, json.loads(json.dumps(provenance)))

@@ -198,7 +198,7 @@ def _readings(model: SequenceModel, u, t_u, t_burn: Tensor) -> Readings | None:
     t_u = t_u.to(t_burn.dtype)
     late = (t_u[:, 0] > t_burn[:, 0]).nonzero()
     if len(late):
-        b = late[0, 0].item()
+        b = int(late[0, 0])
         raise DataError(f"trajectory {b}'s known inputs begin at {t_u[b, 0].item():g}, after its first burn-in "
                         f"frame ({t_burn[b, 0].item():g}); give a reading at or before it")
     held = (t_u[:, -1] <= t_burn[:, -1]).sum().item()
@@ -242,11 +242,10 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
     rule = (rule or model.rule).bind(model)
     t_burn, hz = _check_burn(model, x_burn, horizon, t_burn, max_updates)
     readings = _readings(model, u, t_u, t_burn)
-    events = readings is not None and rule.jumps  # models that step frame by frame read inputs as they come
+    events = readings is not None and bool(rule.jumps)  # models that step frame by frame read inputs as they come
     if max_updates is None:
         max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / rule.min_dt) + 1
-        if events:  # each reading may end a jump early
-            assert readings is not None
+        if readings is not None and events:  # each reading may end a jump early
             max_updates += int((readings.t > t_burn[:, -1:]).sum(1).max().item())
     nfe0, steps0 = model.nfe, model.solver_steps
     u_burn = None if readings is None else readings.at(torch.arange(len(x_burn), device=x_burn.device), t_burn)

@@ -59,6 +59,7 @@ def simulate(task: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray |
         return _circles(rng, n), None
     pos, vel = _billiards_start(rng, n, vertical=task.endswith("1d"))
     coords = billiards(pos, vel, BILLIARDS_FRAMES, radius=BALL_RADIUS)
+    assert isinstance(coords, np.ndarray)  # positions alone, without velocities or events
     if task.startswith("pixel_"):
         return render(coords, radius=BALL_RADIUS), coords
     return coords, None

@@ -91,7 +91,8 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
         folder = None
         if run_dir is not None and (place.rank == 0 or resume):
             folder = ckpt.RunFolder(Path(run_dir), ckpt.run_config(model, config, rule, data))
-        with ckpt.lock_run(Path(run_dir)) if folder is not None and place.rank == 0 else contextlib.nullcontext():
+        lock = ckpt.lock_run(folder.path) if folder is not None and place.rank == 0 else contextlib.nullcontext()
+        with lock:
             return _fit(model, config, rule, (train, val, test), place, folder, resume, on_step)
 
 
@@ -107,14 +108,16 @@ def held_out(train: Trajectories, fraction: float) -> tuple[Trajectories, Trajec
     return train[:-n_val], train[-n_val:]
 
 
-def _fit(model: SequenceModel, config: TrainConfig, rule: SegmentRule, sets: tuple, place: Place,
+def _fit(model: SequenceModel, config: TrainConfig, rule: SegmentRule,
+         sets: tuple[Trajectories, Trajectories | None, Trajectories | None], place: Place,
          folder: ckpt.RunFolder | None, resume: bool, on_step) -> list[dict]:
-    """The training loop, on this process's share of every batch."""
+    """The training loop, on this process's share of every batch: `sets` are the training,
+    validation and test trajectories."""
     lead = place.rank == 0  # only the first process evaluates, logs and writes
     per_rank = config.batch_size // place.world
     model.to(place.device)
-    train, val, test = (None if s is None else s.to(place.device) for s in sets)
-    val, test = (None if s is None else s[:config.eval_size] for s in (val, test))
+    train = sets[0].to(place.device)
+    val, test = (None if s is None else s[:config.eval_size].to(place.device) for s in sets[1:])
 
     torch.manual_seed(config.seed + place.rank)  # random skips differ per process...
     batches = torch.Generator().manual_seed(config.seed)  # ...but all draw the same global batch

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch import Tensor
 from tqdm import tqdm
 
 from ..data import Trajectories
@@ -12,8 +13,8 @@ from ..segments import SegmentRule
 from ..train import fit
 
 
-def fit_with_bar(model: SequenceModel, train: Trajectories, test: Trajectories | None, config: TrainConfig,
-                 run_dir: Path, data: dict, rule: SegmentRule | None = None, resume: bool = False,
+def fit_with_bar(model: SequenceModel, train: Tensor | Trajectories, test: Tensor | Trajectories | None,
+                 config: TrainConfig, run_dir: Path, data: dict, rule: SegmentRule | None = None, resume: bool = False,
                  label: str | None = None) -> list[dict]:
     """`pcnode.fit` into `run_dir`, with a bar showing the loss and the training rule's mean dt."""
     bar = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Circle
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -232,14 +233,14 @@ def plan_gif(path: Path, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, t
             table(ax)
             ax.set_title(f"{MODEL_NAMES.get(name, name)}: {'hit' if ok else 'miss'}  t={tq:4.1f}", fontsize=9,
                          color="tab:green" if ok else "tab:red")
-            ax.add_patch(plt.Circle(tuple(target), pl.TARGET_RADIUS, color="tab:green", alpha=0.35))
+            ax.add_patch(Circle(tuple(target), pl.TARGET_RADIUS, color="tab:green", alpha=0.35))
             ax.plot(true[: q + 1, 2], true[: q + 1, 3], color="tab:blue", lw=1)
             for k, color in ((0, "tab:orange"), (1, "tab:blue")):
-                ax.add_patch(plt.Circle(tuple(true[q, 2 * k:2 * k + 2]), BALL_RADIUS, color=color, alpha=0.8))
+                ax.add_patch(Circle(tuple(true[q, 2 * k:2 * k + 2]), BALL_RADIUS, color=color, alpha=0.8))
             if pred is not None:
                 ax.plot(pred[: q + 1, 2], pred[: q + 1, 3], "--", color="tab:blue", lw=1)
                 for k, color in ((0, "tab:orange"), (1, "tab:blue")):
-                    ax.add_patch(plt.Circle(tuple(pred[q, 2 * k:2 * k + 2]), BALL_RADIUS, fill=False, ls="--",
+                    ax.add_patch(Circle(tuple(pred[q, 2 * k:2 * k + 2]), BALL_RADIUS, fill=False, ls="--",
                                             lw=1.5, color=color))
         frames.append(grab(fig))
     plt.close(fig)

@@ -225,7 +225,7 @@ class PlannerResult(NamedTuple):
 
 
 def compare(predictors: dict[str, Predictors | None], problems: Problems, config: PlanConfig, seed: int = 0,
-            progress: Callable[[int], None] | None = None) -> dict[str, PlannerResult]:
+            progress: Callable[[int], object] | None = None) -> dict[str, PlannerResult]:
     """Plan every problem with every predictor (None: random actions; a sequence: an ensemble)
     and judge the plans by simulation.
 

@@ -126,7 +126,9 @@ def simulate_actions(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray, fram
     pos = np.stack([np.broadcast_to(cue, (n, 2)), np.broadcast_to(obj, (n, 2))], 1)
     vel = np.zeros((n, 2, 2))
     vel[:, 0] = actions[:, 1:] * np.stack([np.cos(actions[:, 0]), np.sin(actions[:, 0])], -1)
-    return billiards(pos, vel, frames, radius=BALL_RADIUS, sim_dt=SIM_DT * every, every=1)
+    positions = billiards(pos, vel, frames, radius=BALL_RADIUS, sim_dt=SIM_DT * every, every=1)
+    assert isinstance(positions, np.ndarray)  # without velocities or events
+    return positions
 
 
 def succeeded(problems: Problems, actions: np.ndarray) -> np.ndarray:
