@@ -303,7 +303,7 @@ def cmd_train(args) -> None:
 
 def cmd_eval(args) -> None:
     metrics, written = evaluate_run(args.run, protocol=args.protocol, device=args.device,
-                                    series=_series_overrides(args), show_progress=not args.json)
+                                    series=_series_overrides(args), progress=not args.json)
     if args.json:
         print(json.dumps(metrics))
     elif "mean_dt_frames" in metrics:  # a series run: your units

@@ -33,6 +33,7 @@ from .evaluate import evaluate
 from .data import Trajectories
 from .forcing import Losses, Objective, SkipRule
 from .model import ModelConfig, SequenceModel, build_model
+from .progress import TrainingBar
 
 PRECISIONS = ("float32", "bfloat16")
 WEIGHTS = {"last": ckpt.CHECKPOINT, "best": ckpt.BEST}  # which weights of a run `load_run` reads
@@ -112,7 +113,8 @@ def run_config(model: SequenceModel, config: TrainConfig, data: dict | None = No
 
 def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig, *,
         test: Tensor | Trajectories | None = None, run_dir: str | Path | None = None, resume: bool = False,
-        data: dict | None = None, on_step: Callable[[int, Losses], None] | None = None) -> list[dict]:
+        data: dict | None = None, on_step: Callable[[int, Losses], None] | None = None,
+        progress: bool | str = True) -> list[dict]:
     """Train `model` on the trajectories `train`.
 
     Main arguments:
@@ -131,6 +133,8 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
         resume: continue from `run_dir`'s checkpoint instead of refusing to overwrite it.
         data: description of the data, saved in the config (task, seed, ...).
         on_step: called after every step with the step number and its losses.
+        progress: a bar on stderr with the steps, the loss and the mean dt, once training
+            has run for a second (False: none; a string: its label). See `pcnode.progress`.
 
     Returns the metrics rows (dicts keyed by `METRIC_FIELDS`), one per evaluation.
     """
@@ -149,10 +153,11 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
         config = dataclasses.replace(config, rule=_resumed_threshold(config.rule, Path(run_dir)))
     # A threshold relative to the data is fixed here, once, on the whole training set.
     config = dataclasses.replace(config, rule=config.rule.for_data(train.x, train.mask, model.config.aux_dims))
-    with distributed(config) as (rank, world, device):
+    shown = TrainingBar(config.steps, progress, model.config.kind, then=on_step)  # _fit calls it on rank 0 only
+    with distributed(config) as (rank, world, device), shown:
         # Only the first process writes, so only it holds the run folder's lock.
         with ckpt.lock_run(run_dir) if run_dir is not None and rank == 0 else contextlib.nullcontext():
-            return _fit(model, train, config, test, val, run_dir, resume, data, on_step, rank, world, device)
+            return _fit(model, train, config, test, val, run_dir, resume, data, shown, rank, world, device)
 
 
 def held_out(train: Trajectories, fraction: float) -> tuple[Trajectories, Trajectories | None]:

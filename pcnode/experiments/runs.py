@@ -7,8 +7,6 @@ import math
 import warnings
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .. import checkpoint as ckpt
 from .. import plan as pl
 from .. import pretrained
@@ -17,6 +15,7 @@ from ..data import DATA_DIR, Trajectories, load_npz, save_npz, split, task_data
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import evaluate
 from ..model import ModelConfig, build_model
+from ..progress import bar
 from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, parse_time, prepare, scaling_of,
                       write_forecast)
 from ..train import TrainConfig, load_run
@@ -100,7 +99,7 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
 
 
 def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu", series: dict | None = None,
-                 show_progress: bool = True) -> tuple[dict, Path | None]:
+                 progress: bool = True) -> tuple[dict, Path | None]:
     """Roll a trained run out on its test trajectories and score it.
 
     `run` is a folder or `pretrained:NAME`. For a series run, `series` overrides its
@@ -119,8 +118,9 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
         if "file" not in (series or {}):
             data = spec.split_series(data)[1]
         check_columns(load_config(SeriesSpec, cfg["data"], "data"), data, model.config, spec.file)
-        with tqdm(desc="rollouts", unit="window", disable=not show_progress) as bar:
-            m = evaluate_series(model, spec, data, rule.n_burn, progress=bar.update)
+        # The bar clears itself so that the scores printed after it stand alone.
+        with bar(progress, desc="rollouts", unit="window", leave=False) as shown:
+            m = evaluate_series(model, spec, data, rule.n_burn, progress=shown.update)
         scale = spec.scaling["time_scale"]
         metrics = {"model": model.config.kind, "data": spec.file, "series": len(data), "mse": m["mse"],
                    "mean_dt": m["mean_dt"] * scale, "mean_dt_frames": m["mean_dt"], "updates": m["updates"],
@@ -130,9 +130,8 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
         if series:
             raise ConfigError("a series file works with runs trained on a series file; this run was trained on a task")
         _, test = dataset(cfg["data"])
-        # The delay keeps the bar off stderr when evaluate refuses its input at once.
-        with tqdm(total=len(test), desc="rollouts", unit="traj", disable=not show_progress, delay=0.5) as bar:
-            scores = evaluate(model, test.to(device), n_burn=rule.n_burn, progress=bar.update, protocol=protocol,
+        with bar(progress, total=len(test), desc="rollouts", unit="traj", leave=False) as shown:
+            scores = evaluate(model, test.to(device), n_burn=rule.n_burn, progress=shown.update, protocol=protocol,
                               rule=rule)
         metrics = {"model": model.config.kind, "trajectories": len(test), "protocol": protocol, **scores}
         name = "eval.json" if protocol == "pcnode" else f"eval-{protocol}.json"
