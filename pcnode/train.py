@@ -37,8 +37,13 @@ from .progress import TrainingBar
 
 PRECISIONS = ("float32", "bfloat16")
 WEIGHTS = {"last": ckpt.CHECKPOINT, "best": ckpt.BEST}  # which weights of a run `load_run` reads
-METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt", "test_mse",
-                 "test_mean_dt", "test_updates", "lr", "train_s", "val_mse", "val_updates")
+# Each name carries its unit: spans in frames, errors in the units the model trains in (a
+# task's own; for a series, its standardised values, which `pcnode eval` turns back into yours).
+METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt_frames",
+                 "test_mse_model_units", "test_mean_dt_frames", "test_updates", "lr", "train_s",
+                 "val_mse_model_units", "val_updates")
+RENAMED_METRICS = {"train_mean_dt": "train_mean_dt_frames", "test_mse": "test_mse_model_units",
+                   "test_mean_dt": "test_mean_dt_frames", "val_mse": "val_mse_model_units"}  # older runs
 
 
 @dataclass
@@ -226,8 +231,8 @@ def _fit(model, train, config, test, val, run_dir, resume, data, on_step, rank, 
             window = []
             if run_dir is not None:
                 _write_metrics(run_dir / ckpt.METRICS, history)
-            if val is not None and history[-1]["val_mse"] < best:  # a NaN score is never the best
-                best = history[-1]["val_mse"]
+            if val is not None and history[-1]["val_mse_model_units"] < best:  # a NaN score is never the best
+                best = history[-1]["val_mse_model_units"]
                 if run_dir is not None:
                     save_best(run_dir, model, cfg, step, best)
         if run_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
@@ -291,17 +296,17 @@ def _metrics_row(model, step, window, test, val, config, opt, train_s) -> dict:
         "displacement": sum(l.displacement.item() for l in window) / len(window),
         "zero_span": sum(l.zero_span.item() for l in window) / len(window),
         "dt_loss": sum(l.dt.item() for l in window) / len(window),
-        "train_mean_dt": sum(l.mean_dt for l in window) / len(window),
-        "test_mse": math.nan, "test_mean_dt": math.nan, "test_updates": math.nan,
+        "train_mean_dt_frames": sum(l.mean_dt for l in window) / len(window),
+        "test_mse_model_units": math.nan, "test_mean_dt_frames": math.nan, "test_updates": math.nan,
         "lr": opt.param_groups[0]["lr"],
         "train_s": train_s,
     }
     if test is not None:
         m = evaluate(model, test, n_burn=config.rule.n_burn)
-        row.update(test_mse=m["mse"], test_mean_dt=m["mean_dt"], test_updates=m["updates"])
+        row.update(test_mse_model_units=m["mse"], test_mean_dt_frames=m["mean_dt"], test_updates=m["updates"])
     if val is not None:
         m = evaluate(model, val, n_burn=config.rule.n_burn)
-        row.update(val_mse=m["mse"], val_updates=m["updates"])
+        row.update(val_mse_model_units=m["mse"], val_updates=m["updates"])
     return row
 
 
@@ -315,11 +320,13 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """Rows of a metrics.csv as dicts of floats (step as int)."""
+    """Rows of a metrics.csv as dicts of floats (step as int), keyed by `METRIC_FIELDS`
+    (the older names of a run written before they carried their units are read as those)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     try:
-        return [{k: (int(v) if k == "step" else float(v)) for k, v in r.items()} for r in rows]
+        return [{RENAMED_METRICS.get(k, k): (int(v) if k == "step" else float(v)) for k, v in r.items()}
+                for r in rows]
     except (TypeError, ValueError):
         raise CheckpointError(f"{path} is malformed; delete it to start the metrics afresh") from None
 

@@ -126,8 +126,8 @@ def _report(rows: list[dict], recall: dict, lines: dict) -> str:
             "## 2. A PC-ODE learning Lines from scratch",
             "",
             f"{lines['steps']} steps of batch 256 ({lines['train_s']:.0f} s): the mean span between updates in "
-            f"teacher forcing went from {lines['first']['train_mean_dt']:.1f} frames (step "
-            f"{lines['first']['step']}) to {lines['last']['train_mean_dt']:.1f} (step {lines['last']['step']}). "
+            f"teacher forcing went from {lines['first']['train_mean_dt_frames']:.1f} frames (step "
+            f"{lines['first']['step']}) to {lines['last']['train_mean_dt_frames']:.1f} (step {lines['last']['step']}). "
             f"On held-out lines the rollout makes {lines['updates']:.2f} updates after the burn-in "
             f"(1 is a single jump across the remaining {lines['frames'] - 4} frames) at test MSE "
             f"{lines['mse']:.2e}.",

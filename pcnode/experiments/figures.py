@@ -137,7 +137,7 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
     save_gif(path, frames, fps)
 
 
-def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...] = ("test_mse", "test_mean_dt")) -> None:
+def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...] = ("test_mse_model_units", "test_mean_dt_frames")) -> None:
     """Training curves: one panel per metric key, one line per model (rows from metrics.csv)."""
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
