@@ -69,7 +69,8 @@ FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "t
          "ensemble": "--ensemble", "train_decay_every": "--train-decay-every", "models": "--models",
          "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold",
          "n_burn": "--n-burn", "jump_prob": "--jump-prob", "zero_span_weight": "--zero-span-weight",
-         "dt_weight": "--dt-weight", "field_penalty": "--field-penalty"}
+         "dt_weight": "--dt-weight", "field_penalty": "--field-penalty", "normalize=False": "--no-normalize",
+         "window": "--window", "stride": "--stride", "extrapolate": "--extrapolate"}
 
 
 def as_flags(message: str) -> str:
@@ -158,6 +159,8 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--from", dest="start", help="series runs: start time; the burn-in is the readings at or before it")
     r.add_argument("--horizon", type=float, help="series runs: how far past --from to predict, in your time units")
     r.add_argument("--id", help="series runs: which series (value of the id column; default the first)")
+    r.add_argument("--extrapolate", action="store_true", help="series runs: allow --from past the series' last "
+                   "reading (the rollout runs unchecked from that reading)")
     r.add_argument("--out", type=Path, help="task runs: output folder (default: the run folder; for pretrained "
                    "models runs/pretrained/NAME); series runs: output prefix (default RUN/forecast)")
     _add_series_args(r, training=False)
@@ -243,8 +246,10 @@ def _add_series_args(parser, training: bool) -> None:
     g.add_argument("--aux-columns", help="the older spelling of --input-columns: a new run reads these as known "
                    "inputs; a run trained with them before inputs existed keeps them as it was trained")
     if training:
-        g.add_argument("--window", type=int, help="cut series into windows of this many readings (default: whole)")
-        g.add_argument("--stride", type=int, help="readings between window starts (default: the window)")
+        g.add_argument("--window", type=_window, help="cut series into windows of this many readings; whole: keep "
+                       "every series whole; auto (the default): windows of 50 every 10 readings when a series is "
+                       "longer than 100, else whole")
+        g.add_argument("--stride", type=int, help="readings between window starts (default: the window; 10 for auto)")
         g.add_argument("--test-fraction", type=float, default=0.1, help="held out (default %(default)s)")
         g.add_argument("--split", default="auto", help="hold out the end of every series (time), the last series "
                        "(series), or auto: series when there are at least 10 (default %(default)s)")
@@ -271,6 +276,16 @@ def _pick(args, cls, skip=()) -> dict:
             if f.name not in skip and getattr(args, f.name, None) is not None}
 
 
+def _window(text: str) -> int | str:
+    """--window: a number of readings, whole or auto."""
+    if text in ("whole", "auto"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of readings, whole or auto") from None
+
+
 def _series_overrides(args) -> dict:
     """What the command line says about reading a series file (see `pcnode.series.SeriesSpec`)."""
     d = {}
@@ -279,6 +294,8 @@ def _series_overrides(args) -> dict:
     for name in ("format", "time_column", "time_format", "id_column", "window", "stride", "test_fraction", "split"):
         if getattr(args, name, None) is not None:
             d[name] = getattr(args, name)
+    if d.get("window") == "whole":
+        d["window"] = None
     for name in ("columns", "input_columns", "aux_columns"):
         if getattr(args, name, None) is not None:
             d[name] = [c.strip() for c in getattr(args, name).split(",") if c.strip()]
@@ -323,8 +340,9 @@ def cmd_rollout(args) -> None:
             raise ConfigError("--from T0 and --horizon H go together: a run trained on a series forecasts from T0 "
                               "for H of its time units (a task run takes neither)")
         paths, f = forecast_run(args.run, args.start, args.horizon, args.every, _series_overrides(args),
-                                args.id, args.out)
-        print(f"{len(f.update_times)} updates over {args.horizon:g} time units")
+                                args.id, args.out, extrapolate=args.extrapolate)
+        print(f"{len(f.update_times)} updates over the {f.times[-1] - f.burn_t[-1]:g} time units from the last "
+              "burn-in reading to the forecast's end")
         if f.inputs_held_from is not None:
             print(f"no known inputs after {args.start}: the forecast holds their last reading (columns marked "
                   "'(held)'); give the future inputs as readings in --data to use them")

@@ -16,8 +16,8 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import evaluate
 from ..model import ModelConfig, build_model
 from ..progress import bar
-from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, parse_time, prepare, scaling_of,
-                      write_forecast)
+from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, format_time, parse_time, prepare,
+                      scaling_of, write_forecast)
 from ..train import TrainConfig, load_run
 from .figures import draw_rollouts, plot_forecast
 from .progress import fit_with_bar
@@ -71,31 +71,44 @@ def train_run(kind: str, out: Path, config: TrainConfig, model_fields: dict | No
         if stored is not None and "scaling" not in stored:
             raise CheckpointError(f"{out} holds a run trained on a built-in task, not on a data file; "
                                   "resume it with `task` or choose another `run_dir`")
-        if stored:  # a resumed run keeps the scaling and inputs it started with, so its data config still matches
+        if stored:  # a resumed run keeps the scaling, inputs and windows it started with
             series = dataclasses.replace(series, scaling=stored["scaling"],
                                          **{k: stored.get(k, []) for k in ("input_columns", "aux_columns")
                                             if not getattr(series, k)})
+            if series.window == "auto":
+                series = dataclasses.replace(series, window=stored.get("window"), stride=stored.get("stride"))
         if series.aux_columns and not (stored and stored.get("aux_columns")):
             # A new run reads auxiliary columns as known inputs: given in rollouts, never predicted
             # (runs from before inputs existed decoded them, and keep doing so when resumed).
             series = dataclasses.replace(series, input_columns=[*series.input_columns, *series.aux_columns],
                                          aux_columns=[])
-        train, test, series = prepare(series)
-        short = (test.lengths <= config.rule.n_burn).nonzero()
-        if len(short):
-            k = short[0, 0].item()
-            raise DataError(f"series '{test.ids[k]}' keeps {test.lengths[k].item()} readings in the test split; "
-                            f"rollouts need more than the {config.rule.n_burn} burn-in readings: raise "
-                            "`test_fraction`, use `split='series'`, or drop short series")
+        chosen = series.window == "auto"
+        train, test, series = prepare(series, config.rule.n_burn)
+        if series.window is not None and series.window <= config.rule.n_burn:
+            raise DataError(f"windows of {series.window} readings are too short for rollouts, which need more than "
+                            f"the {config.rule.n_burn} burn-in readings: raise `window`")
         fields["aux_dims"] = len(series.aux_columns)
         fields["input_dim"] = len(series.input_columns)
         spec = dataclasses.asdict(series)
-        about = (f"{len(train)} training windows, {len(test)} test windows, "
-                 f"one frame = {series.scaling['time_scale']:g} time units")
+        about = (f"{_count(len(train), 'training window')} {_windows_of(series, chosen, train)}, "
+                 f"{_count(len(test), 'test window')}, one frame = {series.scaling['time_scale']:g} time unit"
+                 + "s" * (series.scaling["time_scale"] != 1))
     model_cfg = ModelConfig(kind=kind, state_dim=train.x.shape[-1], **fields).validate()
     model = build_model(model_cfg, seed=config.seed)
     fit_with_bar(model, train, test, config, out, spec, resume=resume)
     return about
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _windows_of(spec: SeriesSpec, chosen: bool, train) -> str:
+    """How the series were cut (and whether `window="auto"` chose it), for `pcnode train`'s last line."""
+    if spec.window is None:
+        return f"(each series whole, the longest {int(train.lengths.max())} readings)"
+    return (f"of {spec.window} readings every {spec.stride or spec.window}"
+            + (" (chosen for series this long; --window to change)" if chosen else ""))
 
 
 def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu", series: dict | None = None,
@@ -165,11 +178,15 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
 
 
 def forecast_run(run: str | Path, start: str, horizon: float, every: float | None = None, series: dict | None = None,
-                 series_id: str | None = None, out: Path | None = None) -> tuple[list[Path], Forecast]:
+                 series_id: str | None = None, out: Path | None = None,
+                 extrapolate: bool = False) -> tuple[list[Path], Forecast]:
     """Forecast a series run `horizon` of your time units past `start` (the readings at or
     before it are the burn-in). Writes PREFIX.csv and PREFIX.png (default RUN/forecast);
     returns them and the `Forecast` (its `inputs_held_from` says whether a run with known
-    inputs found them in the series over the forecast or held the last reading)."""
+    inputs found them in the series over the forecast or held the last reading).
+
+    A `start` past the series' last reading is refused unless `extrapolate`: the rollout
+    would run unchecked from that reading to `start` before the forecast begins."""
     folder = pretrained.resolve(run)
     model, cfg = load_run(folder)
     if cfg["data"].get("kind") != "series":
@@ -184,6 +201,14 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
         t0, _ = parse_time(start, spec.time_format if data.dates else None)
     except ValueError as e:
         raise ConfigError(f"`start`: {e}") from None
+    last = float(data.t[i][-1])
+    if t0 > last and not extrapolate:
+        def shown(v):
+            return format_time(v, data.dates, spec.time_format)
+        raise ConfigError(f"`start` {start} is past the last reading of series '{data.ids[i]}', at {shown(last)}; "
+                          f"a forecast starts at or before it (`start` {shown(last)} with `horizon` "
+                          f"{t0 + horizon - last:g} ends at the same time), or give `extrapolate` to roll out "
+                          f"from that reading over the {t0 - last:g} time units before {start}")
     t, x = data.with_scheduled(i)
     with warnings.catch_warnings():  # a forecast that holds the inputs says so in its result
         warnings.simplefilter("ignore", RuntimeWarning)
