@@ -20,7 +20,7 @@ import torch
 from . import plan as pl
 from . import pretrained
 from .config import load_config
-from .errors import ConfigError, PCNodeError
+from .errors import ConfigError, PCNodeError, did_you_mean
 from .evaluate import PROTOCOLS
 from .experiments.demo import run_demo
 from .experiments.planning import PlanningRun, run_planning
@@ -80,7 +80,23 @@ def as_flags(message: str) -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            message += did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
         raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown flag is named with the subcommand's closest flag and help."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = self
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction) and getattr(parsed, action.dest, None):
+                    command = action.choices[getattr(parsed, action.dest)]
+            flags = [o for a in command._actions for o in a.option_strings]
+            hint = next((did_you_mean(e.split("=")[0], flags) for e in extra if e.startswith("--")), "")
+            command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return parsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pcnode: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped (`pcnode pretrained | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail too
+        return 0
 
 
 # Model settings the data decides, not the command line.
@@ -114,7 +133,7 @@ def _build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="generate a task's trajectories as .npz")
     d.add_argument("task")
     d.add_argument("--n", type=int, default=10_000, help="trajectories (default %(default)s)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of the simulation (default %(default)s)")
     d.add_argument("--out", type=Path, help="output file (default data/TASK-nN-seedS.npz)")
     d.set_defaults(func=cmd_data)
 
@@ -143,7 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protocol", choices=PROTOCOLS, default="pcnode",
                    help="pcnode: the rollout after the burn-in, read at each frame (default); authors: the "
                         "scoring of the authors' released code, to set beside their figures (see pcnode.evaluate)")
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     e.add_argument("--data", type=Path, help="score a series file instead of the run's test split "
                    "(series runs; read with the run's columns and scaling)")
     _add_series_args(e, training=False)
@@ -172,10 +191,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="the main job: the shipped Billiards2D PC-ODE and RNN on held-out trajectories, "
                        "and a PC-ODE learning Lines; report, figures, GIF")
-    m.add_argument("--out", type=Path, default=Path("runs/demo"))
+    m.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder of the report, figures and the Lines "
+                   "run; a Lines run already there is reused (default %(default)s)")
     m.add_argument("--lines-steps", type=int, default=300, help="training steps of the Lines PC-ODE (default %(default)s)")
     m.add_argument("--trajectories", type=int, help="held-out Billiards2D trajectories to score (default: all 1,000)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the Lines data and training (default %(default)s)")
     m.set_defaults(func=cmd_demo)
 
     x = sub.add_parser("reproduce", help="the paper's experiments: every model on every task, with a report")
@@ -185,11 +205,12 @@ def _build_parser() -> argparse.ArgumentParser:
                         "cfc, odernn-adaptive, odernn-kinetic (they need the peers extra)")
     x.add_argument("--budget", default="small", help="small (this CPU, under an hour) or paper "
                    "(25k steps of batch 256 on 10k trajectories, for a GPU)")
-    x.add_argument("--device", default="cpu")
-    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the data and the trainings (default %(default)s)")
     x.add_argument("--steps", type=int, default=0, help="override every task's training steps (0: the budget's)")
     x.add_argument("--n", type=int, default=0, help="override every task's trajectories (0: the budget's)")
-    x.add_argument("--out", type=Path, default=Path("runs/reproduce"))
+    x.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder of the runs, figures and report; "
+                   "runs already there are resumed (default %(default)s)")
     x.set_defaults(func=cmd_reproduce)
 
     q = sub.add_parser("plan", help="billiards planning: simulator, random and model planners on the same problems")
@@ -202,7 +223,8 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ensemble", type=int, default=1,
                    help="models per KIND trained here, seeded SEED, SEED+1, ... into OUT/KIND, OUT/KIND-2, ...; "
                         "the planner averages their scores (default %(default)s)")
-    q.add_argument("--out", type=Path, default=Path("runs/plan"))
+    q.add_argument("--out", type=Path, default=Path("runs/plan"), help="folder of the models trained here, results "
+                   "and GIFs (default %(default)s)")
     q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
     q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
     q.add_argument("--late-penalty", type=float, default=pl.PlanConfig.late_penalty,
@@ -229,6 +251,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="models trained here read the cue velocity as a known input with the first frame and plan "
                         f"from that one frame, instead of from {pl.N_BURN} simulated frames of each shot")
     q.set_defaults(func=cmd_plan)
+    for command in sub.choices.values():  # the global flags, also after the subcommand
+        command.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="as `pcnode --threads N`")
     return p
 
 
@@ -354,18 +378,24 @@ def cmd_rollout(args) -> None:
 
 
 def cmd_pretrained(args) -> None:
-    for name in pretrained.names():
-        p = pretrained.info(name)
-        if args.json:
-            print(json.dumps({"name": name, **p}))
-            continue
-        m = p.get("metrics", {})
-        extra = "".join(f"  {k} {m[k]:.3g}" for k in ("event_recall", "collisions_plus_1") if k in m)
-        print(f"{name:20s} {p.get('steps', '?'):>6} steps  test MSE {m.get('mse', float('nan')):.2e}  "
-              f"(authors' protocol {m.get('mse_authors', float('nan')):.2e})  "
-              f"updates {m.get('updates', float('nan')):.2f}{extra}")
+    if args.json:
+        for name in pretrained.names():
+            print(json.dumps({"name": name, **pretrained.info(name)}))
+        return
     if not pretrained.names():
         print("no pretrained models ship with this copy of pcnode")
+        return
+    print(f"{'name':20s} {'steps':>6} {'test MSE':>9} {'authors':>9} {'updates':>8} {'event recall':>13} "
+          f"{'collisions + 1':>15}")
+    for name in pretrained.names():
+        p = pretrained.info(name)
+        m = p.get("metrics", {})
+        extra = "".join(f" {m[k]:>{w}.2f}" if k in m else f" {'-':>{w}}"
+                        for k, w in (("event_recall", 13), ("collisions_plus_1", 15)))
+        print(f"{name:20s} {p.get('steps', '?'):>6} {m.get('mse', float('nan')):9.2e} "
+              f"{m.get('mse_authors', float('nan')):9.2e} {m.get('updates', float('nan')):8.2f}{extra}")
+    print("test MSE: rollouts from 4 frames scored at every later frame; authors: as the authors' code scores "
+          "(`pcnode eval pretrained:NAME --protocol authors`)")
 
 
 def cmd_demo(args) -> None:

@@ -58,7 +58,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 MODELS = ("pcode", "rnn", "odernn", "cfc")
 PAPER_MODELS = MODELS[:3]  # the paper's three, what reproduce and plan run by default
@@ -98,7 +98,8 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         if self.kind not in MODELS:
-            raise ConfigError(f"unknown model '{self.kind}'; choose one of: {', '.join(MODELS)}")
+            raise ConfigError(f"unknown model '{self.kind}'; choose one of: {', '.join(MODELS)}"
+                              f"{did_you_mean(self.kind, MODELS)}")
         if self.solver not in SOLVERS:
             raise ConfigError(f"unknown ODE solver '{self.solver}'; choose one of: {', '.join(SOLVERS)}")
         if self.encoder not in ("mlp", "conv"):

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .errors import CheckpointError
+from .errors import CheckpointError, did_you_mean
 from .model import SequenceModel
 from .train import load_run
 
@@ -39,7 +39,8 @@ def folder(name: str) -> Path:
     """The run folder of the shipped model `name`; CheckpointError naming the others if there is none."""
     if name not in names():
         shipped = ", ".join(names()) or "none"
-        raise CheckpointError(f"no pretrained model {name!r}; the ones that ship: {shipped}")
+        raise CheckpointError(f"no pretrained model {name!r}; the ones that ship: {shipped}"
+                              f"{did_you_mean(name, names())}")
     return ZOO / name
 
 

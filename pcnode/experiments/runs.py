@@ -14,7 +14,7 @@ from ..config import load_config
 from ..data import DATA_DIR, Trajectories, load_npz, save_npz, split, task_data
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import evaluate
-from ..model import ModelConfig, build_model
+from ..model import ModelConfig, SequenceModel, build_model
 from ..progress import bar
 from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, format_time, parse_time, prepare,
                       scaling_of, write_forecast)
@@ -111,6 +111,31 @@ def _windows_of(spec: SeriesSpec, chosen: bool, train) -> str:
             + (" (chosen for series this long; --window to change)" if chosen else ""))
 
 
+def load(run: str | Path, device: str = "cpu") -> tuple[Path, SequenceModel, dict]:
+    """(folder, model on `device`, config) of the run `run` (a folder or `pretrained:NAME`).
+
+    A folder that holds run folders instead of being one (the demo's, reproduce's) is
+    refused with their names, not as a damaged run.
+    """
+    folder = pretrained.resolve(run)
+    config = folder / ckpt.CONFIG
+    if folder.is_dir() and not (config.is_file() and "model" in _json_or_empty(config)):
+        inside = sorted(p for p in folder.iterdir() if (p / ckpt.CONFIG).is_file() and (p / ckpt.CHECKPOINT).is_file())
+        if inside:
+            raise CheckpointError(f"{folder} is not a run folder: it holds the run folder"
+                                  f"{'s' * (len(inside) > 1)} {', '.join(map(str, inside[:8]))}"
+                                  f"{', ...' if len(inside) > 8 else ''}; give one of those")
+    model, cfg = load_run(folder, device=device)
+    return folder, model, cfg
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        return ckpt.read_json(path)
+    except CheckpointError:
+        return {}
+
+
 def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu", series: dict | None = None,
                  progress: bool = True) -> tuple[dict, Path | None]:
     """Roll a trained run out on its test trajectories and score it.
@@ -120,8 +145,7 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
     the file they were written to (None for a shipped model, whose folder is part of
     the installed package).
     """
-    folder = pretrained.resolve(run)
-    model, cfg = load_run(folder, device=device)
+    folder, model, cfg = load(run, device)
     rule = load_config(TrainConfig, {**cfg["train"], "device": "cpu"}, "training").rule
     if cfg["data"].get("kind") == "series":
         if protocol != "pcnode":
@@ -163,8 +187,7 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
         raise ConfigError(f"`every` must be a positive finite number of frames, got {every}")
     if count < 1:
         raise ConfigError(f"`count` must be at least 1, got {count}")
-    folder = pretrained.resolve(run)
-    model, cfg = load_run(folder)
+    folder, model, cfg = load(run)
     if cfg["data"].get("kind") == "series":
         raise ConfigError("a series run is rolled out from a time: give `start` and `horizon`")
     _, test = dataset(cfg["data"])
@@ -187,8 +210,7 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
 
     A `start` past the series' last reading is refused unless `extrapolate`: the rollout
     would run unchecked from that reading to `start` before the forecast begins."""
-    folder = pretrained.resolve(run)
-    model, cfg = load_run(folder)
+    folder, model, cfg = load(run)
     if cfg["data"].get("kind") != "series":
         raise ConfigError("a forecast from a time needs a run trained on a series file")
     spec = load_config(SeriesSpec, {**cfg["data"], **(series or {})}, "data")
