@@ -399,7 +399,9 @@ def cmd_pretrained(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    print(f"wrote {run_demo(args.out, seed=args.seed, lines_steps=args.lines_steps, trajectories=args.trajectories)}")
+    out = run_demo(args.out, seed=args.seed, lines_steps=args.lines_steps, trajectories=args.trajectories,
+                   note=lambda line: print(line, flush=True))
+    print(f"wrote {out}")
 
 
 def cmd_reproduce(args) -> None:

@@ -197,7 +197,7 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
     out.mkdir(parents=True, exist_ok=True)
     return list(draw_rollouts(out, {model.config.kind: model}, test.x[index:index + count],
                               cfg["train"]["rule"]["n_burn"], every=every,
-                              box=cfg["data"].get("task", "").startswith("billiards")))
+                              box=cfg["data"].get("task", "").startswith("billiards"), first=index, progress=True))
 
 
 def forecast_run(run: str | Path, start: str, horizon: float, every: float | None = None, series: dict | None = None,
