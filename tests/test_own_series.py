@@ -110,3 +110,14 @@ def test_the_python_forecast_warns_when_it_starts_past_the_data():
         warnings.simplefilter("error")
         forecast(model, Scaling.fit(from_arrays([x], [t])), t, x, n_burn=4, start=19.0, horizon=5.0, every=1.0)
         forecast(model, Scaling.fit(from_arrays([x], [t])), t, x, n_burn=4, start=10.5, horizon=5.0)
+
+
+def test_a_spec_left_on_auto_scores_a_long_series_in_windows_without_overlap():
+    from pcnode import ModelConfig, build_model
+    from pcnode.series import evaluate_series
+    s = from_arrays([np.sin(np.arange(300.0) / 20)[:, None]])
+    spec = SeriesSpec(file="unused.csv", scaling={"mean": [0.0], "std": [1.0], "time_scale": 1.0})
+    windows = []
+    model = build_model(ModelConfig(state_dim=1, hidden=8, latent=8), seed=0)
+    evaluate_series(model, spec, s, n_burn=4, progress=windows.append)
+    assert sum(windows) == 300 // AUTO_WINDOW  # windows of 50, none overlapping

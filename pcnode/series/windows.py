@@ -323,10 +323,11 @@ def check_columns(spec: SeriesSpec, series: Series, model_config, path: str | Pa
 def evaluate_series(model, spec: SeriesSpec, series: Series, n_burn: int, progress=None) -> dict[str, float]:
     """`pcnode.evaluate` on every window of `series`, with the error in your units.
 
-    Windows are cut as in training but without overlap; frames are the run's (one
-    frame = `time_scale` of your time units).
+    Windows are cut as in training but without overlap (a window of "auto" is chosen on
+    `series`); frames are the run's (one frame = `time_scale` of your time units).
     """
     scaling = scaling_of(spec)
-    w = cut(series, scaling, spec.window, spec.window)
+    window = choose_window(series, n_burn)[0] if spec.window == "auto" else spec.window
+    w = cut(series, scaling, window, window)
     std = scaling.std[:len(series.state_columns)]  # errors in the state columns only
     return evaluate(model, w, n_burn=n_burn, progress=progress, scale=torch.tensor(std, dtype=torch.float32))
