@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -18,6 +19,7 @@ from .data import Trajectories
 from .errors import ConfigError, DataError
 from .forcing import SkipRule, teacher_forcing
 from .model import SequenceModel
+from .progress import bar
 from .rollout import Rollout, rollout
 
 PROTOCOLS = ("pcnode", "authors")
@@ -25,7 +27,8 @@ PROTOCOLS = ("pcnode", "authors")
 
 @torch.no_grad()
 def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4, batch_size: int = 1024,
-             progress=None, scale: Tensor | None = None, protocol: str = "pcnode",
+             progress: bool | str | Callable[[int], None] | None = True, scale: Tensor | None = None,
+             protocol: str = "pcnode",
              rule: SkipRule | None = None) -> dict[str, float]:
     """Roll out every trajectory from its burn-in and score it.
 
@@ -38,7 +41,9 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
             frames' times). Frames `0..n_burn-1` are given.
 
     Other arguments:
-        progress: optional callable receiving the number of trajectories done per batch.
+        progress: a bar over the trajectories scored, once scoring has run for a second
+            (False or None: none; a string: its label; see `pcnode.progress`), or a
+            callable given the number of trajectories done per batch.
         scale: (state_dim,) factors applied to errors before squaring (a standard
             deviation per dim turns standardised errors back into your units).
         protocol: "pcnode" (the default, described below) or "authors", the scoring of
@@ -88,6 +93,8 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
     was_training = model.training
     model.eval()
     sq_err, dts, updates, seconds, nfe, steps, batches = 0.0, [], [], 0.0, 0, 0.0, 0
+    shown = bar(not callable(progress) and progress, total=N, desc="evaluate", unit="traj", leave=False)
+    count = progress if callable(progress) else shown.update
     for lo in range(0, N, batch_size):
         batch = seqs[lo:lo + batch_size]
         # Known inputs: every frame's, as readings at the frames' times.
@@ -118,8 +125,8 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, n_burn: int = 4,
         nfe += ro.nfe
         steps += ro.solver_steps * len(batch)
         batches += 1
-        if progress is not None:
-            progress(len(batch))
+        count(len(batch))
+    shown.close()
     mean_dt = torch.cat(dts).mean().item()
     if protocol == "authors":
         mean_dt = teacher_forcing(model, data, rule or SkipRule(n_burn=n_burn)).mean_dt

@@ -302,10 +302,10 @@ def _metrics_row(model, step, window, test, val, config, opt, train_s) -> dict:
         "train_s": train_s,
     }
     if test is not None:
-        m = evaluate(model, test, n_burn=config.rule.n_burn)
+        m = evaluate(model, test, n_burn=config.rule.n_burn, progress=False)  # the training bar stands for it
         row.update(test_mse_model_units=m["mse"], test_mean_dt_frames=m["mean_dt"], test_updates=m["updates"])
     if val is not None:
-        m = evaluate(model, val, n_burn=config.rule.n_burn)
+        m = evaluate(model, val, n_burn=config.rule.n_burn, progress=False)
         row.update(val_mse_model_units=m["mse"], val_updates=m["updates"])
     return row
 

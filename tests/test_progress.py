@@ -2,6 +2,7 @@
 resumed training counts on from where it stopped, and quick commands print no bar."""
 import torch
 
+import pcnode
 import pcnode.progress
 from pcnode import ModelConfig, TrainConfig, build_model, fit
 from pcnode.cli import main
@@ -54,3 +55,14 @@ def test_a_quick_command_prints_its_results_and_no_bar(tmp_path, capsys, monkeyp
     assert main(["eval", "run"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and out.splitlines()[0].strip().startswith("mse:")
+
+
+def test_evaluate_shows_a_bar_of_the_trajectories_scored_unless_told_not_to(capsys, monkeypatch):
+    monkeypatch.setattr(pcnode.progress, "DELAY", 0.0)
+    m = model()
+    pcnode.evaluate(m, DATA, batch_size=8)
+    assert "evaluate:" in capsys.readouterr().err
+    pcnode.evaluate(m, DATA, batch_size=8, progress=False)
+    done = []
+    pcnode.evaluate(m, DATA, batch_size=8, progress=done.append)
+    assert capsys.readouterr().err == "" and done == [8, 8, 8]
