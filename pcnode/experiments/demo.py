@@ -46,8 +46,15 @@ def run_demo(out: Path, seed: int = 0, lines_steps: int = 300, trajectories: int
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    run = out / "lines"
+    done = int(ckpt.load_tensors(run / ckpt.CHECKPOINT)[1]["step"]) if (run / ckpt.CHECKPOINT).exists() else 0
+    if note is not None and done >= lines_steps:
+        note(f"reusing the Lines PC-ODE that an earlier demo trained in {run} ({done} steps); "
+             "delete that folder to train it again")
+    elif note is not None and done:
+        note(f"resuming the Lines PC-ODE in {run} from step {done} of {lines_steps}")
     rows, recall = _shipped_billiards(out, trajectories, progress)
-    lines = _learn_lines(out, seed, lines_steps, progress, note or (lambda line: None))
+    lines = _learn_lines(run, seed, lines_steps, progress, done)
     ckpt.write_json(out / "config.json", {"demo": {"seed": seed, "lines_steps": lines_steps,
                                                    "trajectories": trajectories, "shipped": SHIPPED}})
     ckpt.write_text(out / "report.md", _report(rows, recall, lines))
@@ -81,27 +88,21 @@ def _shipped_billiards(out: Path, trajectories: int | None, progress: bool) -> t
     return rows, recall
 
 
-def _learn_lines(out: Path, seed: int, steps: int, progress: bool, note: Callable[[str], None]) -> dict:
-    """Train a PC-ODE on Lines from scratch into out/lines (or reuse an earlier demo's);
-    draw its rollouts and curves."""
+def _learn_lines(run: Path, seed: int, steps: int, progress: bool, done: int) -> dict:
+    """Train a PC-ODE on Lines from scratch into `run`, or go on from the `done` steps of an
+    earlier demo's; draw its rollouts and curves beside it."""
     train, test = split(task_data("lines", 2000, seed, cache_dir=DATA_DIR)["x"])
     cfg = TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_size=200, checkpoint_every=steps,
                       seed=seed, rule=SkipRule())
     model = build_model(ModelConfig(kind="pcode", state_dim=2), seed=seed)
-    run = out / "lines"
     spec = {"task": "lines", "n": 2000, "seed": seed, "test_fraction": 0.1}
-    done = int(ckpt.load_tensors(run / ckpt.CHECKPOINT)[1]["step"]) if (run / ckpt.CHECKPOINT).exists() else 0
-    if done >= steps:
-        note(f"reusing the Lines PC-ODE that an earlier demo trained in {run} ({done} steps); "
-             f"delete that folder to train it again")
-    elif done:
-        note(f"resuming the Lines PC-ODE in {run} from step {done} of {steps}")
+    out = run.parent
     history = fit(model, train, cfg, test=test, run_dir=run, resume=done > 0, data=spec,
                   progress=progress and "train a PC-ODE on Lines")
     model.eval()
     plot_curves(out / "curves.png", {"pcode": history}, title="the Lines PC-ODE during training")
     draw_rollouts(out, {"pcode": model}, test[:3], cfg.rule.n_burn, box=False, name="lines", gif_name=None)
-    m = evaluate(model, test, n_burn=cfg.rule.n_burn)
+    m = evaluate(model, test, n_burn=cfg.rule.n_burn, progress=progress and "score the Lines PC-ODE")
     return {"steps": history[-1]["step"], "first": history[0], "last": history[-1], "mse": m["mse"],
             "updates": m["updates"], "train_s": history[-1]["train_s"], "frames": test.shape[1],
             "reused": done >= steps}
