@@ -150,10 +150,10 @@ def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
         for r in runs:
             m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
             label = LABELS[r["kind"]] if r["kind"] == "rnn" else f"PC-ODE, {r['name']}"
-            ax.plot([x["train_s"] / 60 for x in m], [x["test_mse"] for x in m], "-" if r["kind"] == "pcode" else "--",
+            ax.plot([x["train_s"] / 60 for x in m], [x["test_mse_model_units"] for x in m], "-" if r["kind"] == "pcode" else "--",
                     color=COLORS["rnn"] if r["kind"] == "rnn" else shades[r["name"]], marker=".", label=label)
             if r["kind"] == "rnn":
-                ax.axhline(m[-1]["test_mse"], color=COLORS["rnn"], lw=0.8, ls=":")
+                ax.axhline(m[-1]["test_mse_model_units"], color=COLORS["rnn"], lw=0.8, ls=":")
                 ax.axvline(m[-1]["train_s"] / 60, color=COLORS["rnn"], lw=0.8, ls=":")
         ax.set_yscale("log")
         ax.set_xlabel("training wall time (min, one thread)")
@@ -173,12 +173,12 @@ def time_to_quality(folders: dict[str, Path], rows: list[dict]) -> list[str]:
         if not rnns:
             continue
         rnn = ckpt.read_metrics(folders[rnns[0]["name"]] / ckpt.METRICS)
-        goal, budget = rnn[-1]["test_mse"], rnn[-1]["train_s"]
+        goal, budget = rnn[-1]["test_mse_model_units"], rnn[-1]["train_s"]
         for r in rows:
             if r["task"] != task or r["kind"] != "pcode" or r["shipped"]:
                 continue
             m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
-            hit = next((x for x in m if x["test_mse"] <= goal), None)
+            hit = next((x for x in m if x["test_mse_model_units"] <= goal), None)
             when = "never" if hit is None else f"{hit['train_s'] / 60:.1f} min (step {hit['step']})"
             out.append(f"| {TASK_NAMES[task]} | {r['name']} | {goal:.3e} | {budget / 60:.1f} min | {when} | "
                        f"{'yes' if hit and hit['train_s'] <= budget else 'no'} |")

@@ -128,7 +128,7 @@ def main():
     }
     if args.weights == "best":
         provenance["trained_steps"] = rows[-1]["step"]
-        provenance["val_mse"] = next(r["val_mse"] for r in rows if r["step"] == step)
+        provenance["val_mse"] = next(r["val_mse_model_units"] for r in rows if r["step"] == step)
     dest = pretrained.export(args.run, args.dest / args.name, provenance, data=data, weights=args.weights)
     ckpt.save_tensors(dest / pretrained.CHECK, {"x": check}, {"about": "the first test trajectories; see provenance"})
     print(json.dumps({"name": args.name, **metrics, "steps": provenance["steps"], "train_s": provenance["train_s"]}))

@@ -42,7 +42,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .compat import upgrade
+from .compat import RENAMED_METRICS, upgrade
 from .config import TrainConfig, check_device, load_config
 from .errors import CheckpointError, ConfigError
 from .model import ModelConfig, SequenceModel, build_model
@@ -204,8 +204,11 @@ def _read_holder(fd: int) -> str:
 
 # ---- the run-folder protocol: what a training writes there, and how a run is read back ----------------
 
-METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt", "test_mse",
-                 "test_mean_dt", "test_updates", "lr", "train_s", "val_mse", "val_updates")
+# Each name carries its unit: spans in frames, errors in the units the model trains in (a
+# task's own; for a series, its standardised values, which `pcnode eval` turns back into yours).
+METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt_frames",
+                 "test_mse_model_units", "test_mean_dt_frames", "test_updates", "lr", "train_s",
+                 "val_mse_model_units", "val_updates")
 WEIGHTS = {"last": CHECKPOINT, "best": BEST}  # which weights of a run `load_run` reads
 
 
@@ -342,11 +345,13 @@ class RunFolder:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """Rows of a metrics.csv as dicts of floats (step as int)."""
+    """Rows of a metrics.csv as dicts of floats (step as int), keyed by `METRIC_FIELDS`
+    (the older names of a run written before they carried their units are read as those)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     try:
-        return [{k: (int(v) if k == "step" else float(v)) for k, v in r.items()} for r in rows]
+        return [{RENAMED_METRICS.get(k, k): (int(v) if k == "step" else float(v)) for k, v in r.items()}
+                for r in rows]
     except (TypeError, ValueError):
         raise CheckpointError(f"{path} is malformed; delete it to start the metrics afresh") from None
 

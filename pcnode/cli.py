@@ -20,7 +20,7 @@ import torch
 from . import planning as pl
 from . import pretrained
 from .config import TrainConfig, load_config
-from .errors import ConfigError, PCNodeError
+from .errors import ConfigError, PCNodeError, did_you_mean
 from .evaluate import PROTOCOLS
 from .experiments.demo import run_demo
 from .experiments.reproduce import ReproduceConfig, reproduce
@@ -64,7 +64,8 @@ FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "t
          "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold",
          "n_burn": "--n-burn", "jump_prob": "--jump-prob", "zero_span_weight": "--zero-span-weight",
          "dt_weight": "--dt-weight", "field_penalty": "--field-penalty", "events": "--events",
-         "val_fraction": "--val-fraction", "min_dt": "--min-dt", "max_dt": "--max-dt"}
+         "val_fraction": "--val-fraction", "min_dt": "--min-dt", "max_dt": "--max-dt", "normalize=False": "--no-normalize",
+         "window": "--window", "stride": "--stride", "extrapolate": "--extrapolate"}
 
 
 def as_flags(message: str) -> str:
@@ -74,7 +75,23 @@ def as_flags(message: str) -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            message += did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
         raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown flag is named with the subcommand's closest flag and help."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = self
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction) and getattr(parsed, action.dest, None):
+                    command = action.choices[getattr(parsed, action.dest)]
+            flags = [o for a in command._actions for o in a.option_strings]
+            hint = next((did_you_mean(e.split("=")[0], flags) for e in extra if e.startswith("--")), "")
+            command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return parsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pcnode: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped (`pcnode pretrained | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail too
+        return 0
 
 
 # Model settings the data decides, not the command line.
@@ -107,6 +127,8 @@ def _build_parser() -> argparse.ArgumentParser:
     for add in (_data_parser, _train_parser, _eval_parser, _rollout_parser, _pretrained_parser, _demo_parser,
                 _reproduce_parser, _plan_parser):
         add(sub)
+    for command in sub.choices.values():  # the global flags, also after the subcommand
+        command.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="as `pcnode --threads N`")
     return p
 
 
@@ -114,7 +136,7 @@ def _data_parser(sub) -> None:
     d = sub.add_parser("data", help="generate a task's trajectories as .npz")
     d.add_argument("task")
     d.add_argument("--n", type=int, default=10_000, help="trajectories (default %(default)s)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of the simulation (default %(default)s)")
     d.add_argument("--out", type=Path, help="output file (default data/TASK-nN-seedS.npz)")
     d.set_defaults(func=cmd_data)
 
@@ -155,7 +177,7 @@ def _eval_parser(sub) -> None:
     e.add_argument("--protocol", choices=PROTOCOLS, default="pcnode",
                    help="pcnode: the rollout after the burn-in, read at each frame (default); authors: the "
                         "scoring of the authors' released code, to set beside their figures (see pcnode.evaluate)")
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     e.add_argument("--data", type=Path, help="score a series file instead of the run's test split "
                    "(series runs; read with the run's columns and scaling)")
     _add_series_args(e, training=False)
@@ -173,6 +195,8 @@ def _rollout_parser(sub) -> None:
     r.add_argument("--from", dest="start", help="series runs: start time; the burn-in is the readings at or before it")
     r.add_argument("--horizon", type=float, help="series runs: how far past --from to predict, in your time units")
     r.add_argument("--id", help="series runs: which series (value of the id column; default the first)")
+    r.add_argument("--extrapolate", action="store_true", help="series runs: allow --from past the series' last "
+                   "reading (the rollout runs unchecked from that reading)")
     r.add_argument("--out", type=Path, help="task runs: output folder (default: the run folder; for pretrained "
                    "models runs/pretrained/NAME); series runs: output prefix (default RUN/forecast)")
     _add_series_args(r, training=False)
@@ -190,10 +214,11 @@ def _pretrained_parser(sub) -> None:
 def _demo_parser(sub) -> None:
     m = sub.add_parser("demo", help="the main job: the shipped Billiards2D PC-ODE and RNN on held-out trajectories, "
                        "and a PC-ODE learning Lines; report, figures, GIF")
-    m.add_argument("--out", type=Path, default=Path("runs/demo"))
+    m.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder of the report, figures and the Lines "
+                   "run; a Lines run already there is reused (default %(default)s)")
     m.add_argument("--lines-steps", type=int, default=300, help="training steps of the Lines PC-ODE (default %(default)s)")
     m.add_argument("--trajectories", type=int, help="held-out Billiards2D trajectories to score (default: all 1,000)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the Lines data and training (default %(default)s)")
     m.set_defaults(func=cmd_demo)
 
 
@@ -206,11 +231,12 @@ def _reproduce_parser(sub) -> None:
                         "cfc, odernn-adaptive, odernn-kinetic (they need the peers extra)")
     x.add_argument("--budget", default="small", help="small (this CPU, under an hour) or paper "
                    "(25k steps of batch 256 on 10k trajectories, for a GPU)")
-    x.add_argument("--device", default="cpu")
-    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the data and the trainings (default %(default)s)")
     x.add_argument("--steps", type=int, default=0, help="override every task's training steps (0: the budget's)")
     x.add_argument("--n", type=int, default=0, help="override every task's trajectories (0: the budget's)")
-    x.add_argument("--out", type=Path, default=Path("runs/reproduce"))
+    x.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder of the runs, figures and report; "
+                   "runs already there are resumed (default %(default)s)")
     x.set_defaults(func=cmd_reproduce)
 
 
@@ -226,7 +252,8 @@ def _plan_parser(sub) -> None:
     q.add_argument("--ensemble", type=int, default=1,
                    help="models per KIND trained here, seeded SEED, SEED+1, ... into OUT/KIND, OUT/KIND-2, ...; "
                         "the planner averages their scores (default %(default)s)")
-    q.add_argument("--out", type=Path, default=Path("runs/plan"))
+    q.add_argument("--out", type=Path, default=Path("runs/plan"), help="folder of the models trained here, results "
+                   "and GIFs (default %(default)s)")
     q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
     q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
     q.add_argument("--late-penalty", type=float, default=pl.PlanConfig.late_penalty,
@@ -269,8 +296,10 @@ def _add_series_args(parser, training: bool) -> None:
     g.add_argument("--aux-columns", help="the older spelling of --input-columns: a new run reads these as known "
                    "inputs; a run trained with them before inputs existed keeps them as it was trained")
     if training:
-        g.add_argument("--window", type=int, help="cut series into windows of this many readings (default: whole)")
-        g.add_argument("--stride", type=int, help="readings between window starts (default: the window)")
+        g.add_argument("--window", type=_window, help="cut series into windows of this many readings; whole: keep "
+                       "every series whole; auto (the default): windows of 50 every 10 readings when a series is "
+                       "longer than 100, else whole")
+        g.add_argument("--stride", type=int, help="readings between window starts (default: the window; 10 for auto)")
         g.add_argument("--test-fraction", type=float, default=0.1, help="held out (default %(default)s)")
         g.add_argument("--split", default="auto", help="hold out the end of every series (time), the last series "
                        "(series), or auto: series when there are at least 10 (default %(default)s)")
@@ -297,6 +326,16 @@ def _pick(args, cls, skip=()) -> dict:
             if f.name not in skip and getattr(args, f.name, None) is not None}
 
 
+def _window(text: str) -> int | str:
+    """--window: a number of readings, whole or auto."""
+    if text in ("whole", "auto"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of readings, whole or auto") from None
+
+
 def _series_overrides(args) -> dict:
     """What the command line says about reading a series file (see `pcnode.series.SeriesSpec`)."""
     d = {}
@@ -305,6 +344,8 @@ def _series_overrides(args) -> dict:
     for name in ("format", "time_column", "time_format", "id_column", "window", "stride", "test_fraction", "split"):
         if getattr(args, name, None) is not None:
             d[name] = getattr(args, name)
+    if d.get("window") == "whole":
+        d["window"] = None
     for name in ("columns", "input_columns", "aux_columns"):
         if getattr(args, name, None) is not None:
             d[name] = [c.strip() for c in getattr(args, name).split(",") if c.strip()]
@@ -330,7 +371,7 @@ def cmd_train(args) -> None:
 
 def cmd_eval(args) -> None:
     metrics, written = evaluate_run(args.run, protocol=args.protocol, device=args.device,
-                                    series=_series_overrides(args), show_progress=not args.json)
+                                    series=_series_overrides(args), progress=not args.json)
     if args.json:
         print(json.dumps(metrics))
     elif "mean_dt_frames" in metrics:  # a series run: your units
@@ -350,8 +391,9 @@ def cmd_rollout(args) -> None:
             raise ConfigError("--from T0 and --horizon H go together: a run trained on a series forecasts from T0 "
                               "for H of its time units (a task run takes neither)")
         paths, f = forecast_run(args.run, args.start, args.horizon, args.every, _series_overrides(args),
-                                args.id, args.out)
-        print(f"{len(f.update_times)} updates over {args.horizon:g} time units")
+                                args.id, args.out, extrapolate=args.extrapolate)
+        print(f"{len(f.update_times)} updates over the {f.times[-1] - f.burn_t[-1]:g} time units from the last "
+              "burn-in reading to the forecast's end")
         if f.inputs_held_from is not None:
             print(f"no known inputs after {args.start}: the forecast holds their last reading (columns marked "
                   "'(held)'); give the future inputs as readings in --data to use them")
@@ -363,22 +405,30 @@ def cmd_rollout(args) -> None:
 
 
 def cmd_pretrained(args) -> None:
-    for name in pretrained.names():
-        p = pretrained.info(name)
-        if args.json:
-            print(json.dumps({"name": name, **p}))
-            continue
-        m = p.get("metrics", {})
-        extra = "".join(f"  {k} {m[k]:.3g}" for k in ("event_recall", "collisions_plus_1") if k in m)
-        print(f"{name:20s} {p.get('steps', '?'):>6} steps  test MSE {m.get('mse', float('nan')):.2e}  "
-              f"(authors' protocol {m.get('mse_authors', float('nan')):.2e})  "
-              f"updates {m.get('updates', float('nan')):.2f}{extra}")
+    if args.json:
+        for name in pretrained.names():
+            print(json.dumps({"name": name, **pretrained.info(name)}))
+        return
     if not pretrained.names():
         print("no pretrained models ship with this copy of pcnode")
+        return
+    print(f"{'name':20s} {'steps':>6} {'test MSE':>9} {'authors':>9} {'updates':>8} {'event recall':>13} "
+          f"{'collisions + 1':>15}")
+    for name in pretrained.names():
+        p = pretrained.info(name)
+        m = p.get("metrics", {})
+        extra = "".join(f" {m[k]:>{w}.2f}" if k in m else f" {'-':>{w}}"
+                        for k, w in (("event_recall", 13), ("collisions_plus_1", 15)))
+        print(f"{name:20s} {p.get('steps', '?'):>6} {m.get('mse', float('nan')):9.2e} "
+              f"{m.get('mse_authors', float('nan')):9.2e} {m.get('updates', float('nan')):8.2f}{extra}")
+    print("test MSE: rollouts from 4 frames scored at every later frame; authors: as the authors' code scores "
+          "(`pcnode eval pretrained:NAME --protocol authors`)")
 
 
 def cmd_demo(args) -> None:
-    print(f"wrote {run_demo(args.out, seed=args.seed, lines_steps=args.lines_steps, trajectories=args.trajectories)}")
+    out = run_demo(args.out, seed=args.seed, lines_steps=args.lines_steps, trajectories=args.trajectories,
+                   note=lambda line: print(line, flush=True))
+    print(f"wrote {out}")
 
 
 def cmd_reproduce(args) -> None:

@@ -10,6 +10,9 @@ input threshold in the model's settings, and the burn-in and the skip threshold'
 inside the training settings, together with the loss weights. Runs from before the
 relative threshold existed stored the authors' absolute `epsilon` alone.
 
+Metrics written before their names carried their units (`test_mse`, ...) are read under
+today's names (`RENAMED_METRICS`, `checkpoint.read_metrics`).
+
 One other form of older runs lives on in the model itself: auxiliary dims
 (`ModelConfig.aux_dims`), state dims that runs from before known inputs existed read
 and decoded but never scored (`SequenceModel.scored_dims`, `rollout.hold_aux`).
@@ -20,6 +23,8 @@ import copy
 
 RULE_PARTS_IN_MODEL = ("min_dt", "max_dt", "input_threshold")  # v0.1: segment settings among the model's
 TRAIN_PARTS_IN_RULE = ("jump_prob", "zero_span_weight", "dt_weight", "feed_predictions", "field_penalty")
+RENAMED_METRICS = {"train_mean_dt": "train_mean_dt_frames", "test_mse": "test_mse_model_units",
+                   "test_mean_dt": "test_mean_dt_frames", "val_mse": "val_mse_model_units"}
 
 
 def upgrade(cfg: dict) -> dict:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from . import checkpoint as ckpt
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, did_you_mean
 from .tasks import TASKS, simulate
 
 # Where the command line and the experiments cache generated task data.
@@ -174,7 +174,7 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
 def task_data(task: str, n: int, seed: int, cache_dir: str | Path | None = None) -> dict[str, np.ndarray]:
     """Trajectories of a built-in task, generated once and cached as `cache_dir/TASK-nN-seedS.npz`."""
     if task not in TASKS:
-        raise ConfigError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}{did_you_mean(task, TASKS)}")
     if n < 2:
         raise ConfigError(f"need at least 2 trajectories (one to train, one to test), got {n}")
     path = None if cache_dir is None else Path(cache_dir) / f"{task}-n{n}-seed{seed}.npz"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -18,6 +18,7 @@ from torch import Tensor
 from .data import Trajectories
 from .errors import ConfigError, DataError
 from .model import SequenceModel
+from .progress import bar
 from .rollout import Rollout, rollout
 from .segments import SegmentRule
 
@@ -26,8 +27,8 @@ PROTOCOLS = ("pcnode", "authors")
 
 @torch.no_grad()
 def evaluate(model: SequenceModel, data: Tensor | Trajectories, rule: SegmentRule | None = None,
-             batch_size: int = 1024, progress=None, scale: Tensor | None = None,
-             protocol: str = "pcnode") -> dict[str, float]:
+             batch_size: int = 1024, progress: bool | str | Callable[[int], object] | None = True,
+             scale: Tensor | None = None, protocol: str = "pcnode") -> dict[str, float]:
     """Roll out every trajectory from its burn-in and score it.
 
     Main arguments:
@@ -41,7 +42,9 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, rule: SegmentRul
             `model.rule`, the run's).
 
     Other arguments:
-        progress: optional callable receiving the number of trajectories done per batch.
+        progress: a bar over the trajectories scored, once scoring has run for a second
+            (False or None: none; a string: its label; see `pcnode.progress`), or a
+            callable given the number of trajectories done per batch.
         scale: (state_dim,) factors applied to errors before squaring (a standard
             deviation per dim turns standardised errors back into your units).
         protocol: "pcnode" (the default, described below) or "authors", the scoring of
@@ -68,10 +71,14 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, rule: SegmentRul
     scale = data.x.new_ones(data.x.shape[-1]) if scale is None else scale.to(data.x)
     was_training = model.training
     model.eval()
+    shown = bar(not callable(progress) and bool(progress) and progress, total=len(data), desc="evaluate",
+                unit="traj", leave=False)
+    count = progress if callable(progress) else shown.update
     try:
         parts = [_score_batch(model, data[lo:lo + batch_size], real[lo:lo + batch_size], rule, scale, protocol,
-                              progress) for lo in range(0, len(data), batch_size)]
+                              count) for lo in range(0, len(data), batch_size)]
     finally:
+        shown.close()
         model.train(was_training)
     return {
         "mse": sum(p.sq_err for p in parts) / len(data),
@@ -123,7 +130,7 @@ class Scored(NamedTuple):
 
 
 def _score_batch(model: SequenceModel, batch: Trajectories, real: Tensor, rule: SegmentRule, scale: Tensor,
-                 protocol: str, progress) -> Scored:
+                 protocol: str, count: Callable[[int], object]) -> Scored:
     """Roll one batch out from its burn-in and score it (see `evaluate`)."""
     seqs, n_burn = batch.x, rule.n_burn
     T = seqs.shape[1]
@@ -151,8 +158,7 @@ def _score_batch(model: SequenceModel, batch: Trajectories, real: Tensor, rule: 
         w = real[:, n_burn:].to(seqs.dtype).unsqueeze(-1)
         err = ((pred - seqs[:, n_burn:]) * scale)[..., :keep].pow(2) * w
         sq_err = (err.sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * keep)).sum().item()
-    if progress is not None:
-        progress(len(seqs))
+    count(len(seqs))
     return Scored(sq_err, ro.dt[:, n_burn - 1:][torch.isfinite(ro.t[:, n_burn - 1:])], ro.updates.to(seqs.dtype),
                   seconds, ro.nfe, ro.solver_steps * len(seqs))
 

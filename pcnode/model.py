@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .segments import SegmentRule
 
 MODELS = ("pcode", "rnn", "odernn", "cfc")
@@ -91,7 +91,8 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         if self.kind not in MODELS:
-            raise ConfigError(f"unknown model '{self.kind}'; choose one of: {', '.join(MODELS)}")
+            raise ConfigError(f"unknown model '{self.kind}'; choose one of: {', '.join(MODELS)}"
+                              f"{did_you_mean(self.kind, MODELS)}")
         if self.solver not in SOLVERS:
             raise ConfigError(f"unknown ODE solver '{self.solver}'; choose one of: {', '.join(SOLVERS)}")
         if self.encoder not in ("mlp", "conv"):

@@ -1,9 +1,11 @@
 """Trained models that ship with pcnode.
 
     >>> import pcnode.pretrained
-    >>> pcnode.pretrained.names()                       # doctest: +SKIP
-    ['billiards1d-pcode', 'billiards1d-rnn', 'billiards2d-pcode', ...]
-    >>> model = pcnode.pretrained.load("billiards2d-pcode")   # doctest: +SKIP
+    >>> pcnode.pretrained.names()[:3]
+    ['billiards1d-pcode', 'billiards1d-rnn', 'billiards2d-pcode']
+    >>> model = pcnode.pretrained.load("billiards2d-pcode")
+    >>> model.config.kind, model.training
+    ('pcode', False)
 
 Each model is a run folder inside the package (`pcnode/zoo/NAME/`) without its
 optimiser state: `checkpoint.safetensors` (the weights), `config.json` (the run's
@@ -20,7 +22,7 @@ import json
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .errors import CheckpointError
+from .errors import CheckpointError, did_you_mean
 from .model import SequenceModel
 from .checkpoint import WEIGHTS, load_run
 
@@ -39,7 +41,8 @@ def folder(name: str) -> Path:
     """The run folder of the shipped model `name`; CheckpointError naming the others if there is none."""
     if name not in names():
         shipped = ", ".join(names()) or "none"
-        raise CheckpointError(f"no pretrained model {name!r}; the ones that ship: {shipped}")
+        raise CheckpointError(f"no pretrained model {name!r}; the ones that ship: {shipped}"
+                              f"{did_you_mean(name, names())}")
     return ZOO / name
 
 

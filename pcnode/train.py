@@ -27,6 +27,7 @@ from .evaluate import evaluate
 from .flows import ODERNN
 from .forcing import Losses, Objective
 from .model import SequenceModel
+from .progress import TrainingBar
 from .segments import SegmentRule, mean_square_change
 
 
@@ -41,7 +42,7 @@ class Place(NamedTuple):
 def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig, *,
         rule: SegmentRule | None = None, test: Tensor | Trajectories | None = None,
         run_dir: str | Path | None = None, resume: bool = False, data: dict | None = None,
-        on_step: Callable[[int, Losses], None] | None = None) -> list[dict]:
+        on_step: Callable[[int, Losses], None] | None = None, progress: bool | str = True) -> list[dict]:
     """Train `model` on the trajectories `train`.
 
     Main arguments:
@@ -64,6 +65,8 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
         resume: continue from `run_dir`'s checkpoint instead of refusing to overwrite it.
         data: description of the data, saved in the config (task, seed, ...).
         on_step: called after every step with the step number and its losses.
+        progress: a bar on stderr with the steps, the loss and the mean dt, once training
+            has run for a second (False: none; a string: its label). See `pcnode.progress`.
 
     Returns the metrics rows (dicts keyed by `checkpoint.METRIC_FIELDS`), one per evaluation.
     """
@@ -86,14 +89,15 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
     change = mean_square_change(train.x, train.mask, model.scored_dims)
     model.rule = rule = SegmentRule.resolve(rule, change, config.epsilon, config.relative_epsilon, config.events)
     test = None if test is None else Trajectories.of(test)
-    with distributed(config) as place:
+    shown = TrainingBar(config.steps, progress, model.config.kind, then=on_step)  # _fit calls it on rank 0 only
+    with distributed(config) as place, shown:
         # Only the first process writes, so only it holds the run folder's lock.
         folder = None
         if run_dir is not None and (place.rank == 0 or resume):
             folder = ckpt.RunFolder(Path(run_dir), ckpt.run_config(model, config, rule, data))
         lock = ckpt.lock_run(folder.path) if folder is not None and place.rank == 0 else contextlib.nullcontext()
         with lock:
-            return _fit(model, config, rule, (train, val, test), place, folder, resume, on_step)
+            return _fit(model, config, rule, (train, val, test), place, folder, resume, shown)
 
 
 def held_out(train: Trajectories, fraction: float) -> tuple[Trajectories, Trajectories | None]:
@@ -170,22 +174,22 @@ def _evaluate(model, progress: ckpt.Progress, window: list[Losses], test, val, o
         "displacement": sum(l.displacement.item() for l in window) / n,
         "zero_span": sum(l.zero_span.item() for l in window) / n,
         "dt_loss": sum(l.dt.item() for l in window) / n,
-        "train_mean_dt": sum(l.mean_dt for l in window) / n,
-        "test_mse": math.nan, "test_mean_dt": math.nan, "test_updates": math.nan,
+        "train_mean_dt_frames": sum(l.mean_dt for l in window) / n,
+        "test_mse_model_units": math.nan, "test_mean_dt_frames": math.nan, "test_updates": math.nan,
         "lr": opt.param_groups[0]["lr"],
         "train_s": progress.train_s,
     }
     if test is not None:
-        m = evaluate(model, test)
-        row.update(test_mse=m["mse"], test_mean_dt=m["mean_dt"], test_updates=m["updates"])
+        m = evaluate(model, test, progress=False)  # the training bar stands for it
+        row.update(test_mse_model_units=m["mse"], test_mean_dt_frames=m["mean_dt"], test_updates=m["updates"])
     if val is not None:
-        m = evaluate(model, val)
-        row.update(val_mse=m["mse"], val_updates=m["updates"])
+        m = evaluate(model, val, progress=False)
+        row.update(val_mse_model_units=m["mse"], val_updates=m["updates"])
     progress.history.append(row)
     if folder is not None:
         folder.write_metrics(progress.history)
-    if val is not None and row["val_mse"] < progress.best:  # a NaN score is never the best
-        progress.best = row["val_mse"]
+    if val is not None and row["val_mse_model_units"] < progress.best:  # a NaN score is never the best
+        progress.best = row["val_mse_model_units"]
         if folder is not None:
             folder.save_best(model, progress.step, progress.best)
 

@@ -239,6 +239,22 @@ CASES = [
      "no pretrained model"),
     ("authors-protocol-on-a-series-run", lambda d: main([*GOOD_DATA, "--out", "srun"]),
      ["eval", "srun", "--protocol", "authors"], "series runs"),
+    # close matches
+    ("misspelt-flag", nothing, [*GOOD_DATA, "--stpes", "2", "--out", "out"],
+     r"unrecognized arguments: --stpes 2; did you mean '--steps'\? \(see `pcnode train --help`\)"),
+    ("misspelt-subcommand", nothing, ["trian"], "did you mean 'train'"),
+    ("misspelt-choice", nothing, ["eval", "run", "--protocol", "author"], "did you mean 'authors'"),
+    ("misspelt-model", nothing, [*GOOD_DATA, "--model", "pcod", "--out", "out"], "did you mean 'pcode'"),
+    ("misspelt-task", nothing, ["train", "--task", "line", *SMALL, "--out", "out"], "did you mean 'lines'"),
+    ("misspelt-pretrained", nothing, ["eval", "pretrained:lines-pcod"], "did you mean 'lines-pcode'"),
+    # folders and times that are not what they seem
+    ("eval-a-folder-of-runs", lambda d: (d / "demo").mkdir() or (d / "run").rename(d / "demo" / "lines")
+     or (d / "demo" / "config.json").write_text('{"demo": {"seed": 0}}'), ["eval", "demo"],
+     "demo is not a run folder: it holds the run folder demo/lines; give one of those"),
+    ("rollout-from-past-the-last-reading", lambda d: main([*GOOD_DATA, "--out", "srun"]),
+     ["rollout", "srun", "--from", "99", "--horizon", "5", "--every", "1"],
+     "--from 99 is past the last reading of series '0', at 9;.*--extrapolate"),
+    ("window-not-a-number", nothing, [*GOOD_DATA, "--window", "big", "--out", "out"], "--window"),
 ]
 
 
@@ -351,3 +367,36 @@ def test_a_command_without_threads_runs_on_the_idle_cores(here, monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_global_threads_flag_is_accepted_after_the_subcommand_too(here):
+    before = torch.get_num_threads()
+    try:
+        assert main(["data", "lines", "--n", "4", "--out", "lines.npz", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["--threads", "2", "data", "lines", "--n", "4", "--out", "lines2.npz"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_pretrained_lists_the_models_under_a_header_row(capsys):
+    assert main(["pretrained"]) == 0
+    header, first, *_ = capsys.readouterr().out.splitlines()
+    assert header.split()[:5] == ["name", "steps", "test", "MSE", "authors"] and first.split()[0] == "billiards1d-pcode"
+
+
+def test_every_flag_of_every_subcommand_says_what_it_does():
+    from pcnode.cli import _build_parser
+    import argparse
+    parser = _build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    silent = [f"{name} {action.option_strings[0]}" for name, command in commands.items()
+              for action in command._actions if action.option_strings and not action.help]
+    assert not silent, f"flags without help: {silent}"
+
+
+def test_output_piped_into_a_reader_that_stops_ends_quietly(here):
+    proc = subprocess.run(f"{sys.executable} -m pcnode pretrained | head -1", shell=True, cwd=here,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("name") and "Traceback" not in proc.stderr and proc.stderr == ""

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pcnode import TrainConfig, fit, load_run, rollout
+from pcnode.checkpoint import read_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = torch.cumsum(torch.rand(40, 12, 2, generator=torch.Generator().manual_seed(0)) * 0.1, 1)
@@ -42,3 +43,17 @@ def test_a_run_from_version_0_1_resumes(tmp_path):
     history = fit(model, DATA[:32], TrainConfig(steps=3, batch_size=8, eval_every=2, checkpoint_every=2, eval_size=8),
                   test=DATA[32:], run_dir=run, resume=True, data={"note": "written by pcnode 0.1.0 at commit bbc7636"})
     assert [r["step"] for r in history] == [2, 3]
+
+
+def test_the_metrics_of_a_run_from_version_0_1_read_and_resume_under_names_with_units(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "v0.1-pcode", run)
+    assert "test_mse" in (run / "metrics.csv").read_text().splitlines()[0]
+    old = read_metrics(run / "metrics.csv")
+    assert {"test_mse_model_units", "test_mean_dt_frames", "train_mean_dt_frames"} <= old[0].keys()
+    model, _ = load_run(run)
+    fit(model, DATA[:32], TrainConfig(steps=3, batch_size=8, eval_every=2, checkpoint_every=2, eval_size=8),
+        test=DATA[32:], run_dir=run, resume=True, data={"note": "written by pcnode 0.1.0 at commit bbc7636"})
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "test_mse_model_units" in header and "test_mse" not in header
+    assert read_metrics(run / "metrics.csv")[0] == old[0]  # the rows it had are kept, renamed

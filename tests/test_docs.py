@@ -184,3 +184,61 @@ def test_api_reference_names_exist():
                 assert hasattr(obj, attr), f"docs/api.md documents {dotted}, which does not exist"
                 obj = getattr(obj, attr)
             break
+
+
+def hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cli_page_lists_every_flag_as_the_parser_defines_it():
+    h = hooks()
+    page = (DOCS / "cli.md").read_text()
+    shown = page.split(h.BEGIN, 1)[1].split(h.END, 1)[0].strip()
+    assert shown == h.flag_tables().strip(), "docs/cli.md's flag tables differ from the parser: run python docs/hooks.py"
+
+
+def test_the_cli_page_names_every_model_and_task_there_is():
+    from pcnode.model import MODELS
+    from pcnode.tasks import TASKS
+    prose = " ".join((DOCS / "cli.md").read_text().split())
+    assert re.findall(r"`(\w+)`", re.search(r"Models: (.*?)\(", prose)[1]) == list(MODELS)
+    assert re.findall(r"`(\w+)`", re.search(r"Tasks: (.*?)\.", prose)[1]) == list(TASKS)
+
+
+@pytest.fixture(scope="module")
+def evaluate_keys():
+    model = pcnode.build_model(pcnode.ModelConfig(state_dim=2, hidden=8, latent=8), seed=0)
+    return set(pcnode.evaluate(model, torch.zeros(2, 6, 2)))
+
+
+@pytest.mark.parametrize("page", [README, DOCS / "index.md"], ids=name)
+def test_the_keys_shown_for_evaluate_are_the_keys_it_returns(page, evaluate_keys):
+    shown = re.search(r"pcnode\.evaluate\(model, test\)\s+# \{(.*)\}", page.read_text())[1]
+    assert set(re.findall(r'"(\w+)"', shown)) == evaluate_keys
+
+
+def test_the_rollouts_page_explains_every_score(evaluate_keys):
+    block = next(b for b in blocks(DOCS / "rollouts.md", "python") if "scores = pcnode.evaluate(model, test)" in b)
+    assert set(re.findall(r'scores\["(\w+)"\]', block)) == evaluate_keys
+
+
+def test_the_docstrings_the_api_page_shows_run_as_written():
+    import doctest
+    import pcnode.pretrained
+    for module in (pcnode, pcnode.pretrained):
+        assert "doctest:" not in module.__doc__  # a directive would be shown on the page
+        assert doctest.testmod(module).failed == 0
+
+
+def test_the_404_page_links_its_assets_from_the_site_folder_not_the_server_root():
+    h = hooks()
+    html = ('<link rel="stylesheet" href="/assets/main.css"><script src="/assets/bundle.js"></script>'
+            '<a href="/index.html">home</a><a href="//example.org/x">x</a>{"base": "/", "features": []}')
+    fixed = h.on_post_template(html, "404.html", config={})
+    assert 'href="./assets/main.css"' in fixed and 'src="./assets/bundle.js"' in fixed
+    assert 'href="./index.html"' in fixed and 'href="//example.org/x"' in fixed and '"base": "."' in fixed
+    assert h.on_post_template(html, "sitemap.xml", config={}) == html
+    assert "hooks:\n  - docs/hooks.py" in (ROOT / "mkdocs.yml").read_text()

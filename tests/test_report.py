@@ -30,3 +30,13 @@ def test_only_the_balls_whose_velocity_changed_are_marked_at_a_collision():
     events[4] = 1
     marked = _bounced(np.stack([ball0, ball1], 1), events)
     assert marked[4].tolist() == [True, False] and marked.sum() == 1
+
+
+def test_a_second_demo_says_it_reuses_the_lines_run_and_its_report_says_so_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    notes = []
+    run_demo(tmp_path / "demo", lines_steps=2, trajectories=4, note=notes.append)
+    assert notes == []
+    run_demo(tmp_path / "demo", lines_steps=2, trajectories=4, note=notes.append)
+    assert len(notes) == 1 and "reusing the Lines PC-ODE" in notes[0] and str(tmp_path / "demo" / "lines") in notes[0]
+    assert "by an earlier demo whose run this one reused" in (tmp_path / "demo" / "report.md").read_text()

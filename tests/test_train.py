@@ -49,7 +49,7 @@ def test_metrics_have_one_row_per_evaluation(tmp_path):
     _, _, history = small_run(tmp_path)
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     assert [r["step"] for r in rows] == [3, 6] == [r["step"] for r in history]
-    assert all(r["test_mse"] >= 0 for r in rows)
+    assert all(r["test_mse_model_units"] >= 0 for r in rows)
 
 
 def test_truncated_checkpoint_is_refused_clearly(tmp_path):
@@ -183,7 +183,7 @@ def test_a_validation_split_is_held_out_of_training_and_keeps_the_best_weights(t
                                                                           forward(self, batch, *rest))[1])
     history = fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "run")
     assert len(largest) == 9 and max(largest) < 100, "a held-out trajectory was trained on"
-    val = [r["val_mse"] for r in history]
+    val = [r["val_mse_model_units"] for r in history]
     assert len(val) == 3 and len(set(val)) == 3
     tensors, meta = load_tensors(tmp_path / "run" / "best.safetensors")
     assert int(meta["step"]) == history[val.index(min(val))]["step"] and float(meta["val_mse"]) == min(val)

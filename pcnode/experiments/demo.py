@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -25,31 +26,43 @@ from ..rollout import rollout
 from ..tasks import collisions
 from ..checkpoint import load_run
 from ..config import TrainConfig
+from ..progress import bar
+from ..train import fit
 from .figures import draw_rollouts, plot_curves
-from .progress import fit_with_bar
 
 SHIPPED = {"pcode": "billiards2d-pcode", "rnn": "billiards2d-rnn"}
 
 
-def run_demo(out: Path, seed: int = 0, lines_steps: int = 300, trajectories: int | None = None) -> Path:
+def run_demo(out: Path, seed: int = 0, lines_steps: int = 300, trajectories: int | None = None,
+             progress: bool = True, note: Callable[[str], None] | None = None) -> Path:
     """Write the demo into `out`: report.md, paths.png, rollout.gif, lines.png, curves.png, lines/.
 
     Args:
         seed: seed of the Lines training.
-        lines_steps: its training steps.
+        lines_steps: its training steps. A Lines run already in OUT/lines (an earlier
+            demo's) is reused, or resumed if it trained for fewer steps.
         trajectories: held-out Billiards2D trajectories to score (default: the whole split).
+        progress: bars over the scoring, the animation and the training (`pcnode.progress`).
+        note: called with a line saying what the demo reuses from an earlier one.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, recall = _shipped_billiards(out, trajectories)
-    lines = _learn_lines(out, seed, lines_steps)
+    run = out / "lines"
+    done = int(ckpt.load_tensors(run / ckpt.CHECKPOINT)[1]["step"]) if (run / ckpt.CHECKPOINT).exists() else 0
+    if note is not None and done >= lines_steps:
+        note(f"reusing the Lines PC-ODE that an earlier demo trained in {run} ({done} steps); "
+             "delete that folder to train it again")
+    elif note is not None and done:
+        note(f"resuming the Lines PC-ODE in {run} from step {done} of {lines_steps}")
+    rows, recall = _shipped_billiards(out, trajectories, progress)
+    lines = _learn_lines(run, seed, lines_steps, progress, done)
     ckpt.write_json(out / "config.json", {"demo": {"seed": seed, "lines_steps": lines_steps,
                                                    "trajectories": trajectories, "shipped": SHIPPED}})
     ckpt.write_text(out / "report.md", _report(rows, recall, lines))
     return out
 
 
-def _shipped_billiards(out: Path, trajectories: int | None) -> tuple[list[dict], dict]:
+def _shipped_billiards(out: Path, trajectories: int | None, progress: bool) -> tuple[list[dict], dict]:
     """Score the shipped Billiards2D models on their held-out split and draw three trajectories."""
     models, cfg = {}, None
     for kind, name in SHIPPED.items():
@@ -61,34 +74,39 @@ def _shipped_billiards(out: Path, trajectories: int | None) -> tuple[list[dict],
     events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
     test, events = test[:trajectories], events[:trajectories]
     rows, recall = [], {}
-    for kind, model in models.items():
-        m = evaluate(model, test)
-        recall[kind] = event_recall(rollout(model, test[:, :n_burn], horizon=test.shape[1] - 1), events)
-        rows.append({"model": kind, **m, "event_recall": recall[kind]})
+    with bar(progress, total=2 * len(models) * len(test), desc="score the shipped Billiards2D models",
+             unit="traj") as shown:
+        for kind, model in models.items():
+            m = evaluate(model, test, progress=shown.update)
+            recall[kind] = event_recall(rollout(model, test[:, :n_burn], horizon=test.shape[1] - 1), events)
+            shown.update(len(test))
+            rows.append({"model": kind, **m, "event_recall": recall[kind]})
     hold = (test[:, n_burn:] - test[:, n_burn - 1:n_burn]).pow(2).mean().item()
     rows.append({"model": None, "mse": hold})
     recall["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
     recall["trajectories"] = len(test)
-    draw_rollouts(out, models, test[:3], n_burn, events=events[:3].numpy())
+    draw_rollouts(out, models, test[:3], n_burn, events=events[:3].numpy(), progress=progress and "draw rollout.gif")
     return rows, recall
 
 
-def _learn_lines(out: Path, seed: int, steps: int) -> dict:
-    """Train a PC-ODE on Lines from scratch into out/lines; draw its rollouts and curves."""
+def _learn_lines(run: Path, seed: int, steps: int, progress: bool, done: int) -> dict:
+    """Train a PC-ODE on Lines from scratch into `run`, or go on from the `done` steps of an
+    earlier demo's; draw its rollouts and curves beside it."""
     train, test = split(task_data("lines", 2000, seed, cache_dir=DATA_DIR)["x"])
     cfg = TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_size=200, checkpoint_every=steps,
                       seed=seed)
     model = build_model(ModelConfig(kind="pcode", state_dim=2), seed=seed)
-    run = out / "lines"
     spec = {"task": "lines", "n": 2000, "seed": seed, "test_fraction": 0.1}
-    history = fit_with_bar(model, train, test, cfg, run, spec, resume=(run / ckpt.CHECKPOINT).exists(),
-                           label="train a PC-ODE on Lines")
+    out = run.parent
+    history = fit(model, train, cfg, test=test, run_dir=run, resume=done > 0, data=spec,
+                  progress=progress and "train a PC-ODE on Lines")
     model.eval()
-    plot_curves(out / "curves.png", {"pcode": history})
+    plot_curves(out / "curves.png", {"pcode": history}, title="the Lines PC-ODE during training")
     draw_rollouts(out, {"pcode": model}, test[:3], model.rule.n_burn, box=False, name="lines", gif_name=None)
-    m = evaluate(model, test)
-    return {"steps": steps, "first": history[0], "last": history[-1], "mse": m["mse"], "updates": m["updates"],
-            "train_s": history[-1]["train_s"], "frames": test.shape[1]}
+    m = evaluate(model, test, progress=progress and "score the Lines PC-ODE")
+    return {"steps": history[-1]["step"], "first": history[0], "last": history[-1], "mse": m["mse"],
+            "updates": m["updates"], "train_s": history[-1]["train_s"], "frames": test.shape[1],
+            "reused": done >= steps}
 
 
 def _report(rows: list[dict], recall: dict, lines: dict) -> str:
@@ -125,9 +143,11 @@ def _report(rows: list[dict], recall: dict, lines: dict) -> str:
             "",
             "## 2. A PC-ODE learning Lines from scratch",
             "",
-            f"{lines['steps']} steps of batch 256 ({lines['train_s']:.0f} s): the mean span between updates in "
-            f"teacher forcing went from {lines['first']['train_mean_dt']:.1f} frames (step "
-            f"{lines['first']['step']}) to {lines['last']['train_mean_dt']:.1f} (step {lines['last']['step']}). "
+            f"{lines['steps']} steps of batch 256 ({lines['train_s']:.0f} s"
+            + (", by an earlier demo whose run this one reused" if lines["reused"] else "")
+            + "): the mean span between updates in "
+            f"teacher forcing went from {lines['first']['train_mean_dt_frames']:.1f} frames (step "
+            f"{lines['first']['step']}) to {lines['last']['train_mean_dt_frames']:.1f} (step {lines['last']['step']}). "
             f"On held-out lines the rollout makes {lines['updates']:.2f} updates after the burn-in "
             f"(1 is a single jump across the remaining {lines['frames'] - 4} frames) at test MSE "
             f"{lines['mse']:.2e}.",
@@ -136,7 +156,8 @@ def _report(rows: list[dict], recall: dict, lines: dict) -> str:
             "",
             "- `paths.png`: three held-out Billiards2D trajectories: truth (grey), the PC-ODE and the RNN read "
             "every quarter frame (ball 2 dashed), the PC-ODE's updates circled, the true collisions crossed.",
-            "- `rollout.gif`: the first of them, truth beside each model; a red frame marks a PC-ODE update.",
+            "- `rollout.gif`: the first of them, truth beside each model; for half a second after each PC-ODE "
+            "update its panel is framed in red and reads \"update\".",
             "- `lines.png`, `curves.png`: the Lines PC-ODE's rollouts and its test MSE and mean dt during training.",
             "- `lines/`: its run folder (config, checkpoint, metrics), usable with `pcnode eval` and "
             "`pcnode rollout`.", ""]

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .. import checkpoint as ckpt  # noqa: E402
+from ..progress import bar  # noqa: E402
 from ..model import MODEL_NAMES, SequenceModel  # noqa: E402
 from ..rollout import rollout  # noqa: E402
 
@@ -53,32 +54,58 @@ def _bounced(balls: np.ndarray, events: np.ndarray, tol: float = 1e-4) -> np.nda
     return out
 
 
+BALL_STYLES = ("-", "--", ":")  # line style of ball k, in the truth as in every model's rollout
+BALL_COLORS = ("tab:orange", "tab:blue", "tab:green")  # fill of ball k in the animations
+# The axis label of each training metric (`pcnode.train.METRIC_FIELDS`), its unit included.
+METRIC_LABELS = {"test_mse_model_units": "test MSE (model units, log scale)",
+                 "test_mean_dt_frames": "mean span between updates\nin test rollouts (frames)",
+                 "train_mean_dt_frames": "mean span between updates\nin teacher forcing (frames)",
+                 "val_mse_model_units": "validation MSE (model units, log scale)", "test_updates": "updates per rollout"}
+
+
+def _legend_below(fig, axes) -> None:
+    """One legend for the figure, below its panels, clear of the data (entries named twice shown once)."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncol=min(len(entries), 4),
+               fontsize=8, frameon=False)
+
+
 def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tuple[np.ndarray, np.ndarray]],
                updates: dict[str, np.ndarray], title: str = "", box: bool = False,
-               events: np.ndarray | None = None) -> None:
-    """Truth vs predicted paths for a few trajectories, one panel each.
+               events: np.ndarray | None = None, first: int = 0) -> None:
+    """Truth vs predicted paths for a few trajectories, one labelled panel each, the
+    legend below them.
+
+    Ball k of a state is drawn in `BALL_STYLES[k]`, in the truth (grey) as in each model
+    (its colour). Billiards (`box`) draw the unit table without ticks; other tasks share
+    their axes, with ticks, so that the panels can be compared.
 
     Args:
-        truth: (P, T, 2k) true trajectories.
+        truth: (P, T, 2k) true trajectories, test trajectories `first..first+P-1`.
         paths: model name -> (times (Q,), states (P, Q, 2k)) read off its rollout, finely.
-        updates: model name -> (P, K, 2k) states at the model's update times (drawn as dots).
+        updates: model name -> (P, K, 2k) states at the model's update times (drawn as circles).
         box: draw the unit box (billiards).
         events: (P, T) counts of true events (collisions) per frame; each ball whose
             velocity changed across such a frame is crossed at its true position there.
     """
     P = truth.shape[0]
-    fig, axes = plt.subplots(1, P, figsize=(3.2 * P, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, P, figsize=(3.3 * P, 4.3), squeeze=False, sharex=not box, sharey=not box,
+                             layout="constrained")
+    balls = truth.shape[-1] // 2
     for p, ax in enumerate(axes[0]):
         tr = _points(truth[p])
-        for k in range(tr.shape[1]):
-            ax.plot(tr[:, k, 0], tr[:, k, 1], color="0.6", lw=3, alpha=0.6, label="truth" if k == 0 else None)
-            ax.plot(tr[:n_burn, k, 0], tr[:n_burn, k, 1], "o", color="black", ms=3,
-                    label="burn-in" if k == 0 else None)
+        for k in range(balls):
+            ax.plot(tr[:, k, 0], tr[:, k, 1], color="0.55", lw=3, alpha=0.55, ls=BALL_STYLES[k % 3],
+                    label="truth")
+            ax.plot(tr[:n_burn, k, 0], tr[:n_burn, k, 1], "o", color="black", ms=3, label="burn-in (given)")
         for name, (_, states) in paths.items():
             pts = _points(states[p])
-            for k in range(pts.shape[1]):
-                ax.plot(pts[:, k, 0], pts[:, k, 1], color=COLORS.get(name), lw=1.2, ls=("-", "--")[k % 2],
-                        label=LABELS.get(name, name) if k == 0 else None)
+            for k in range(balls):
+                ax.plot(pts[:, k, 0], pts[:, k, 1], color=COLORS.get(name), lw=1.2, ls=BALL_STYLES[k % 3],
+                        label=LABELS.get(name, name))
             if name in updates:
                 up = _points(updates[name][p])
                 ax.plot(up[..., 0].ravel(), up[..., 1].ravel(), "o", mfc="none", color=COLORS.get(name), ms=6,
@@ -86,70 +113,99 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
         if events is not None:
             hit = tr[_bounced(tr, events[p])]
             ax.plot(hit[:, 0], hit[:, 1], "x", color="black", ms=5, mew=1, label="collisions (truth)")
+        if balls > 1:  # the key to the line styles, drawn off the data
+            for k in range(balls):
+                ax.plot([], [], color="black", lw=1, ls=BALL_STYLES[k % 3], label=f"ball {k + 1}")
+        ax.set_title(f"({chr(ord('a') + p)}) test trajectory {first + p}", fontsize=9)
         if box:
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
-        ax.set_aspect("equal", adjustable="datalim" if not box else "box")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0][0].legend(fontsize=7, loc="best")
+            ax.set_aspect("equal", adjustable="box")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel("x", fontsize=8)
+    if not box:
+        axes[0][0].set_ylabel("y", fontsize=8)
+        extent = np.ptp(_points(truth).reshape(-1, 2), axis=0)
+        if extent.max() < 1.5 * extent.min():  # shapes such as circles keep their aspect; lines keep their spread
+            for ax in axes[0]:
+                ax.set_aspect("equal", adjustable="box")
+    _legend_below(fig, axes[0])
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 
 def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.ndarray,
                 preds: dict[str, np.ndarray], update_times: dict[str, np.ndarray], radius: float = 0.1,
-                fps: int = 12, marked: tuple[str, ...] = ("pcode",)) -> None:
+                fps: int = 12, marked: tuple[str, ...] = ("pcode",), hold: float = 0.5,
+                progress: bool | str = False) -> None:
     """Animate one rollout per model beside the truth.
 
     Args:
         truth_t: (T,) frame times of `truth` (T, 2k).
         times: (Q,) animation times; preds: model name -> (Q, 2k) states at those times.
         update_times: model name -> times at which that model updated (counted in the titles).
-        marked: models whose frames flash red at an update (a baseline updates every frame).
+        marked: models whose panel is framed in red and says "update" for `hold` seconds
+            of the animation after each of their updates (a baseline updates every frame).
+        progress: a bar over the frames drawn (see `pcnode.progress`).
     """
     names = ["truth", *preds]
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.9))
+    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.9), squeeze=False)
+    axes = axes[0]
+    # The artists are made once and moved: clearing the axes every frame took most of the time.
+    discs, notes = {}, {}
+    for ax, name in zip(axes, names):
+        table(ax)
+        discs[name] = [ax.add_patch(plt.Circle((0.5, 0.5), radius, color=BALL_COLORS[k % 3]))
+                       for k in range(truth.shape[1] // 2)]
+        notes[name] = ax.text(0.5, 0.93, "update", transform=ax.transAxes, ha="center", va="top", fontsize=10,
+                              fontweight="bold", color="tab:red", visible=False)
     step = times[1] - times[0] if len(times) > 1 else 1.0
+    shown_for = max(1, round(hold * fps)) * step  # animation time a marker stays on
     frames = []
-    for q, tq in enumerate(times):
-        for ax, name in zip(axes, names):
-            table(ax)
-            if name == "truth":
-                state = np.array([np.interp(tq, truth_t, truth[:, d]) for d in range(truth.shape[1])])
-                ax.set_title(f"truth  t={tq:4.1f}", fontsize=9)
-            else:
-                state = preds[name][q]
-                ups = update_times.get(name, np.array([]))
-                n_up = int((ups <= tq + 1e-9).sum())
-                flash = name in marked and bool(((ups > tq - step) & (ups <= tq + 1e-9)).any())
-                ax.set_title(f"{LABELS.get(name, name)}  updates={n_up}", fontsize=9,
-                             color="tab:red" if flash else "black")
-                for side in ax.spines.values():  # clear() keeps the spines' style: set it every frame
-                    side.set_color("tab:red" if flash else "black")
-                    side.set_linewidth(3 if flash else 0.8)
-            for k, (x, y) in enumerate(_points(state)):
-                ax.add_patch(plt.Circle((x, y), radius, color=("tab:orange", "tab:blue", "tab:green")[k % 3]))
-        frames.append(grab(fig))
+    with bar(progress, total=len(times), desc=Path(path).name, unit="frame") as counter:
+        for q, tq in enumerate(times):
+            for ax, name in zip(axes, names):
+                if name == "truth":
+                    state = np.array([np.interp(tq, truth_t, truth[:, d]) for d in range(truth.shape[1])])
+                    ax.set_title(f"truth  t={tq:4.1f}", fontsize=9)
+                else:
+                    state = preds[name][q]
+                    ups = update_times.get(name, np.array([]))
+                    flash = name in marked and bool(((ups > tq - shown_for + 1e-9) & (ups <= tq + 1e-9)).any())
+                    ax.set_title(f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}", fontsize=9,
+                                 color="tab:red" if flash else "black")
+                    notes[name].set_visible(flash)
+                    for side in ax.spines.values():
+                        side.set_color("tab:red" if flash else "black")
+                        side.set_linewidth(4 if flash else 0.8)
+                for disc, centre in zip(discs[name], _points(state)):
+                    disc.center = tuple(centre)
+            frames.append(grab(fig))
+            counter.update()
     plt.close(fig)
     save_gif(path, frames, fps)
 
 
-def plot_curves(path: Path, curves: dict[str, list[dict]], keys: tuple[str, ...] = ("test_mse", "test_mean_dt")) -> None:
+def plot_curves(path: Path, curves: dict[str, list[dict]],
+                keys: tuple[str, ...] = ("test_mse_model_units", "test_mean_dt_frames"), title: str = "") -> None:
     """Training curves: one panel per metric key, one line per model (rows from metrics.csv)."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False, layout="constrained")
     for ax, key in zip(axes[0], keys):
         for name, rows in curves.items():
             ax.plot([r["step"] for r in rows], [r[key] for r in rows], color=COLORS.get(name),
                     label=LABELS.get(name, name), marker=".")
         ax.set_xlabel("training step")
-        ax.set_ylabel(key)
-        if key.endswith("mse"):
+        ax.set_ylabel(METRIC_LABELS.get(key, key), fontsize=9)
+        if "mse" in key:
             ax.set_yscale("log")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    if len(curves) > 1:
+        _legend_below(fig, axes[0])
+    if title:
+        fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 
@@ -334,7 +390,7 @@ def plot_forecast(path: Path, truth_t: np.ndarray, truth: np.ndarray, columns: l
         burn_t, burn_x: (n_burn,) and (n_burn, D), the readings the rollouts started from.
     """
     D = truth.shape[1]
-    fig, axes = plt.subplots(D, 1, figsize=(8, 1.9 * D + 0.8), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(D, 1, figsize=(8, 1.9 * D + 1.2), sharex=True, squeeze=False, layout="constrained")
     for d, ax in enumerate(axes[:, 0]):
         ax.plot(truth_t, truth[:, d], ".-", color="0.6", lw=1, ms=3, label="truth")
         ax.plot(burn_t, burn_x[:, d], "o", color="black", ms=4, label="burn-in")
@@ -344,25 +400,27 @@ def plot_forecast(path: Path, truth_t: np.ndarray, truth: np.ndarray, columns: l
             for u in ups:
                 ax.axvline(u, color=color, lw=0.6, alpha=0.35)
         ax.set_ylabel(columns[d], fontsize=8)
-    axes[0, 0].legend(fontsize=7, ncol=2, loc="best")
     axes[-1, 0].set_xlabel(f"{time_label}  (vertical lines: model updates)")
+    _legend_below(fig, axes[:, 0])
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     save_figure(fig, path)
 
 
 @torch.no_grad()
 def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tensor, n_burn: int,
                   every: float = 0.25, box: bool = True, events: np.ndarray | None = None,
-                  name: str = "paths", gif_name: str | None = "rollout") -> list[Path]:
+                  name: str = "paths", gif_name: str | None = "rollout", first: int = 0,
+                  progress: bool | str = False) -> list[Path]:
     """Write NAME.png (truth vs each model, update points marked) and GIF_NAME.gif (the
     first trajectory, truth beside each model; None: no GIF) into `out`.
 
     Args:
-        seqs: (P, T, state_dim) true trajectories; frames before `n_burn` are given.
+        seqs: (P, T, state_dim) true trajectories, test trajectories `first..first+P-1`;
+            frames before `n_burn` are given.
         every: spacing in frames of the times the rollouts are read at.
         events: (P, T) true collisions per frame, marked on the paths.
+        progress: a bar over the GIF's frames (see `pcnode.progress`).
     """
     out = Path(out)
     T = seqs.shape[1]
@@ -378,12 +436,11 @@ def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tenso
             updates[kind] = ro.at(t_up).numpy()
     truth = seqs.numpy()
     png = out / f"{name}.png"
-    plot_paths(png, truth, n_burn, paths, updates, box=box, events=events,
-               title="held-out trajectories: truth (grey), rollouts from 4 burn-in frames"
-                     + ("; ball 2 dashed" if truth.shape[-1] == 4 else ""))
+    plot_paths(png, truth, n_burn, paths, updates, box=box, events=events, first=first,
+               title=f"held-out trajectories: truth (grey) and rollouts from {n_burn} burn-in frames")
     if gif_name is None:
         return [png]
     gif = out / f"{gif_name}.gif"
     rollout_gif(gif, np.arange(T, dtype=np.float32), truth[0], times.numpy(),
-                {m: p[1][0] for m, p in paths.items()}, update_times)
+                {m: p[1][0] for m, p in paths.items()}, update_times, progress=progress)
     return [png, gif]

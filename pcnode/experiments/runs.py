@@ -7,8 +7,6 @@ import math
 import warnings
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .. import checkpoint as ckpt
 from .. import pretrained
 from ..checkpoint import load_run
@@ -17,11 +15,12 @@ from ..data import DATA_DIR, FileData, TaskData, Trajectories, save_npz, task_da
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import evaluate
 from ..forcing import forced_mean_dt
-from ..model import ModelConfig, build_model
+from ..model import ModelConfig, SequenceModel, build_model
 from ..planning.problems import PlanningData
+from ..progress import bar
 from ..segments import SegmentRule
-from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, parse_time, prepare, scaling_of,
-                      write_forecast)
+from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, format_time, parse_time, prepare,
+                      scaling_of, write_forecast)
 from .figures import draw_rollouts, plot_forecast
 from .progress import fit_with_bar
 
@@ -80,35 +79,73 @@ def train_run(kind: str, out: Path, config: TrainConfig, rule: SegmentRule, mode
         if stored is not None and "scaling" not in stored:
             raise CheckpointError(f"{out} holds a run trained on a built-in task, not on a data file; "
                                   "resume it with `task` or choose another `run_dir`")
-        if stored:  # a resumed run keeps the scaling and inputs it started with, so its data config still matches
+        if stored:  # a resumed run keeps the scaling, inputs and windows it started with
             series = dataclasses.replace(series, scaling=stored["scaling"],
                                          **{k: stored.get(k, []) for k in ("input_columns", "aux_columns")
                                             if not getattr(series, k)})
+            if series.window == "auto":
+                series = dataclasses.replace(series, window=stored.get("window"), stride=stored.get("stride"))
         if series.aux_columns and not (stored and stored.get("aux_columns")):
             # A new run reads auxiliary columns as known inputs: given in rollouts, never predicted
             # (runs from before inputs existed decoded them, and keep doing so when resumed).
             series = dataclasses.replace(series, input_columns=[*series.input_columns, *series.aux_columns],
                                          aux_columns=[])
-        train, test, series = prepare(series)
-        short = (test.lengths <= rule.n_burn).nonzero()
-        if len(short):
-            k = short[0, 0].item()
-            raise DataError(f"series '{test.ids[k]}' keeps {test.lengths[k].item()} readings in the test split; "
-                            f"rollouts need more than the {rule.n_burn} burn-in readings: raise "
-                            "`test_fraction`, use `split='series'`, or drop short series")
+        chosen = series.window == "auto"
+        train, test, series = prepare(series, rule.n_burn)
+        if series.window is not None and series.window <= rule.n_burn:
+            raise DataError(f"windows of {series.window} readings are too short for rollouts, which need more than "
+                            f"the {rule.n_burn} burn-in readings: raise `window`")
         fields["aux_dims"] = len(series.aux_columns)
         fields["input_dim"] = len(series.input_columns)
         spec = dataclasses.asdict(series)
-        about = (f"{len(train)} training windows, {len(test)} test windows, "
-                 f"one frame = {series.scaling['time_scale']:g} time units")
+        about = (f"{_count(len(train), 'training window')} {_windows_of(series, chosen, train)}, "
+                 f"{_count(len(test), 'test window')}, one frame = {series.scaling['time_scale']:g} time unit"
+                 + "s" * (series.scaling["time_scale"] != 1))
     model_cfg = ModelConfig(kind=kind, state_dim=train.x.shape[-1], **fields).validate()
     model = build_model(model_cfg, seed=config.seed)
     fit_with_bar(model, train, test, config, out, spec, rule=rule, resume=resume)
     return about
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _windows_of(spec: SeriesSpec, chosen: bool, train) -> str:
+    """How the series were cut (and whether `window="auto"` chose it), for `pcnode train`'s last line."""
+    if spec.window is None:
+        return f"(each series whole, the longest {int(train.lengths.max())} readings)"
+    return (f"of {spec.window} readings every {spec.stride or spec.window}"
+            + (" (chosen for series this long; --window to change)" if chosen else ""))
+
+
+def load(run: str | Path, device: str = "cpu") -> tuple[Path, SequenceModel, dict]:
+    """(folder, model on `device`, config) of the run `run` (a folder or `pretrained:NAME`).
+
+    A folder that holds run folders instead of being one (the demo's, reproduce's) is
+    refused with their names, not as a damaged run.
+    """
+    folder = pretrained.resolve(run)
+    config = folder / ckpt.CONFIG
+    if folder.is_dir() and not (config.is_file() and "model" in _json_or_empty(config)):
+        inside = sorted(p for p in folder.iterdir() if (p / ckpt.CONFIG).is_file() and (p / ckpt.CHECKPOINT).is_file())
+        if inside:
+            raise CheckpointError(f"{folder} is not a run folder: it holds the run folder"
+                                  f"{'s' * (len(inside) > 1)} {', '.join(map(str, inside[:8]))}"
+                                  f"{', ...' if len(inside) > 8 else ''}; give one of those")
+    model, cfg = load_run(folder, device=device)
+    return folder, model, cfg
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        return ckpt.read_json(path)
+    except CheckpointError:
+        return {}
+
+
 def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu", series: dict | None = None,
-                 show_progress: bool = True) -> tuple[dict, Path | None]:
+                 progress: bool = True) -> tuple[dict, Path | None]:
     """Roll a trained run out on its test trajectories and score it.
 
     `run` is a folder or `pretrained:NAME`. For a series run, `series` overrides its
@@ -116,8 +153,7 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
     the file they were written to (None for a shipped model, whose folder is part of
     the installed package).
     """
-    folder = pretrained.resolve(run)
-    model, cfg = load_run(folder, device=device)
+    folder, model, cfg = load(run, device)
     if cfg["data"].get("kind") == "series":
         if protocol != "pcnode":
             raise ConfigError("the authors' protocol scores the built-in tasks; series runs are scored in your units")
@@ -126,8 +162,9 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
         if "file" not in (series or {}):
             data = spec.split_series(data)[1]
         check_columns(load_config(SeriesSpec, cfg["data"], "data"), data, model.config, spec.file)
-        with tqdm(desc="rollouts", unit="window", disable=not show_progress) as bar:
-            m = evaluate_series(model, spec, data, progress=bar.update)
+        # The bar clears itself so that the scores printed after it stand alone.
+        with bar(progress, desc="rollouts", unit="window", leave=False) as shown:
+            m = evaluate_series(model, spec, data, progress=shown.update)
         scale = spec.scaling["time_scale"]
         metrics = {"model": model.config.kind, "data": spec.file, "series": len(data), "mse": m["mse"],
                    "mean_dt": m["mean_dt"] * scale, "mean_dt_frames": m["mean_dt"], "updates": m["updates"],
@@ -137,9 +174,8 @@ def evaluate_run(run: str | Path, protocol: str = "pcnode", device: str = "cpu",
         if series:
             raise ConfigError("a series file works with runs trained on a series file; this run was trained on a task")
         _, test = dataset(cfg["data"])
-        # The delay keeps the bar off stderr when evaluate refuses its input at once.
-        with tqdm(total=len(test), desc="rollouts", unit="traj", disable=not show_progress, delay=0.5) as bar:
-            scores = evaluate(model, test.to(device), progress=bar.update, protocol=protocol)
+        with bar(progress, total=len(test), desc="rollouts", unit="traj", leave=False) as shown:
+            scores = evaluate(model, test.to(device), progress=shown.update, protocol=protocol)
         if protocol == "authors":  # their code reports the mean length of teacher forcing's segments
             train_config = load_config(TrainConfig, {**cfg["train"], "device": "cpu"}, "training")
             scores["mean_dt"] = forced_mean_dt(model, test.to(device), config=train_config)
@@ -160,8 +196,7 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
         raise ConfigError(f"`every` must be a positive finite number of frames, got {every}")
     if count < 1:
         raise ConfigError(f"`count` must be at least 1, got {count}")
-    folder = pretrained.resolve(run)
-    model, cfg = load_run(folder)
+    folder, model, cfg = load(run)
     if cfg["data"].get("kind") == "series":
         raise ConfigError("a series run is rolled out from a time: give `start` and `horizon`")
     _, test = dataset(cfg["data"])
@@ -170,18 +205,21 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
     out = out or (Path("runs/pretrained") / folder.name if pretrained.is_pretrained(run) else folder)
     out.mkdir(parents=True, exist_ok=True)
     return list(draw_rollouts(out, {model.config.kind: model}, test.x[index:index + count], model.rule.n_burn,
-                              every=every,
-                              box=cfg["data"].get("task", "").startswith("billiards")))
+                              every=every, box=cfg["data"].get("task", "").startswith("billiards"), first=index,
+                              progress=True))
 
 
 def forecast_run(run: str | Path, start: str, horizon: float, every: float | None = None, series: dict | None = None,
-                 series_id: str | None = None, out: Path | None = None) -> tuple[list[Path], Forecast]:
+                 series_id: str | None = None, out: Path | None = None,
+                 extrapolate: bool = False) -> tuple[list[Path], Forecast]:
     """Forecast a series run `horizon` of your time units past `start` (the readings at or
     before it are the burn-in). Writes PREFIX.csv and PREFIX.png (default RUN/forecast);
     returns them and the `Forecast` (its `inputs_held_from` says whether a run with known
-    inputs found them in the series over the forecast or held the last reading)."""
-    folder = pretrained.resolve(run)
-    model, cfg = load_run(folder)
+    inputs found them in the series over the forecast or held the last reading).
+
+    A `start` past the series' last reading is refused unless `extrapolate`: the rollout
+    would run unchecked from that reading to `start` before the forecast begins."""
+    folder, model, cfg = load(run)
     if cfg["data"].get("kind") != "series":
         raise ConfigError("a forecast from a time needs a run trained on a series file")
     spec = load_config(SeriesSpec, {**cfg["data"], **(series or {})}, "data")
@@ -194,6 +232,14 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
         t0, _ = parse_time(start, spec.time_format if data.dates else None)
     except ValueError as e:
         raise ConfigError(f"`start`: {e}") from None
+    last = float(data.t[i][-1])
+    if t0 > last and not extrapolate:
+        def shown(v):
+            return format_time(v, data.dates, spec.time_format)
+        raise ConfigError(f"`start` {start} is past the last reading of series '{data.ids[i]}', at {shown(last)}; "
+                          f"a forecast starts at or before it (`start` {shown(last)} with `horizon` "
+                          f"{t0 + horizon - last:g} ends at the same time), or give `extrapolate` to roll out "
+                          f"from that reading over the {t0 - last:g} time units before {start}")
     t, x = data.with_scheduled(i)
     with warnings.catch_warnings():  # a forecast that holds the inputs says so in its result
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -45,16 +45,20 @@ jump over small changes. `aux_columns` is the form of runs written before inputs
 (their auxiliary columns were decoded and fed back); a new run takes them as inputs.
 
 Lengths. A long series is cut into windows of `window` readings every `stride`
-readings (the last window is aligned to the end, so no reading is lost). Shorter
-series are padded to the batch's length and masked: padded transitions carry no
-weight in the loss and are never scored.
+readings (the last window is aligned to the end, so no reading is lost). By default
+(`window="auto"`, `choose_window`) a series longer than twice `AUTO_WINDOW` (50)
+readings is cut into windows of 50 every `AUTO_STRIDE` (10): whole, it would be one
+slow training example. `window=None` keeps every series whole. Shorter series are
+padded to the batch's length and masked: padded transitions carry no weight in the
+loss and are never scored.
 """
 from .forecast import Forecast, forecast, write_forecast
 from .io import (JENA_FORMAT, JENA_TIME, Series, format_time, from_arrays, from_csv, from_npz, jena_climate,
                  parse_time, to_csv, to_npz)
-from .windows import (Scaling, SeriesSpec, Windows, check_columns, cut, evaluate_series, prepare, scaling_of,
-                      split)
+from .windows import (AUTO_STRIDE, AUTO_WINDOW, Scaling, SeriesSpec, Windows, check_columns, choose_window, cut,
+                      evaluate_series, prepare, scaling_of, split)
 
 __all__ = ["Series", "from_arrays", "from_csv", "from_npz", "to_csv", "to_npz", "jena_climate", "parse_time",
-           "format_time", "JENA_TIME", "JENA_FORMAT", "Scaling", "Windows", "cut", "SeriesSpec", "split", "prepare",
+           "format_time", "JENA_TIME", "JENA_FORMAT", "Scaling", "Windows", "cut", "choose_window", "AUTO_WINDOW",
+           "AUTO_STRIDE", "SeriesSpec", "split", "prepare",
            "scaling_of", "check_columns", "evaluate_series", "Forecast", "forecast", "write_forecast"]

@@ -59,7 +59,9 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
             queries at the series' own times after `start`.
 
     Raises DataError when the series' inputs stop short of the forecast period's end (see
-    the module docstring).
+    the module docstring). A `start` past the last reading warns (RuntimeWarning): the
+    rollout then runs from that reading, over a stretch no reading checks, before it
+    reaches the forecast period.
     """
     if not (math.isfinite(horizon) and horizon > 0):
         raise ConfigError(f"`horizon` must be a positive time span, got {horizon}")
@@ -71,6 +73,10 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
                         f"(the burn-in): start at {t[min(n_burn, len(t)) - 1]:g} or later")
     burn = before[-n_burn:]
     end = start + horizon
+    last = t[np.isfinite(x[:, :D]).all(1)][-1]
+    if start > last:
+        warnings.warn(f"start {start:g} is {start - last:g} time units past the last reading ({last:g}): the "
+                      "forecast runs from there with no reading to check it", RuntimeWarning, stacklevel=2)
     if every is not None:
         if not (math.isfinite(every) and every > 0):
             raise ConfigError(f"`every` must be a positive time span, got {every}")

@@ -15,6 +15,15 @@ from ..evaluate import evaluate
 from ..errors import ConfigError, DataError
 from .io import Series, from_csv, from_npz, jena_climate
 
+# `window="auto"`: a series longer than twice this many readings is cut into windows of
+# this many, every AUTO_STRIDE readings. The paper's tasks train on trajectories of 21 to
+# 45 frames; a training step costs time in proportion to the window, and one long series
+# whole is a single training example (600 readings trained at 1.26 s a step on one window,
+# 5.4 steps a second on 50 windows of 50).
+AUTO_WINDOW = 50
+AUTO_STRIDE = 10
+
+
 @dataclass
 class Scaling:
     """Standardisation fitted on training data: model value = (value - mean) / std; model
@@ -30,7 +39,11 @@ class Scaling:
         gaps = np.concatenate([np.diff(t) for t in series.t])
         D = x.shape[1]
         if not normalize:
+            _check_magnitude(x, series.columns, np.finfo(np.float32).max, "train on raw values in float32; "
+                             "leave out `normalize=False`, or divide it by a power of ten")
             return cls([0.0] * D, [1.0] * D, float(np.median(gaps)))
+        # The variance squares the values: beyond about 1e154 it overflows.
+        _check_magnitude(x, series.columns, 1e150, "standardise; divide it by a power of ten first")
         std = x.std(0)
         # A constant column would divide by zero; it carries no dynamics, so leave it unscaled.
         std = np.where(std > 0, std, 1.0)
@@ -57,6 +70,15 @@ class Scaling:
         return np.asarray(self.mean), np.asarray(self.std)
 
 
+def _check_magnitude(x: np.ndarray, columns: list[str], limit: float, what: str) -> None:
+    """Raise DataError naming the first column of `x` (N, D) with a value beyond `limit` in size."""
+    big = np.abs(x).max(0) > limit
+    if big.any():
+        c = int(np.argmax(big))
+        raise DataError(f"column '{columns[c]}' holds values up to {np.abs(x[:, c]).max():.3g} in size, too large "
+                        f"to {what}")
+
+
 @dataclass
 class Windows(Trajectories):
     """Windows of series on the model's clock and scale, padded to one length and masked:
@@ -78,9 +100,22 @@ class Windows(Trajectories):
         return self.mask.sum(1) + 1
 
 
-def cut(series: Series, scaling: Scaling, window: int | None = None, stride: int | None = None) -> Windows:
+def choose_window(series: Series, n_burn: int = 4) -> tuple[int | None, int | None]:
+    """(window, stride) that `window="auto"` picks for `series`: windows of `AUTO_WINDOW`
+    readings (at least 4 burn-ins' worth) every `AUTO_STRIDE`, when its longest series
+    holds more than two windows' worth; else (None, None), every series whole."""
+    window = max(AUTO_WINDOW, 4 * n_burn)
+    if max(len(t) for t in series.t) <= 2 * window:
+        return None, None
+    return window, AUTO_STRIDE
+
+
+def cut(series: Series, scaling: Scaling, window: int | str | None = None, stride: int | None = None) -> Windows:
     """Cut every series into windows of `window` readings every `stride` (default: `window`);
-    None keeps each series whole."""
+    None keeps each series whole, "auto" lets `choose_window` pick both."""
+    if window == "auto":
+        window, chosen = choose_window(series)
+        stride = chosen if stride is None else stride
     if window is not None and window < 2:
         raise ConfigError(f"window must be at least 2 readings, got {window}")
     if stride is not None and stride < 1:
@@ -136,8 +171,10 @@ class SeriesSpec:
     # rollouts). New runs take these as input_columns (`pcnode.experiments.runs.train_run`).
     aux_columns: list[str] = field(default_factory=list)
     time_format: str | None = None             # strptime format of dates in the time column
-    window: int | None = None                  # readings per window; None: whole series
-    stride: int | None = None                  # readings between window starts; None: the window
+    # Readings per window; "auto": `choose_window` picks from the training split (and the
+    # run stores its choice); None: every series whole.
+    window: int | str | None = "auto"
+    stride: int | None = None                  # readings between window starts; None: the window's
     test_fraction: float = 0.1
     split: str = "auto"                        # time, series, or auto
     normalize: bool = True                     # standardise each column on the training split
@@ -151,6 +188,13 @@ class SeriesSpec:
             raise ConfigError(f"unknown split '{self.split}'; choose auto, time or series")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not (self.window in ("auto", None) or (isinstance(self.window, int) and not isinstance(self.window, bool)
+                                                  and self.window >= 2)):
+            raise ConfigError(f"window must be at least 2 readings, 'auto' or None (each series whole), "
+                              f"got {self.window!r}")
+        if self.stride is not None and (isinstance(self.stride, bool) or not isinstance(self.stride, int)
+                                        or self.stride < 1):
+            raise ConfigError(f"stride must be at least 1 reading, got {self.stride!r}")
         return self
 
     def read(self, path: str | Path | None = None) -> Series:
@@ -210,25 +254,50 @@ def split(series: Series, test_fraction: float = 0.1, by: str = "auto") -> tuple
     return series.pick(idx, [slice(0, c) for c in cuts]), series.pick(idx, [slice(c, None) for c in cuts])
 
 
-def prepare(spec: SeriesSpec) -> tuple[Windows, Windows, SeriesSpec]:
+def prepare(spec: SeriesSpec, n_burn: int = 4) -> tuple[Windows, Windows, SeriesSpec]:
     """Read, split, fit the scaling on the training split, and cut both splits into windows.
 
-    Returns (train, test, spec with `columns` resolved and `scaling` filled in). A spec
-    that already holds a scaling (a run being resumed or evaluated) keeps it.
+    Returns (train, test, spec with `columns` resolved, `scaling` filled in and a window
+    of "auto" replaced by the one `choose_window` picked on the training split, for
+    rollouts of `n_burn` burn-in readings). A spec that already holds a scaling (a run
+    being resumed or evaluated) keeps it.
     """
     spec.validate()
     series = spec.read()
     train, test = spec.split_series(series)
-    for part, name in ((train, "training"), (test, "test")):
-        short = [i for i, t in zip(part.ids, part.t) if len(t) < 2]
-        if short:
-            raise DataError(f"series '{short[0]}' has fewer than 2 readings in the {name} split; "
-                            "lower `test_fraction` or drop it")
+    _check_lengths(train, test, n_burn)
     scaling = Scaling(**spec.scaling) if spec.scaling else Scaling.fit(train, spec.normalize)
     state, aux = series.state_columns, series.aux_dims
+    window, stride = spec.window, spec.stride
+    if window == "auto":
+        window, chosen = choose_window(train, n_burn)
+        stride = chosen if stride is None else stride
     spec = dataclasses.replace(spec, columns=state[:len(state) - aux], aux_columns=state[len(state) - aux:],
-                               input_columns=series.input_columns, scaling=dataclasses.asdict(scaling))
+                               input_columns=series.input_columns, scaling=dataclasses.asdict(scaling),
+                               window=window, stride=stride)
     return cut(train, scaling, spec.window, spec.stride), cut(test, scaling, spec.window, spec.window), spec
+
+
+def _check_lengths(train: Series, test: Series, n_burn: int) -> None:
+    """Raise DataError unless every series keeps 2 readings to train on and more than
+    `n_burn` to test on, saying which way to move `test_fraction`, or that no way works."""
+    by_time = train.ids == test.ids  # else the test series are held out whole
+    for k, (key, t) in enumerate(zip(test.ids, test.t)):
+        kept = len(train.t[k]) if by_time else 2
+        if len(t) > n_burn and kept >= 2:
+            continue
+        if not by_time:
+            raise DataError(f"series '{key}' has {len(t)} readings; held out whole it needs more than the {n_burn} "
+                            f"burn-in readings to be scored: drop it, or split in time with `split='time'`")
+        if len(t) + kept < n_burn + 3:
+            raise DataError(f"series '{key}' has {len(t) + kept} readings; split in time it needs at least "
+                            f"{n_burn + 3}: 2 to train on and {n_burn + 1} to test on (the burn-in and one to score): "
+                            "give it more readings" + (", drop it, or hold out whole series with `split='series'`"
+                                                       if len(test) > 1 else ""))
+        part, has, needs, change = (("training", kept, "2", "lower") if kept < 2 else
+                                    ("test", len(t), f"{n_burn + 1} (the burn-in and one to score)", "raise"))
+        raise DataError(f"series '{key}' keeps {has} reading{'s' * (has != 1)} in the {part} split, fewer than the "
+                        f"{needs} it needs there: {change} `test_fraction` or drop it")
 
 
 def scaling_of(spec: SeriesSpec) -> Scaling:
@@ -254,10 +323,11 @@ def check_columns(spec: SeriesSpec, series: Series, model_config, path: str | Pa
 def evaluate_series(model, spec: SeriesSpec, series: Series, progress=None) -> dict[str, float]:
     """`pcnode.evaluate` on every window of `series`, with the error in your units.
 
-    Windows are cut as in training but without overlap; frames are the run's (one
-    frame = `time_scale` of your time units).
+    Windows are cut as in training but without overlap (a window of "auto" is chosen on
+    `series`); frames are the run's (one frame = `time_scale` of your time units).
     """
     scaling = scaling_of(spec)
-    w = cut(series, scaling, spec.window, spec.window)
+    window = choose_window(series, model.rule.n_burn)[0] if spec.window == "auto" else spec.window
+    w = cut(series, scaling, window, window)
     std = scaling.std[:len(series.state_columns)]  # errors in the state columns only
     return evaluate(model, w, progress=progress, scale=torch.tensor(std, dtype=torch.float32))
