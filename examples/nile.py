@@ -62,7 +62,7 @@ def main() -> None:
         m = evaluate(model, vw, scale=std)
         mean_dt = m["mean_dt"] * scaling.time_scale
         print(f"{kind:>6} {m['mse']:8.0f} {m['mse'] ** 0.5:6.1f} {mean_dt:16.2f} {m['updates']:16.1f}")
-        f = forecast(model, scaling, t, x, n_burn, start, horizon=t[-1] - start, every=0.25)
+        f = forecast(model, scaling, t, x, n_burn, start, ahead=t[-1] - start, every=0.25)
         forecasts[kind] = (f.times, f.values, f.update_times)
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "nile.png"

@@ -71,7 +71,7 @@ def main() -> None:
         print(f"{name:>12} {m['mse']:9.2e} {m['mse'] ** 0.5:7.4f} {m['mean_dt']:19.2f} {m['updates']:16.1f} "
               f"{seconds:8.0f}")
         burn_end = test.t[0][N_BURN - 1]
-        f = forecast(model, scaling, series.t[0], series.x[0], N_BURN, burn_end, horizon=t[-1] - burn_end)
+        f = forecast(model, scaling, series.t[0], series.x[0], N_BURN, burn_end, ahead=t[-1] - burn_end)
         forecasts[f"PC-ODE {name}"] = (f.times, f.values, f.update_times)
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "okun.png"

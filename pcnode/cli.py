@@ -57,7 +57,7 @@ def busy_cores(source: str = "/proc/loadavg") -> float:
 # The library and the experiments name their arguments in backquotes; here they read as flags.
 FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "task": "--task",
          "test_fraction": "--test-fraction", "split='series'": "--split series", "split='time'": "--split time",
-         "columns": "--columns", "time_format": "--time-format", "horizon": "--horizon", "every": "--every",
+         "columns": "--columns", "time_format": "--time-format", "ahead": "--ahead", "every": "--every",
          "start": "--from", "index": "--index", "count": "--count", "problems": "--problems", "gifs": "--gifs",
          "feed_predictions": "--feed-predictions", "epsilon": "--epsilon", "relative_epsilon": "--relative-epsilon",
          "ensemble": "--ensemble", "train_decay_every": "--train-decay-every", "models": "--models",
@@ -193,7 +193,9 @@ def _rollout_parser(sub) -> None:
                    "units for series runs (default: the series' own times)")
     r.add_argument("--data", type=Path, help="series file to roll out (series runs; default the run's own file)")
     r.add_argument("--from", dest="start", help="series runs: start time; the burn-in is the readings at or before it")
-    r.add_argument("--horizon", type=float, help="series runs: how far past --from to predict, in your time units")
+    r.add_argument("--ahead", type=float, help="series runs: how far past --from to forecast, in your time units")
+    # The earlier name of --ahead; refused with a pointer, since a rollout's horizon is the time it reaches.
+    r.add_argument("--horizon", help=argparse.SUPPRESS)
     r.add_argument("--id", help="series runs: which series (value of the id column; default the first)")
     r.add_argument("--extrapolate", action="store_true", help="series runs: allow --from past the series' last "
                    "reading (the rollout runs unchecked from that reading)")
@@ -386,11 +388,14 @@ def cmd_eval(args) -> None:
 
 
 def cmd_rollout(args) -> None:
-    if args.start is not None or args.horizon is not None:
-        if args.start is None or args.horizon is None:
-            raise ConfigError("--from T0 and --horizon H go together: a run trained on a series forecasts from T0 "
+    if args.horizon is not None:
+        raise ConfigError(f"--horizon is now --ahead: how far past --from to forecast (--ahead {args.horizon}); "
+                          "a horizon is the time a rollout reaches, as in pcnode.rollout")
+    if args.start is not None or args.ahead is not None:
+        if args.start is None or args.ahead is None:
+            raise ConfigError("--from T0 and --ahead H go together: a run trained on a series forecasts from T0 "
                               "for H of its time units (a task run takes neither)")
-        paths, f = forecast_run(args.run, args.start, args.horizon, args.every, _series_overrides(args),
+        paths, f = forecast_run(args.run, args.start, args.ahead, args.every, _series_overrides(args),
                                 args.id, args.out, extrapolate=args.extrapolate)
         print(f"{len(f.update_times)} updates over the {f.times[-1] - f.burn_t[-1]:g} time units from the last "
               "burn-in reading to the forecast's end")

@@ -224,8 +224,10 @@ CASES = [
     ("rollout-zero-count", nothing, ["rollout", "run", "--count", "0"], "--count"),
     ("rollout-zero-every", nothing, ["rollout", "run", "--every", "0"], "--every"),
     ("rollout-nan-every", nothing, ["rollout", "run", "--every", "nan"], "--every"),
-    ("rollout-horizon-without-from", nothing, ["rollout", "run", "--horizon", "10"], "go together"),
-    ("rollout-from-on-a-task-run", nothing, ["rollout", "pretrained:lines-pcode", "--from", "3", "--horizon", "10"],
+    ("rollout-ahead-without-from", nothing, ["rollout", "run", "--ahead", "10"], "go together"),
+    ("rollout-horizon-renamed", nothing, ["rollout", "run", "--from", "3", "--horizon", "10"],
+     "--horizon is now --ahead: how far past --from to forecast \\(--ahead 10\\)"),
+    ("rollout-from-on-a-task-run", nothing, ["rollout", "pretrained:lines-pcode", "--from", "3", "--ahead", "10"],
      "trained on a series file"),
     # the skip threshold
     ("both-threshold-forms", nothing, [*GOOD_DATA, "--epsilon", "1e-3", "--relative-epsilon", "1", "--out", "out"],
@@ -252,7 +254,7 @@ CASES = [
      or (d / "demo" / "config.json").write_text('{"demo": {"seed": 0}}'), ["eval", "demo"],
      "demo is not a run folder: it holds the run folder demo/lines; give one of those"),
     ("rollout-from-past-the-last-reading", lambda d: main([*GOOD_DATA, "--out", "srun"]),
-     ["rollout", "srun", "--from", "99", "--horizon", "5", "--every", "1"],
+     ["rollout", "srun", "--from", "99", "--ahead", "5", "--every", "1"],
      "--from 99 is past the last reading of series '0', at 9;.*--extrapolate"),
     ("window-not-a-number", nothing, [*GOOD_DATA, "--window", "big", "--out", "out"], "--window"),
 ]

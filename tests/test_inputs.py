@@ -69,15 +69,15 @@ def test_a_forecast_gives_the_series_own_future_inputs_and_says_when_it_holds_th
     u = np.where(t >= 9, 3.0, 1.0)
     x = np.stack([np.concatenate([[0.0], np.cumsum(u[:-1])]), u], 1)
     scaling = Scaling(np.zeros(2), np.ones(2), 1.0)
-    f = forecast(model, scaling, t, x, n_burn=4, start=5.0, horizon=10.0)
+    f = forecast(model, scaling, t, x, n_burn=4, start=5.0, ahead=10.0)
     np.testing.assert_array_equal(f.inputs[:, 0], u[6:16])  # given, not predicted
     np.testing.assert_allclose(f.values[:, 0], x[6:16, 0], atol=1e-4)
     assert f.inputs_held_from is None and 9.0 in f.update_times
     with pytest.warns(RuntimeWarning, match="holds their last reading"):
-        held = forecast(model, scaling, t, x, n_burn=4, start=19.0, horizon=4.0, every=1.0)
+        held = forecast(model, scaling, t, x, n_burn=4, start=19.0, ahead=4.0, every=1.0)
     assert held.inputs_held_from == 19.0 and (held.inputs[:, 0] == 3.0).all()
     with pytest.raises(DataError, match="known inputs stop at 19"):
-        forecast(model, scaling, t, x, n_burn=4, start=12.0, horizon=10.0)
+        forecast(model, scaling, t, x, n_burn=4, start=12.0, ahead=10.0)
 
 
 def step_series(n, frames=30, seed=0):
@@ -194,7 +194,7 @@ def test_cli_reads_input_columns_and_never_predicts_them(thermo_run, capsys):
     assert cfg["model"]["input_dim"] == 1 and cfg["model"]["state_dim"] == 1
     assert cfg["data"]["columns"] == ["temp"] and cfg["data"]["input_columns"] == ["heater"]
     capsys.readouterr()
-    assert main(["rollout", str(thermo_run / "run"), "--from", "50", "--horizon", "20"]) == 0
+    assert main(["rollout", str(thermo_run / "run"), "--from", "50", "--ahead", "20"]) == 0
     assert "read from the series" in capsys.readouterr().out
     lines = (thermo_run / "run" / "forecast.csv").read_text().splitlines()
     assert lines[0] == "time,temp,heater (given)"
@@ -203,7 +203,7 @@ def test_cli_reads_input_columns_and_never_predicts_them(thermo_run, capsys):
 
 
 def test_cli_forecast_past_the_data_holds_the_last_inputs_and_says_so(thermo_run, capsys):
-    assert main(["rollout", str(thermo_run / "run"), "--from", "119", "--horizon", "5", "--every", "1",
+    assert main(["rollout", str(thermo_run / "run"), "--from", "119", "--ahead", "5", "--every", "1",
                  "--out", str(thermo_run / "held")]) == 0
     assert "no known inputs after 119" in capsys.readouterr().out
     lines = (thermo_run / "held.csv").read_text().splitlines()
@@ -211,9 +211,9 @@ def test_cli_forecast_past_the_data_holds_the_last_inputs_and_says_so(thermo_run
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--from", "100", "--horizon", "30"], "known inputs stop at 119"),
-    (["--from", "50", "--horizon", "5", "--input-columns", ""], "gives 0 known input(s) but the run's model reads 1"),
-    (["--from", "50", "--horizon", "5", "--columns", "temp,heater"], "named both as state and as a known input"),
+    (["--from", "100", "--ahead", "30"], "known inputs stop at 119"),
+    (["--from", "50", "--ahead", "5", "--input-columns", ""], "gives 0 known input(s) but the run's model reads 1"),
+    (["--from", "50", "--ahead", "5", "--columns", "temp,heater"], "named both as state and as a known input"),
 ])
 def test_bad_inputs_for_a_forecast_are_one_line_and_exit_2(thermo_run, capsys, args, words):
     out = thermo_run / "bad"
@@ -282,7 +282,7 @@ def test_scheduled_inputs_past_the_last_reading_drive_a_forecast_and_never_train
     assert np.array_equal(again.scheduled[0][1], series.scheduled[0][1])
 
     capsys.readouterr()
-    assert main(["rollout", str(thermo_run / "run"), "--data", str(data), "--from", "119", "--horizon", "6",
+    assert main(["rollout", str(thermo_run / "run"), "--data", str(data), "--from", "119", "--ahead", "6",
                  "--out", str(thermo_run / "scheduled-forecast")]) == 0
     assert "no known inputs after" not in capsys.readouterr().out
     lines = (thermo_run / "scheduled-forecast.csv").read_text().splitlines()
@@ -298,7 +298,7 @@ def test_scheduled_inputs_past_the_last_reading_drive_a_forecast_and_never_train
 def test_bad_scheduled_inputs_are_one_line_and_exit_2(thermo_run, capsys, rows, words):
     data = thermo_run / "bad-scheduled.csv"
     data.write_text(thermo_csv(thermo_run / "base.csv").read_text() + rows)
-    assert main(["rollout", str(thermo_run / "run"), "--data", str(data), "--from", "119", "--horizon", "2",
+    assert main(["rollout", str(thermo_run / "run"), "--data", str(data), "--from", "119", "--ahead", "2",
                  "--every", "1", "--out", str(thermo_run / "bad-scheduled-forecast")]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1

@@ -88,14 +88,14 @@ def series_run(tmp_path_factory):
 
 def test_a_forecast_from_past_the_last_reading_is_refused_with_that_readings_time(series_run, capsys):
     capsys.readouterr()
-    assert main(["rollout", str(series_run), "--from", "9999", "--horizon", "40", "--every", "1"]) == 2
+    assert main(["rollout", str(series_run), "--from", "9999", "--ahead", "40", "--every", "1"]) == 2
     err = capsys.readouterr().err
     assert "--from 9999 is past the last reading of series '0', at 119" in err and "--extrapolate" in err
     assert not (series_run / "forecast.csv").exists()
 
 
 def test_a_forecast_from_past_the_last_reading_runs_when_asked_to_extrapolate(series_run, capsys):
-    assert main(["rollout", str(series_run), "--from", "200", "--horizon", "10", "--every", "1", "--extrapolate"]) == 0
+    assert main(["rollout", str(series_run), "--from", "200", "--ahead", "10", "--every", "1", "--extrapolate"]) == 0
     assert "over the 91 time units from the last burn-in reading" in capsys.readouterr().out
     assert (series_run / "forecast.csv").read_text().splitlines()[1].startswith("201,")
 
@@ -105,11 +105,11 @@ def test_the_python_forecast_warns_when_it_starts_past_the_data():
     model = build_model(ModelConfig(state_dim=1, hidden=8, latent=8), seed=0).eval()
     t, x = np.arange(20.0), np.sin(np.arange(20.0))[:, None]
     with pytest.warns(RuntimeWarning, match="past the last reading \\(19\\)"):
-        forecast(model, Scaling.fit(from_arrays([x], [t])), t, x, n_burn=4, start=30.0, horizon=5.0, every=1.0)
+        forecast(model, Scaling.fit(from_arrays([x], [t])), t, x, n_burn=4, start=30.0, ahead=5.0, every=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        forecast(model, Scaling.fit(from_arrays([x], [t])), t, x, n_burn=4, start=19.0, horizon=5.0, every=1.0)
-        forecast(model, Scaling.fit(from_arrays([x], [t])), t, x, n_burn=4, start=10.5, horizon=5.0)
+        forecast(model, Scaling.fit(from_arrays([x], [t])), t, x, n_burn=4, start=19.0, ahead=5.0, every=1.0)
+        forecast(model, Scaling.fit(from_arrays([x], [t])), t, x, n_burn=4, start=10.5, ahead=5.0)
 
 
 def test_a_spec_left_on_auto_scores_a_long_series_in_windows_without_overlap():

@@ -107,7 +107,7 @@ def test_forecast_comes_back_in_your_units():
     t = np.arange(20.0) * 60 + 3600
     x = (np.arange(20.0) * 5 + 1000)[:, None]
     scaling = Scaling.fit(from_arrays([x], [t]))
-    f = forecast(model, scaling, t, x, n_burn=4, start=t[5], horizon=300, every=30)
+    f = forecast(model, scaling, t, x, n_burn=4, start=t[5], ahead=300, every=30)
     np.testing.assert_allclose(f.values, np.full((10, 1), x[5, 0]), rtol=1e-6)
     np.testing.assert_allclose(f.times, t[5] + 30 * np.arange(1, 11))
 
@@ -178,7 +178,7 @@ def test_cli_trains_evaluates_and_rolls_out_a_series_in_your_units(tmp_path, cap
                  "--split", "time", "--test-fraction", "0.5", "--steps", "2", "--batch-size", "2",
                  "--out", str(run), *common]) == 0
     assert main(["eval", str(run), "--json"]) == 0
-    assert main(["rollout", str(run), "--id", "v", "--from", "12", "--horizon", "5", "--every", "0.5"]) == 0
+    assert main(["rollout", str(run), "--id", "v", "--from", "12", "--ahead", "5", "--every", "0.5"]) == 0
     lines = (run / "forecast.csv").read_text().splitlines()
     assert lines[0] == "time,a,b" and len(lines) == 11 and (run / "forecast.png").stat().st_size > 0
     assert abs(float(lines[1].split(",")[1]) - 100) < 60  # near the data's level of 100, not its z-scores

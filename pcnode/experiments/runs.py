@@ -198,7 +198,7 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
         raise ConfigError(f"`count` must be at least 1, got {count}")
     folder, model, cfg = load(run)
     if cfg["data"].get("kind") == "series":
-        raise ConfigError("a series run is rolled out from a time: give `start` and `horizon`")
+        raise ConfigError("a series run is rolled out from a time: give `start` and `ahead`")
     _, test = dataset(cfg["data"])
     if not 0 <= index < len(test):
         raise ConfigError(f"`index` must be in [0, {len(test) - 1}]")
@@ -209,10 +209,10 @@ def draw_run(run: str | Path, out: Path | None = None, index: int = 0, count: in
                               progress=True))
 
 
-def forecast_run(run: str | Path, start: str, horizon: float, every: float | None = None, series: dict | None = None,
+def forecast_run(run: str | Path, start: str, ahead: float, every: float | None = None, series: dict | None = None,
                  series_id: str | None = None, out: Path | None = None,
                  extrapolate: bool = False) -> tuple[list[Path], Forecast]:
-    """Forecast a series run `horizon` of your time units past `start` (the readings at or
+    """Forecast a series run `ahead` of your time units past `start` (the readings at or
     before it are the burn-in). Writes PREFIX.csv and PREFIX.png (default RUN/forecast);
     returns them and the `Forecast` (its `inputs_held_from` says whether a run with known
     inputs found them in the series over the forecast or held the last reading).
@@ -237,13 +237,13 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
         def shown(v):
             return format_time(v, data.dates, spec.time_format)
         raise ConfigError(f"`start` {start} is past the last reading of series '{data.ids[i]}', at {shown(last)}; "
-                          f"a forecast starts at or before it (`start` {shown(last)} with `horizon` "
-                          f"{t0 + horizon - last:g} ends at the same time), or give `extrapolate` to roll out "
+                          f"a forecast starts at or before it (`start` {shown(last)} with `ahead` "
+                          f"{t0 + ahead - last:g} ends at the same time), or give `extrapolate` to roll out "
                           f"from that reading over the {t0 - last:g} time units before {start}")
     t, x = data.with_scheduled(i)
     with warnings.catch_warnings():  # a forecast that holds the inputs says so in its result
         warnings.simplefilter("ignore", RuntimeWarning)
-        f = forecast(model, scaling_of(spec), t, x, model.rule.n_burn, t0, horizon, every)
+        f = forecast(model, scaling_of(spec), t, x, model.rule.n_burn, t0, ahead, every)
     prefix = out or folder / "forecast"
     csv_path, png_path = Path(f"{prefix}.csv"), Path(f"{prefix}.png")
     csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +251,7 @@ def forecast_run(run: str | Path, start: str, horizon: float, every: float | Non
 
     def axis(v):  # dates as datetimes on the plot
         return (v * 1000).astype("datetime64[ms]") if data.dates else v
-    seen = (t >= f.burn_t[0]) & (t <= t0 + horizon)
+    seen = (t >= f.burn_t[0]) & (t <= t0 + ahead)
     held = "" if f.inputs_held_from is None else ", inputs held"
     plot_forecast(png_path, axis(t[seen]), x[seen, :len(data.state_columns)], data.state_columns,
                   {model.config.kind: (axis(f.times), f.values, axis(f.update_times))}, axis(f.burn_t), f.burn_x,

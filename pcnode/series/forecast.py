@@ -1,4 +1,6 @@
-"""Forecasts of a series in your units: from the readings up to a time, a horizon ahead.
+"""Forecasts of a series in your units: from the readings up to a time, a span `ahead` of it.
+
+(`ahead` is a span after the start; a rollout's `horizon` is the time it reaches.)
 
 Known inputs (a run with `input_columns`) are given, not predicted: every update of the
 forecast reads the inputs of the last reading at or before its time, the readings after
@@ -47,9 +49,9 @@ class Forecast:
     inputs_held_from: float | None = None
 
 
-def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int, start: float, horizon: float,
+def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int, start: float, ahead: float,
              every: float | None = None) -> Forecast:
-    """Roll `model` out from the `n_burn` readings at or before `start` up to `start + horizon`.
+    """Roll `model` out from the `n_burn` readings at or before `start` up to `start + ahead`.
 
     Args:
         t: (T,) times and x: (T, D) readings of one series, in your units: its state
@@ -63,8 +65,8 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
     rollout then runs from that reading, over a stretch no reading checks, before it
     reaches the forecast period.
     """
-    if not (math.isfinite(horizon) and horizon > 0):
-        raise ConfigError(f"`horizon` must be a positive time span, got {horizon}")
+    if not (math.isfinite(ahead) and ahead > 0):
+        raise ConfigError(f"`ahead` must be a positive time span, got {ahead}")
     U = model.config.input_dim
     D = x.shape[1] - U
     before = np.flatnonzero((t <= start) & np.isfinite(x[:, :D]).all(1))  # scheduled inputs have no state
@@ -72,7 +74,7 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
         raise DataError(f"only {len(before)} readings at or before {start:g}; the rollout needs {n_burn} "
                         f"(the burn-in): start at {t[min(n_burn, len(t)) - 1]:g} or later")
     burn = before[-n_burn:]
-    end = start + horizon
+    end = start + ahead
     last = t[np.isfinite(x[:, :D]).all(1)][-1]
     if start > last:
         warnings.warn(f"start {start:g} is {start - last:g} time units past the last reading ({last:g}): the "
@@ -80,7 +82,7 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
     if every is not None:
         if not (math.isfinite(every) and every > 0):
             raise ConfigError(f"`every` must be a positive time span, got {every}")
-        queries = start + every * np.arange(1, math.floor(horizon / every + 1e-9) + 1)
+        queries = start + every * np.arange(1, math.floor(ahead / every + 1e-9) + 1)
     else:
         queries = t[(t > start) & (t <= end)]
         if not len(queries):
@@ -102,7 +104,7 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
                           RuntimeWarning, stacklevel=2)
         elif end - t[k[-1]] > scaling.time_scale:
             raise DataError(f"the known inputs stop at {t[k[-1]]:g} but the forecast runs to {end:g}; give inputs "
-                            f"over the whole forecast, end it sooner with a shorter `horizon`, or start it at the "
+                            f"over the whole forecast, end it sooner with a shorter `ahead`, or start it at the "
                             f"last reading ({t[-1]:g}) to hold that reading's inputs")
         given = {"u": torch.tensor(z[k, D:], dtype=torch.float32)[None], "t_u": clock(t[k])[None]}
     was_training = model.training
