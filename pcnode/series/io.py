@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from torch import Tensor
@@ -225,63 +225,98 @@ def from_csv(path: str | Path, time_column: str | None = None, id_column: str | 
         header = [h.strip() for h in next(reader, [])]
         if not header:
             raise DataError(f"{path} is empty; it needs a header row naming the columns")
-        special = [c for c in (time_column, id_column) if c is not None]
-        aux, given = list(aux_columns), list(input_columns)
-        state = list(columns) if columns else [h for h in header if h not in special + aux + given]
-        wanted = special + state + aux + given
-        missing = [c for c in wanted if c not in header]
-        if missing:
-            raise DataError(f"{path} has no column {', '.join(repr(c) for c in missing)}; "
-                            f"its columns are: {', '.join(header)}")
-        if not state:
-            raise DataError(f"{path} has no value columns besides the time, id and inputs; name them with `columns`")
-        both = sorted(set(state + aux) & set(given))
-        if both:
-            raise DataError(f"column {', '.join(repr(c) for c in both)} is named both as state and as a known "
-                            "input; an input is never predicted, so name it in `input_columns` alone")
-        names = state + aux + given
-        pos = [header.index(c) for c in names]
-        groups: dict[str, tuple[list, list, list]] = {}
-        dates = False
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not v.strip() for v in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{path} row {line} has {len(row)} fields, the header has {len(header)}")
-            key = row[header.index(id_column)].strip() if id_column else ""
-            ts, xs, lines = groups.setdefault(key, ([], [], []))
-            if time_column is None:
-                t = float(len(ts))
-            else:
-                text = row[header.index(time_column)].strip()
-                try:
-                    t, dates = parse_time(text, time_format)
-                except ValueError as e:
-                    raise DataError(f"{path} row {line}, column '{time_column}': {e}") from None
-            values = []
-            for c, p in zip(names, pos):
-                text = row[p].strip()
-                try:
-                    values.append(float(text) if text else math.nan)
-                except ValueError:
-                    raise DataError(f"{path} row {line}, column '{c}': '{text}' is not a number; "
-                                    "fix or drop that row") from None
-            ts.append(t)
-            xs.append(values)
-            lines.append(line)
+        columns_read = _csv_columns(path, header, time_column, id_column, columns, aux_columns, input_columns)
+        groups, dates = _csv_rows(path, reader, header, columns_read.names, time_column, id_column, time_format)
+    return _csv_series(path, groups, columns_read, dates, id_column, duplicates)
+
+
+class _CsvColumns(NamedTuple):
+    """The value columns a CSV is read into, in the order a `Series` holds them."""
+
+    state: list[str]
+    aux: list[str]
+    given: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        return self.state + self.aux + self.given
+
+
+def _csv_columns(path: Path, header: list[str], time_column, id_column, columns, aux_columns,
+                 input_columns) -> _CsvColumns:
+    """Which columns hold the state, the auxiliary dims and the known inputs; refuse
+    missing columns, none to predict, and a column named as both state and input."""
+    special = [c for c in (time_column, id_column) if c is not None]
+    aux, given = list(aux_columns), list(input_columns)
+    state = list(columns) if columns else [h for h in header if h not in special + aux + given]
+    missing = [c for c in special + state + aux + given if c not in header]
+    if missing:
+        raise DataError(f"{path} has no column {', '.join(repr(c) for c in missing)}; "
+                        f"its columns are: {', '.join(header)}")
+    if not state:
+        raise DataError(f"{path} has no value columns besides the time, id and inputs; name them with `columns`")
+    both = sorted(set(state + aux) & set(given))
+    if both:
+        raise DataError(f"column {', '.join(repr(c) for c in both)} is named both as state and as a known "
+                        "input; an input is never predicted, so name it in `input_columns` alone")
+    return _CsvColumns(state, aux, given)
+
+
+def _csv_rows(path: Path, reader, header: list[str], names: list[str], time_column, id_column,
+              time_format) -> tuple[dict[str, tuple[list, list, list]], bool]:
+    """The rows of each series (id -> (times, values, line numbers)), and whether the times were dates."""
+    pos = [header.index(c) for c in names]
+    groups: dict[str, tuple[list, list, list]] = {}
+    dates = False
+    for line, row in enumerate(reader, start=2):
+        if not row or all(not v.strip() for v in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path} row {line} has {len(row)} fields, the header has {len(header)}")
+        key = row[header.index(id_column)].strip() if id_column else ""
+        ts, xs, lines = groups.setdefault(key, ([], [], []))
+        if time_column is None:
+            t = float(len(ts))
+        else:
+            text = row[header.index(time_column)].strip()
+            try:
+                t, dates = parse_time(text, time_format)
+            except ValueError as e:
+                raise DataError(f"{path} row {line}, column '{time_column}': {e}") from None
+        values = []
+        for c, p in zip(names, pos):
+            text = row[p].strip()
+            try:
+                values.append(float(text) if text else math.nan)
+            except ValueError:
+                raise DataError(f"{path} row {line}, column '{c}': '{text}' is not a number; "
+                                "fix or drop that row") from None
+        ts.append(t)
+        xs.append(values)
+        lines.append(line)
     if not groups:
         raise DataError(f"{path} has a header but no rows")
-    series = Series([], [], names, [], aux_dims=len(aux), dates=dates, input_dims=len(given))
+    return groups, dates
+
+
+def _csv_series(path: Path, groups: dict[str, tuple[list, list, list]], columns: _CsvColumns, dates: bool,
+                id_column, duplicates: str) -> Series:
+    """Each group's rows checked and packed into a `Series`; trailing rows that give the
+    inputs and leave the state blank become its scheduled inputs."""
+    names, given = columns.names, columns.given
+    series = Series([], [], names, [], aux_dims=len(columns.aux), dates=dates, input_dims=len(given))
     for key, (ts, xs, lines) in groups.items():
         t, x, lines = np.array(ts), np.array(xs, dtype=np.float64).reshape(len(ts), len(names)), np.array(lines)
         if duplicates == "first" and len(t) > 1:
             keep = np.concatenate([[True], np.diff(t) != 0])
             t, x, lines = t[keep], x[keep], lines[keep]
         name = f"'{key}'" if id_column else "(the whole file)"
-        row = lambda r, lines=lines: f"{path} row {lines[r]}"  # noqa: E731
+
+        def row(r: int, lines=lines) -> str:
+            return f"{path} row {lines[r]}"
         n = len(t)
         if given:  # trailing rows with the state blank: scheduled inputs
-            known = np.isfinite(x[:, :len(state) + len(aux)]).any(1)
+            known = np.isfinite(x[:, :len(columns.state) + len(columns.aux)]).any(1)
             n = int(np.flatnonzero(known)[-1]) + 1 if known.any() else 0
         _check(t[:n], x[:n], names, name, row)
         _check_scheduled(t[n - 1:], x[n - 1:, len(names) - len(given):], given, name,
