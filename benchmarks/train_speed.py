@@ -36,7 +36,7 @@ import torch
 from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, load_run, pretrained, teacher_forcing
 from pcnode.data import split, task_data
 from pcnode.experiments.reproduce import VARIANTS
-from pcnode.forcing import reference_forcing
+from pcnode.reference import reference_forcing
 from pcnode.segments import mean_square_change
 
 

@@ -13,10 +13,7 @@ A run folder holds:
     best.safetensors          with a validation split: the weights that scored best on it
     pcnode.lock               while a training writes there: the process that holds it
 
-One training writes to a run folder at a time (`lock_run`). The lock is an advisory
-lock (`flock`) on `pcnode.lock`, which names its holder's process id and host; the
-operating system drops it when the process ends however it ends, so a lock file left
-behind by a killed process is stale and the next training takes it over.
+One training writes to a run folder at a time (`pcnode.lock.lock_run`).
 
 `RunFolder` is what a training does with its folder (start or resume, checkpoint,
 metrics, best weights); `load_run` reads a run back. Configs of runs written by older
@@ -24,19 +21,16 @@ versions are read through `pcnode.compat.upgrade`.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import fcntl
 import io
 import json
 import math
 import os
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError
@@ -49,14 +43,15 @@ from .model import ModelConfig, SequenceModel, build_model
 from .segments import SegmentRule
 from .version import __version__
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+# The mode new files get, as the process's umask says (mkstemp would make them private).
+_umask = os.umask(0)
+os.umask(_umask)
+FILE_MODE = 0o666 & ~_umask
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.csv"
-LOCK = "pcnode.lock"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -64,7 +59,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; results should read like any other file
+    os.chmod(tmp, FILE_MODE)  # results read like any other file
     try:
         write(Path(tmp))
         with open(tmp, "rb+") as f:
@@ -133,73 +128,6 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise CheckpointError(f"{path} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
                               "delete it and retrain, or resume from a good copy") from None
     return tensors, header.get("__metadata__") or {}
-
-
-@contextlib.contextmanager
-def lock_run(run_dir: Path) -> Iterator[None]:
-    """Hold `run_dir`'s lock while the block runs; refuse if another live process holds it.
-
-    Creates `run_dir` if needed (and removes it again if the block fails and leaves it
-    empty). A lock file whose holder is gone, killed or crashed, is taken over. Raises
-    CheckpointError naming the folder and the holder's process id.
-    """
-    run_dir = Path(run_dir)
-    created = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CheckpointError(f"cannot write to {run_dir} ({e.strerror}); choose a writable `run_dir`") from None
-    path = run_dir / LOCK
-    fd = None
-    try:
-        fd = _take_lock(path, run_dir)
-        yield
-    finally:
-        if fd is not None:
-            path.unlink(missing_ok=True)  # before the lock goes, so no one takes over a file about to vanish
-            os.close(fd)
-        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # a run refused before it wrote anything leaves nothing behind
-
-
-def _take_lock(path: Path, run_dir: Path) -> int:
-    """Open and flock `path`, write this process's id into it, and return its descriptor."""
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-        except OSError as e:
-            raise CheckpointError(f"cannot write to {run_dir} ({e.strerror}); choose a writable `run_dir`") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise CheckpointError(f"run folder {run_dir} is in use by {holder} (lock file {path}); wait for it to "
-                                  "end, stop it, or choose another `run_dir`") from None
-        # The file may have been removed (its holder finished) between our open and our lock:
-        # then we hold a lock on a file no one else will see, so try again on the new one.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode() + b"\n")
-    os.fsync(fd)
-    return fd
-
-
-def _read_holder(fd: int) -> str:
-    """'process PID on host HOST' from a lock file's contents, or words that say it is unknown."""
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        info = json.loads(os.read(fd, 4096) or b"{}")
-        pid, host = int(info["pid"]), str(info.get("host", "?"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process (it has not written its id yet)"
-    return f"process {pid}" + ("" if host == socket.gethostname() else f" on host {host}")
 
 
 # ---- the run-folder protocol: what a training writes there, and how a run is read back ----------------

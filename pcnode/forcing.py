@@ -32,9 +32,9 @@ says. The length of a segment that only an input ended is a lower bound on the l
 the dt head should predict (the dynamics would have kept it), so, like a segment still
 open when the data ends, it is penalised only for predicting less.
 
-`reference_forcing` is the method written frame by frame, exactly as above.
-`teacher_forcing` computes the same losses, decisions and gradients faster (the tests
-compare the two):
+`pcnode.reference.reference_forcing` is the method written frame by frame, exactly as
+above. `teacher_forcing` computes the same losses, decisions and gradients faster (the
+tests compare the two):
 
 - only the loop's sequential core runs frame by frame: the skip decisions and the cell
   updates of the rows that do not skip (the encoder, cell and segment head run on those
@@ -45,8 +45,6 @@ compare the two):
   without recomputing that layer;
 - on a CPU, decoder calls over many rows go in cache-sized chunks (`in_chunks`).
 
-The method, its reference and its fast form sit side by side so that a reader can
-check one against the other.
 """
 from __future__ import annotations
 
@@ -181,7 +179,7 @@ class Walk(NamedTuple):
 
 
 def _jumpy_forcing(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainConfig) -> Losses:
-    """The PC-ODE's pass; `teacher_forcing` documents it and `reference_forcing` is its plain form."""
+    """The PC-ODE's pass; `teacher_forcing` documents it and `pcnode.reference` holds its plain form."""
     walk = _walk(model, batch, rule, config)
     seq, times, mask = batch.x, batch.times, batch.real
     B, T1, D = seq.shape
@@ -344,90 +342,3 @@ def _dt_loss(walk: Walk, times: Tensor, mask: Tensor, burn: int) -> tuple[Tensor
     still_open = (dt_raw[seg_at.gather(1, last).squeeze(1)] - open_len).clamp(max=0).pow(2)
     mean_dt = length[ended].mean().item() if ended.any() else open_len.mean().item()
     return torch.cat([closed, still_open]).mean(), mean_dt
-
-
-def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: SegmentRule | None = None,
-                      config: TrainConfig | None = None) -> Losses:
-    """Teacher forcing written frame by frame as the method states it (slow; for reading and testing).
-
-    Every row runs the cell at every frame and every loss term is decoded where it
-    arises. `teacher_forcing` must give the same losses, decisions and gradients, and
-    draws its random numbers in the same order.
-    """
-    batch = Trajectories.of(batch)
-    batch.check_inputs(model.config.input_dim, "batch")
-    seq, times, mask, u = batch.x, batch.times, batch.real, batch.u
-    rule = (rule or model.rule).bind(model)
-    config = config or TrainConfig()
-    B, T1, D = seq.shape
-    T = T1 - 1
-    # A jumping rule is bound only to a model with a dt head (`SegmentRule.bind`): a PC-ODE.
-    pcode = model if rule.jumps and isinstance(model, PCODE) else None
-    keep = model.scored_dims
-    times = times.unsqueeze(-1)
-    h = seq.new_zeros(B, model.state_size)
-    start, carried = times[:, 0], seq.new_zeros(B, D)
-    u_read = None if u is None else u[:, 0]  # the inputs the current segment's update read
-    disp, zero, dt_terms, lengths, updated = [], [], [], [], []
-    last = mask.sum(1) - 1
-    open_h: dict[int, Tensor] = {}
-    open_len: dict[int, Tensor] = {}
-    origin, heading = seq[:, 0], seq.new_zeros(B, D)  # the event option's line, set at every update
-    for i in range(T):
-        t_i, t_next, dx = times[:, i], times[:, i + 1], seq[:, i + 1] - seq[:, i]
-        skip = torch.zeros(B, dtype=torch.bool, device=seq.device)
-        forced = torch.zeros_like(skip)  # updates that only an input change caused
-        offset = torch.zeros_like(carried)
-        if pcode is not None and i >= rule.n_burn:
-            with torch.no_grad():
-                err = (model.decode(model.advance(h, t_next - start)) - (carried + dx))[:, :keep].pow(2).mean(-1)
-                away = None
-                if rule.event_threshold is not None:  # the data's distance from its segment's straight line
-                    away = (seq[:, i + 1] - (origin + (t_next - start) * heading))[:, :keep].pow(2).mean(-1)
-                skip = rule.keeps(err, away) | (torch.rand_like(err) < config.jump_prob)
-                if u is not None and u_read is not None:
-                    event = input_event(u[:, i], u_read, rule.input_threshold)
-                    forced, skip = skip & event, skip & ~event
-                if config.feed_predictions > 0:  # an updating row may read the frame its segment predicted
-                    own = model.decode(model.advance(h, t_i - start))
-                    fed = torch.rand(int((~skip).sum()), 1, dtype=seq.dtype, device=seq.device) \
-                        < config.feed_predictions
-                    offset[~skip] = torch.where(fed, (carried - own)[~skip], 0.0)
-                    offset[:, keep:] = 0.0
-            ends = ~skip & mask[:, i]
-            miss = (pcode.dt_raw(h) - (t_i - start)).squeeze(-1)
-            dt_terms.append(torch.where(forced, miss.clamp(max=0), miss).pow(2)[ends])
-            lengths.append((t_i - start).squeeze(-1)[ends])
-        frame = with_inputs(seq[:, i] - offset, None if u is None else u[:, i])
-        h_tick = model.update(model.encode(frame), model.advance(h, t_i - start) if i else h)
-        s = skip.unsqueeze(-1)
-        h = torch.where(s, h, h_tick)
-        start = torch.where(s, start, t_i)
-        carried = torch.where(s, carried + dx, dx + offset)
-        origin = torch.where(s, origin, seq[:, i])
-        heading = torch.where(s, heading, dx / (t_next - t_i))
-        if u is not None and u_read is not None:
-            u_read = torch.where(s, u_read, u[:, i])
-        updated.append(~skip)
-        for b in range(B):
-            if last[b] == i:  # the segment still open when this row's real data ends
-                open_h[b], open_len[b] = h[b], times[b, i + 1, 0] - start[b, 0]
-        m = mask[:, i:i + 1].to(seq.dtype)
-        disp.append(((model.decode(model.advance(h, t_next - start)) - carried)[:, :keep].pow(2) * m).sum())
-        if pcode is not None:
-            zero.append((model.decode(model.advance(h, 0.0))[:, :keep].pow(2) * m).sum())
-    n = mask.sum() * keep
-    displacement = sum(disp) / n
-    total, zero_span, dt_loss, mean_dt = displacement, seq.new_zeros(()), seq.new_zeros(()), 1.0
-    if pcode is not None:
-        zero_span = sum(zero) / n
-        if T > rule.n_burn:
-            still_open = torch.stack([open_len[b] for b in range(B)])
-            dt_open = pcode.dt_raw(torch.stack([open_h[b] for b in range(B)])).squeeze(-1)
-            dt_terms.append((dt_open - still_open).clamp(max=0).pow(2))
-            dt_loss = torch.cat(dt_terms).mean()
-            ended = torch.cat(lengths)
-            mean_dt = ended.mean().item() if len(ended) else still_open.mean().item()
-        total = total + config.zero_span_weight * zero_span + config.dt_weight * dt_loss
-    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt,
-                  torch.stack(updated, 1))

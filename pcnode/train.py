@@ -26,6 +26,7 @@ from .errors import ConfigError, DataError, PCNodeError
 from .evaluate import evaluate
 from .flows import ODERNN
 from .forcing import Losses, Objective
+from .lock import lock_run
 from .model import SequenceModel
 from .progress import TrainingBar
 from .segments import SegmentRule, mean_square_change
@@ -95,7 +96,7 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
         folder = None
         if run_dir is not None and (place.rank == 0 or resume):
             folder = ckpt.RunFolder(Path(run_dir), ckpt.run_config(model, config, rule, data))
-        lock = ckpt.lock_run(folder.path) if folder is not None and place.rank == 0 else contextlib.nullcontext()
+        lock = lock_run(folder.path) if folder is not None and place.rank == 0 else contextlib.nullcontext()
         with lock:
             return _fit(model, config, rule, (train, val, test), place, folder, resume, shown)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pcnode import checkpoint as ckpt
+from pcnode.lock import LOCK, lock_run
 from pcnode.cli import main
 from pcnode.errors import CheckpointError
 
@@ -20,7 +21,7 @@ def hold_lock(run_dir: Path) -> subprocess.Popen:
     """Another process that takes `run_dir`'s lock and keeps it until killed."""
     code = textwrap.dedent(f"""
         import sys, time
-        from pcnode.checkpoint import lock_run
+        from pcnode.lock import lock_run
         with lock_run({str(run_dir)!r}):
             print("locked", flush=True)
             time.sleep(120)
@@ -53,21 +54,21 @@ def test_a_second_training_on_a_locked_run_folder_exits_2_naming_the_holder(tmp_
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
         assert f"run folder {tmp_path / 'run'} is in use by process {holder.pid}" in err
-    assert os.listdir(tmp_path / "run") == [ckpt.LOCK]  # the refused training wrote nothing
+    assert os.listdir(tmp_path / "run") == [LOCK]  # the refused training wrote nothing
 
 
 def test_the_lock_refuses_a_second_writer_in_the_same_process(tmp_path):
-    with ckpt.lock_run(tmp_path / "run"):
+    with lock_run(tmp_path / "run"):
         with pytest.raises(CheckpointError, match=f"in use by process {os.getpid()}"):
-            with ckpt.lock_run(tmp_path / "run"):
+            with lock_run(tmp_path / "run"):
                 pass
-    assert not (tmp_path / "run" / ckpt.LOCK).exists()  # released and removed at the end
+    assert not (tmp_path / "run" / LOCK).exists()  # released and removed at the end
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, holder):
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    lock = tmp_path / "run" / ckpt.LOCK
+    lock = tmp_path / "run" / LOCK
     assert json.loads(lock.read_text())["pid"] == holder.pid  # the stale lock file is still there
     assert main(train_args(tmp_path, tmp_path / "run")) == 0
     assert (tmp_path / "run" / ckpt.CHECKPOINT).exists() and not lock.exists()

@@ -9,7 +9,7 @@ import torch
 
 from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, teacher_forcing
 from pcnode.data import Trajectories
-from pcnode.forcing import reference_forcing
+from pcnode.reference import reference_forcing
 from pcnode.segments import mean_square_change
 
 
