@@ -27,12 +27,12 @@ _HOME = {
     "load_run": "checkpoint", "TrainConfig": "config", "Trajectories": "data", "evaluate": "evaluate",
     "ODERNN": "flows", "CfC": "flows", "teacher_forcing": "forcing", "PCODE": "model", "RNN": "model",
     "ModelConfig": "model", "build_model": "model", "Rollout": "rollout", "rollout": "rollout",
-    "SegmentRule": "segments", "fit": "train",
+    "SegmentRule": "segments", "Stream": "stream", "fit": "train",
 }
 
 __all__ = [
     "PCODE", "RNN", "ODERNN", "CfC", "ModelConfig", "SegmentRule", "TrainConfig", "Rollout", "Trajectories",
-    "build_model", "teacher_forcing", "rollout", "fit", "evaluate", "load_run",
+    "Stream", "build_model", "teacher_forcing", "rollout", "fit", "evaluate", "load_run",
     "PCNodeError", "ConfigError", "DataError", "CheckpointError", "__version__",
 ]
 
