@@ -270,9 +270,11 @@ def rollout_from(model: SequenceModel, h: Tensor, x: Tensor, t: Tensor | float, 
         x: (B, state_dim) the frame that update read, and t: (B,) or a number, its time
             (frames): the rollout's first step starts there.
         horizon: the time each clock must reach, after `t` (a number or (B,)).
-        u, t_u: known inputs as readings, for a model that reads them, as `rollout`
-            takes them: the first at or before `t` (the one the update read).
-        rule, max_updates: as `rollout`'s.
+        u: known inputs as readings, for a model that reads them, as `rollout` takes
+            them: the first at or before `t` (the one the update read).
+        t_u: their times, as `rollout`'s.
+        rule: where the model's updates happen (default `model.rule`).
+        max_updates: as `rollout`'s.
 
     Returns a `Rollout` whose first step (k = 0) starts at `t` (its `n_burn` is 1).
     """

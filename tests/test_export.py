@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pcnode import ModelConfig, Stream, TrainConfig, build_model, fit, load_run, pretrained, rollout, runtime
+from pcnode import ModelConfig, SegmentRule, Stream, TrainConfig, build_model, fit, load_run, pretrained, rollout, runtime
 from pcnode.cli import main
 from pcnode.data import save_npz, task_data
 from pcnode.errors import ConfigError, DataError
@@ -68,6 +68,27 @@ def test_a_stream_state_moves_between_the_eager_and_the_exported_model(shipped):
         assert (ours.observe(i, x[:, i].numpy()) == eager.observe(i, x[:, i]).numpy()).all()
     back = Stream.from_state(model, ours.state())
     assert torch.equal(back.readings, eager.readings)
+
+
+def test_the_runtime_applies_the_event_line_and_input_changes_as_the_eager_model_does(tmp_path):
+    model = build_model(ModelConfig(state_dim=2, hidden=16, latent=16, input_dim=1), seed=0)
+    model.rule = SegmentRule(jumps=True, threshold=0.02, event_threshold=0.01, input_threshold=0.3).bind(model)
+    exported = runtime.load(export(model, tmp_path / "m"))
+    rng = np.random.default_rng(0)
+    u = np.repeat(rng.normal(0, 0.5, (4, 6, 1)), 5, axis=1).astype(np.float32)  # (4, 30, 1): a step every 5
+    eager, ours = Stream(model, 4), runtime.Stream(exported, 4)
+    decided = []
+    for i in range(30):
+        near = eager.at(float(i)).numpy() if i else np.zeros((4, 2), np.float32)
+        x = (near + rng.normal(0, 0.1, (4, 2)) * (rng.random((4, 1)) < 0.3)).astype(np.float32)
+        decided.append(eager.observe(i, torch.from_numpy(x), torch.from_numpy(u[:, i])).numpy())
+        assert (ours.observe(i, x, u[:, i]) == decided[-1]).all()
+    assert 0 < np.mean(decided[4:]) < 1
+    t_u = np.tile(np.arange(30, dtype=np.float32), (4, 1))
+    want = rollout(model, torch.from_numpy(x[:, None].repeat(4, 1)), horizon=29.0, u=torch.from_numpy(u),
+                   t_u=torch.from_numpy(t_u))
+    got = runtime.rollout(exported, x[:, None].repeat(4, 1), horizon=29.0, u=u, t_u=t_u)
+    assert (got.updates == want.updates.numpy()).all() and np.allclose(got.t, want.t.numpy())
 
 
 def test_the_runtime_refuses_a_state_written_by_another_model(shipped):

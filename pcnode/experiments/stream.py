@@ -28,8 +28,8 @@ class Replay:
 
     t: (N, T) frames since each stream's first reading (NaN past its end); x: (N, T,
     state_dim); u: (N, T, input_dim) or None; lengths: (N,) readings per stream; ids: (N,)
-    names. Your units are `x * std + mean` and your times `t0 + t * time_scale` (a series
-    run's scaling; the identity for a task run).
+    names; raw: x as read, in your units. Your units are `x * std + mean` and your times
+    `t0 + t * time_scale` (a series run's scaling; the identity for a task run).
     """
 
     t: np.ndarray
@@ -41,6 +41,7 @@ class Replay:
     std: np.ndarray
     mean: np.ndarray
     t0: np.ndarray
+    raw: np.ndarray
     time_scale: float = 1.0
     dates: bool = False
     time_format: str | None = None
@@ -121,12 +122,14 @@ def _replay(model, cfg: dict, data: Path | None, series: dict | None) -> Replay:
         scaling = scaling_of(spec)
         N, T, D = len(s), max(len(t) for t in s.t), c.state_dim
         t, z = np.full((N, T), np.nan), np.zeros((N, T, D + c.input_dim), dtype=np.float32)
+        raw = np.zeros((N, T, D))
         for n, (tn, xn) in enumerate(zip(s.t, s.x)):
             t[n, :len(tn)] = (tn - tn[0]) / scaling.time_scale
             z[n, :len(tn)] = scaling.values(xn)
+            raw[n, :len(tn)] = xn[:, :D]
         return Replay(t, z[..., :D], z[..., D:] if c.input_dim else None, np.array([len(v) for v in s.t]),
                       s.ids, s.state_columns, np.array(scaling.std[:D]), np.array(scaling.mean[:D]),
-                      np.array([v[0] for v in s.t]), scaling.time_scale, s.dates, spec.time_format)
+                      np.array([v[0] for v in s.t]), raw, scaling.time_scale, s.dates, spec.time_format)
     if series:
         raise ConfigError("series columns and formats apply to runs trained on a series file; this run was trained "
                           "on a task: give `data` as an .npz of trajectories")
@@ -139,27 +142,35 @@ def _replay(model, cfg: dict, data: Path | None, series: dict | None) -> Replay:
         x, u = arrays["x"], arrays.get("inputs")
         t = np.broadcast_to(np.arange(x.shape[1], dtype=np.float64), x.shape[:2])
         if "t" in arrays:
-            t = np.broadcast_to(np.asarray(arrays["t"], dtype=np.float64), x.shape[:2]).copy()
+            try:
+                given = np.asarray(arrays["t"], dtype=np.float64)
+            except (TypeError, ValueError):
+                given = np.zeros(0)
+            if given.shape not in (x.shape[1:2], x.shape[:2]):
+                raise DataError(f"{data}: t must give a number for each frame, shaped ({x.shape[1]},) or "
+                                f"{x.shape[:2]}")
+            t = np.broadcast_to(given, x.shape[:2])
     if x.shape[-1] != c.state_dim or (u is None) != (c.input_dim == 0):
         raise DataError(f"{data}: x has {x.shape[-1]} dims per frame" + ("" if u is None else " with known inputs")
                         + f"; the run's model reads {c.state_dim}" + (f" and {c.input_dim} inputs" if c.input_dim
                                                                       else ""))
     N, T, D = x.shape
-    return Replay(np.asarray(t, dtype=np.float64), np.ascontiguousarray(x, dtype=np.float32),
-                  None if u is None else np.ascontiguousarray(u, dtype=np.float32), np.full(N, T),
-                  [str(n) for n in range(N)], [f"x{d}" for d in range(D)], np.ones(D), np.zeros(D), np.zeros(N))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return Replay(np.asarray(t, dtype=np.float64), x, None if u is None else np.ascontiguousarray(u, dtype=np.float32),
+                  np.full(N, T), [str(n) for n in range(N)], [f"x{d}" for d in range(D)], np.ones(D), np.zeros(D),
+                  np.zeros(N), x)
 
 
 def _first(r: Replay, count: int) -> Replay:
     keep = slice(0, count)
     return Replay(r.t[keep], r.x[keep], None if r.u is None else r.u[keep], r.lengths[keep], r.ids[keep], r.columns,
-                  r.std, r.mean, r.t0[keep], r.time_scale, r.dates, r.time_format)
+                  r.std, r.mean, r.t0[keep], r.raw[keep], r.time_scale, r.dates, r.time_format)
 
 
 def _results(model, r: Replay, updated: np.ndarray, predicted: np.ndarray) -> tuple[dict, str]:
     """The summary and the CSV's text, values in your units."""
     keep, n_burn = model.scored_dims, model.rule.n_burn
-    truth, pred = r.x * r.std + r.mean, predicted * r.std + r.mean
+    truth, pred = r.raw, predicted * r.std + r.mean
     err = ((pred - truth)[..., :keep] ** 2).mean(-1)
     k = np.arange(r.t.shape[1])
     real = k < r.lengths[:, None]
@@ -185,7 +196,7 @@ def _draw(path: Path, r: Replay, updated: np.ndarray, predicted: np.ndarray, nam
     """The first stream: its readings, the prediction made before each, the updates as vertical lines."""
     n, L = 0, r.lengths[0]
     times = r.times(n)
-    truth = r.x[n, :L] * r.std + r.mean
+    truth = r.raw[n, :L]
     pred = predicted[n, :L] * r.std + r.mean
     stamps = (times * 1000).astype("datetime64[ms]") if r.dates else times
     burn = slice(0, min(n_burn, L))

@@ -90,8 +90,9 @@ def rollout(model: Exported, x_burn, horizon, t_burn=None, u=None, t_u=None,
     Args:
         x_burn: (B, n_burn, state_dim) frames at times 0, 1, ... (or `t_burn` (B, n_burn)).
         horizon: a time (frames) or (B,) one per trajectory, after the last burn-in frame.
-        u, t_u: known inputs (B, Q, input_dim) and their times (B, Q) for a model that
-            reads them, each reading in force until the next (as `pcnode.rollout`).
+        u: known inputs (B, Q, input_dim) for a model that reads them, each reading in
+            force until the next (as `pcnode.rollout`).
+        t_u: their times (B, Q); None: 0, 1, ...
         max_updates: bound on model-chosen updates per trajectory (default: enough for
             `min_dt`-sized steps and one per input reading).
     """

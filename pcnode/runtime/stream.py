@@ -55,11 +55,12 @@ class Stream:
         update = self.readings[rows] < rule.n_burn
         if rule.jumps:
             keep = m.scored_dims
-            err = ((pred - x)[:, :keep] ** 2).mean(-1)  # NaN for a first reading, which updates anyway
+            miss = (pred - x)[:, :keep]
+            err = (miss * miss).sum(-1) / keep  # NaN for a first reading, which updates anyway
             away = None
             if rule.event_threshold is not None:
-                line = anchor_x + span * self.heading[rows]
-                away = np.where(self.headed[rows], ((x - line)[:, :keep] ** 2).mean(-1), F32(0))
+                off = (x - anchor_x - span * self.heading[rows])[:, :keep]
+                away = np.where(self.headed[rows], (off * off).sum(-1) / keep, F32(0))
             update |= ~rule.keeps(err, away)
             if u is not None:
                 update |= np.abs(u - self.u_read[rows]).max(-1) > rule.input_threshold
