@@ -78,6 +78,11 @@ class Stream:
         batch: B, the number of streams.
         rule: a segment rule for this stream instead of the model's.
 
+    Attributes, per row: `predicted` (B, state_dim), its prediction of its last reading,
+    made before reading it (NaN for a first reading); `readings` (B,) how many it read;
+    and the segment it is on: `h` (B, state_size) the state that opened it, `anchor_t`
+    (B,) and `anchor_x` (B, state_dim) the reading that update read, `u_read` the inputs.
+
     Times are real numbers of frames (for a run trained on your series, your time units
     divided by its `time_scale`), each row on its own clock; readings of a row must
     come in increasing time. Every method takes `rows`, the streams it concerns (indices
