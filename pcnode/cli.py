@@ -1,4 +1,4 @@
-"""The `pcnode` command line: data, train, eval, rollout, pretrained, demo, reproduce, plan.
+"""The `pcnode` command line: data, train, eval, rollout, stream, export, pretrained, demo, reproduce, plan.
 
 This layer only parses: each subcommand turns its arguments into settings and calls
 one function of `pcnode.experiments`, then prints what it returns. Every
@@ -25,6 +25,7 @@ from .evaluate import PROTOCOLS
 from .experiments.demo import run_demo
 from .experiments.reproduce import ReproduceConfig, reproduce
 from .experiments.runs import draw_run, evaluate_run, forecast_run, make_data, train_run
+from .experiments.stream import export_run, stream_run
 from .model import MODELS, PAPER_MODELS, ModelConfig
 from .planning.job import PlanningRun, run_planning
 from .segments import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SegmentRule
@@ -64,8 +65,9 @@ FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "t
          "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold",
          "n_burn": "--n-burn", "jump_prob": "--jump-prob", "zero_span_weight": "--zero-span-weight",
          "dt_weight": "--dt-weight", "field_penalty": "--field-penalty", "events": "--events",
-         "val_fraction": "--val-fraction", "min_dt": "--min-dt", "max_dt": "--max-dt", "normalize=False": "--no-normalize",
-         "window": "--window", "stride": "--stride", "extrapolate": "--extrapolate"}
+         "val_fraction": "--val-fraction", "min_dt": "--min-dt", "max_dt": "--max-dt", "out": "--out",
+         "batch": "--batch", "normalize=False": "--no-normalize", "window": "--window", "stride": "--stride",
+         "extrapolate": "--extrapolate"}
 
 
 def as_flags(message: str) -> str:
@@ -124,8 +126,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: the cores other processes leave "
                    "idle when it starts, 1 or 2)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_data_parser, _train_parser, _eval_parser, _rollout_parser, _pretrained_parser, _demo_parser,
-                _reproduce_parser, _plan_parser):
+    for add in (_data_parser, _train_parser, _eval_parser, _rollout_parser, _stream_parser, _export_parser,
+                _pretrained_parser, _demo_parser, _reproduce_parser, _plan_parser):
         add(sub)
     for command in sub.choices.values():  # the global flags, also after the subcommand
         command.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="as `pcnode --threads N`")
@@ -204,6 +206,29 @@ def _rollout_parser(sub) -> None:
     _add_series_args(r, training=False)
     r.set_defaults(func=cmd_rollout)
 
+
+def _stream_parser(sub) -> None:
+    s = sub.add_parser("stream", help="replay a file through a trained run as if it arrived live: where the model "
+                       "updates, what it predicted before each reading, the error")
+    s.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
+    s.add_argument("--data", type=Path, help="an .npz of trajectories (task runs) or a series file read with the run's "
+                   "columns and scaling (series runs); default the run's test split")
+    s.add_argument("--count", type=int, help="replay the first COUNT streams only (default all)")
+    s.add_argument("--out", type=Path, help="output prefix: PREFIX.csv, .json and .png (default RUN/stream; for "
+                   "pretrained models runs/pretrained/NAME/stream)")
+    _add_series_args(s, training=False)
+    s.set_defaults(func=cmd_stream)
+
+
+def _export_parser(sub) -> None:
+    x = sub.add_parser("export", help="write a trained PC-ODE's or RNN's step as ONNX files (and torch.export "
+                       "programs) that pcnode.runtime runs without PyTorch")
+    x.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
+    x.add_argument("--out", type=Path, help="output folder (default RUN/export; for pretrained models "
+                   "runs/pretrained/NAME/export)")
+    x.add_argument("--batch", type=int, default=2, help="the example batch the functions are traced with; any batch "
+                   "runs (default %(default)s)")
+    x.set_defaults(func=cmd_export)
 
 
 def _pretrained_parser(sub) -> None:
@@ -407,6 +432,21 @@ def cmd_rollout(args) -> None:
     else:
         paths = draw_run(args.run, args.out, args.index, args.count, 0.25 if args.every is None else args.every)
     print("\n".join(f"wrote {p}" for p in paths))
+
+
+def cmd_stream(args) -> None:
+    reading = {k: v for k, v in _series_overrides(args).items() if k != "file"}  # the file is --data
+    summary, paths = stream_run(args.run, args.data, args.out, args.count, reading or None)
+    print(f"{summary['readings']} readings in {summary['streams']} streams: {summary['updates']} updates "
+          f"({summary['update_fraction']:.1%}; {summary['update_fraction_after_burn_in']:.1%} after the "
+          f"{summary['n_burn']}-reading burn-in), mean squared error of the prediction made before each reading "
+          f"{summary['mean_error']:.4g}")
+    print("\n".join(f"wrote {p}" for p in paths))
+
+
+def cmd_export(args) -> None:
+    print(f"wrote {export_run(args.run, args.out, args.batch)} (update.onnx, read.onnx, update.pt2, read.pt2, "
+          "model.json)")
 
 
 def cmd_pretrained(args) -> None:

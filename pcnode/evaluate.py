@@ -176,10 +176,18 @@ def event_recall(ro: Rollout, events: Tensor, within: float = 1.0) -> float:
     model-chosen update at a time in [k - within, k + within] (NaN if there are none):
     with `within` = 1, from the start of the event's interval to one frame after its end.
     """
-    k = torch.arange(ro.n_burn, events.shape[1], dtype=ro.t.dtype, device=ro.t.device)
-    chosen = ro.t[:, ro.n_burn - 1:].unsqueeze(1)                          # (B, 1, K)
+    return updates_near(ro.t[:, ro.n_burn - 1:], events, ro.n_burn, within)
+
+
+def updates_near(times: Tensor, events: Tensor, first: int, within: float = 1.0) -> float:
+    """How many of the events at frames k >= `first` have an update at a time in
+    [k - within, k + within]: `event_recall` for update times from any source (a
+    `Stream`'s, say). times: (B, K) update times, inf where there is none; events: (B, T)
+    as `event_recall` takes them. NaN if there are no events."""
+    k = torch.arange(first, events.shape[1], dtype=times.dtype, device=times.device)
+    chosen = times.unsqueeze(1)                                             # (B, 1, K)
     lo, hi = (k - within).view(1, -1, 1), (k + within).view(1, -1, 1)
-    near = ((chosen >= lo) & (chosen <= hi)).any(-1)                        # (B, frames after the burn-in)
-    counts = events[:, ro.n_burn:].to(ro.t.dtype)
+    near = ((chosen >= lo) & (chosen <= hi)).any(-1)                        # (B, frames from `first`)
+    counts = events[:, first:].to(times.dtype)
     total = counts.sum().item()
     return (counts * near).sum().item() / total if total else math.nan

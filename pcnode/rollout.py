@@ -257,6 +257,53 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
                    (model.solver_steps - steps0) / len(x_burn))
 
 
+@torch.no_grad()
+def rollout_from(model: SequenceModel, h: Tensor, x: Tensor, t: Tensor | float, horizon: float | Tensor,
+                 u: Tensor | None = None, t_u: Tensor | None = None, rule: SegmentRule | None = None,
+                 max_updates: int | None = None) -> Rollout:
+    """Roll `model` out from states it already holds, as `rollout` does after its burn-in.
+
+    Args:
+        h: (B, model.state_size) each trajectory's state just after an update (the
+            update that opened its current segment, as a `Stream` keeps it).
+        x: (B, state_dim) the frame that update read, and t: (B,) or a number, its time
+            (frames): the rollout's first step starts there.
+        horizon: the time each clock must reach, after `t` (a number or (B,)).
+        u: known inputs as readings, for a model that reads them, as `rollout` takes
+            them: the first at or before `t` (the one the update read).
+        t_u: their times, as `rollout`'s.
+        rule: where the model's updates happen (default `model.rule`).
+        max_updates: as `rollout`'s.
+
+    Returns a `Rollout` whose first step (k = 0) starts at `t` (its `n_burn` is 1).
+    """
+    rule = (rule or model.rule).bind(model)
+    dtype = next(model.parameters()).dtype
+    if not isinstance(h, Tensor) or h.ndim != 2 or h.shape[1] != model.state_size or h.dtype != dtype:
+        raise DataError(f"states must be a {dtype} tensor shaped (batch, {model.state_size}); got "
+                        f"{tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__}")
+    t = torch.as_tensor(t, dtype=dtype, device=h.device)
+    if t.shape not in ((), (len(h),)):
+        raise DataError(f"start times must be a number or shaped ({len(h)},); got {tuple(t.shape)}")
+    t = t.expand(len(h)).reshape(len(h), 1)
+    t_burn, hz = _check_burn(model, x.unsqueeze(1) if isinstance(x, Tensor) else x, horizon, t, max_updates)
+    readings = _readings(model, u, t_u, t_burn)
+    events = readings is not None and rule.jumps
+    if max_updates is None:
+        max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / rule.min_dt) + 1
+        if events:
+            assert readings is not None
+            max_updates += int((readings.t > t_burn).sum(1).max().item())
+    if not torch.isfinite(h).all():
+        raise DataError("states contain NaN or inf; start from the states a model's updates gave")
+    nfe0, steps0 = model.nfe, model.solver_steps
+    u_cur = None if readings is None else readings.at(torch.arange(len(h), device=h.device), t_burn)[:, 0]
+    chosen, updates = _jumps(model, rule, h, x, t_burn.clone(), u_cur, hz, readings, events, max_updates)
+    tt, dt, xx, hh, uu = _pack(chosen, len(h), x, model.state_size, u_cur)
+    return Rollout(model, tt, dt, xx, hh, updates, 1, hz.max().item(), model.nfe - nfe0, uu,
+                   (model.solver_steps - steps0) / len(h))
+
+
 def _check_burn(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, t_burn: Tensor | None,
                 max_updates: int | None) -> tuple[Tensor, Tensor]:
     """Refuse malformed burn-in frames, times or horizons; return the burn-in times and the horizons (B,)."""
