@@ -31,9 +31,9 @@ def flag_tables() -> str:
     import dataclasses
 
     from pcnode import ModelConfig, SegmentRule, TrainConfig
-    from pcnode.cli import _build_parser
+    from pcnode.flags import build_parser
     fields = {f.name: cls.__name__ for cls in (TrainConfig, SegmentRule, ModelConfig) for f in dataclasses.fields(cls)}
-    parser = _build_parser()
+    parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     out = []
     for name, command in commands.items():

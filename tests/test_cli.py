@@ -389,9 +389,9 @@ def test_pretrained_lists_the_models_under_a_header_row(capsys):
 
 
 def test_every_flag_of_every_subcommand_says_what_it_does():
-    from pcnode.cli import _build_parser
+    from pcnode.flags import build_parser
     import argparse
-    parser = _build_parser()
+    parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     silent = [f"{name} {action.option_strings[0]}" for name, command in commands.items()
               for action in command._actions if action.option_strings and not action.help]

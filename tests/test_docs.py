@@ -24,7 +24,8 @@ import pytest
 import torch
 
 import pcnode
-from pcnode.cli import _build_parser, main
+from pcnode.cli import main
+from pcnode.flags import build_parser
 from pcnode.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ MAKE_TARGETS = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "bash")], ids=name)
 def test_shown_commands_exist(page):
-    parser = _build_parser()
+    parser = build_parser()
     seen = 0
     for command in commands(page):
         args = pcnode_args(command)
