@@ -6,7 +6,8 @@ import pytest
 from PIL import Image, ImageSequence
 
 import pcnode.experiments.figures as figures
-from pcnode.experiments.figures import BALL_STYLES, plot_curves, plot_paths, rollout_gif
+from pcnode.experiments.animations import rollout_gif
+from pcnode.experiments.figures import BALL_STYLES, plot_curves, plot_paths
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ from ..checkpoint import load_run
 from ..config import TrainConfig
 from ..progress import bar
 from ..train import fit
-from .figures import draw_rollouts, plot_curves
+from .animations import draw_rollouts
+from .figures import plot_curves
 
 SHIPPED = {"pcode": "billiards2d-pcode", "rnn": "billiards2d-rnn"}
 

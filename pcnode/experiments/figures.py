@@ -1,9 +1,9 @@
-"""Figures and animations of rollouts.
+"""Still figures of rollouts, training curves, forecasts and ablations.
 
 States are drawn as objects in the plane: a state of `2k` numbers is read as `k`
 points `(x, y)` (two billiard balls for the billiards tasks, one point for Lines and
-Circles). Everything but `draw_rollouts`, which rolls models out to draw them, takes
-numpy arrays already read off a rollout.
+Circles). Every function takes numpy arrays already read off a rollout; the animations,
+and `draw_rollouts`, which rolls models out to draw them, are in `animations`.
 """
 from __future__ import annotations
 
@@ -14,13 +14,9 @@ import matplotlib
 matplotlib.use("Agg")  # draws into files on machines without a display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from .. import checkpoint as ckpt  # noqa: E402
-from ..progress import bar  # noqa: E402
-from ..model import MODEL_NAMES, SequenceModel  # noqa: E402
-from ..rollout import rollout  # noqa: E402
+from ..model import MODEL_NAMES  # noqa: E402
 
 COLORS = {"truth": "black", "pcode": "tab:red", "rnn": "tab:blue", "odernn": "tab:green",
           "cfc": "tab:purple", "odernn-adaptive": "tab:olive", "odernn-kinetic": "tab:cyan"}
@@ -28,7 +24,7 @@ LABELS = {"truth": "truth", **MODEL_NAMES, "odernn-adaptive": "ODE-RNN (torchode
           "odernn-kinetic": "ODE-RNN (torchode, regularised)"}
 
 
-def _points(s: np.ndarray) -> np.ndarray:
+def points(s: np.ndarray) -> np.ndarray:
     """(..., 2k) -> (..., k, 2)"""
     return s.reshape(*s.shape[:-1], -1, 2)
 
@@ -96,18 +92,18 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
                              layout="constrained")
     balls = truth.shape[-1] // 2
     for p, ax in enumerate(axes[0]):
-        tr = _points(truth[p])
+        tr = points(truth[p])
         for k in range(balls):
             ax.plot(tr[:, k, 0], tr[:, k, 1], color="0.55", lw=3, alpha=0.55, ls=BALL_STYLES[k % 3],
                     label="truth")
             ax.plot(tr[:n_burn, k, 0], tr[:n_burn, k, 1], "o", color="black", ms=3, label="burn-in (given)")
         for name, (_, states) in paths.items():
-            pts = _points(states[p])
+            pts = points(states[p])
             for k in range(balls):
                 ax.plot(pts[:, k, 0], pts[:, k, 1], color=COLORS.get(name), lw=1.2, ls=BALL_STYLES[k % 3],
                         label=LABELS.get(name, name))
             if name in updates:
-                up = _points(updates[name][p])
+                up = points(updates[name][p])
                 ax.plot(up[..., 0].ravel(), up[..., 1].ravel(), "o", mfc="none", color=COLORS.get(name), ms=6,
                         label=f"{LABELS.get(name, name)} updates")
         if events is not None:
@@ -128,7 +124,7 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
             ax.set_xlabel("x", fontsize=8)
     if not box:
         axes[0][0].set_ylabel("y", fontsize=8)
-        extent = np.ptp(_points(truth).reshape(-1, 2), axis=0)
+        extent = np.ptp(points(truth).reshape(-1, 2), axis=0)
         if extent.max() < 1.5 * extent.min():  # shapes such as circles keep their aspect; lines keep their spread
             for ax in axes[0]:
                 ax.set_aspect("equal", adjustable="box")
@@ -136,58 +132,6 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
-
-
-def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.ndarray,
-                preds: dict[str, np.ndarray], update_times: dict[str, np.ndarray], radius: float = 0.1,
-                fps: int = 12, marked: tuple[str, ...] = ("pcode",), hold: float = 0.5,
-                progress: bool | str = False) -> None:
-    """Animate one rollout per model beside the truth.
-
-    Args:
-        truth_t: (T,) frame times of `truth` (T, 2k).
-        times: (Q,) animation times; preds: model name -> (Q, 2k) states at those times.
-        update_times: model name -> times at which that model updated (counted in the titles).
-        marked: models whose panel is framed in red and says "update" for `hold` seconds
-            of the animation after each of their updates (a baseline updates every frame).
-        progress: a bar over the frames drawn (see `pcnode.progress`).
-    """
-    names = ["truth", *preds]
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.9), squeeze=False)
-    axes = axes[0]
-    # The artists are made once and moved: clearing the axes every frame took most of the time.
-    discs, notes = {}, {}
-    for ax, name in zip(axes, names):
-        table(ax)
-        discs[name] = [ax.add_patch(plt.Circle((0.5, 0.5), radius, color=BALL_COLORS[k % 3]))
-                       for k in range(truth.shape[1] // 2)]
-        notes[name] = ax.text(0.5, 0.93, "update", transform=ax.transAxes, ha="center", va="top", fontsize=10,
-                              fontweight="bold", color="tab:red", visible=False)
-    step = times[1] - times[0] if len(times) > 1 else 1.0
-    shown_for = max(1, round(hold * fps)) * step  # animation time a marker stays on
-    frames = []
-    with bar(progress, total=len(times), desc=Path(path).name, unit="frame") as counter:
-        for q, tq in enumerate(times):
-            for ax, name in zip(axes, names):
-                if name == "truth":
-                    state = np.array([np.interp(tq, truth_t, truth[:, d]) for d in range(truth.shape[1])])
-                    ax.set_title(f"truth  t={tq:4.1f}", fontsize=9)
-                else:
-                    state = preds[name][q]
-                    ups = update_times.get(name, np.array([]))
-                    flash = name in marked and bool(((ups > tq - shown_for + 1e-9) & (ups <= tq + 1e-9)).any())
-                    ax.set_title(f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}", fontsize=9,
-                                 color="tab:red" if flash else "black")
-                    notes[name].set_visible(flash)
-                    for side in ax.spines.values():
-                        side.set_color("tab:red" if flash else "black")
-                        side.set_linewidth(4 if flash else 0.8)
-                for disc, centre in zip(discs[name], _points(state)):
-                    disc.center = tuple(centre)
-            frames.append(grab(fig))
-            counter.update()
-    plt.close(fig)
-    save_gif(path, frames, fps)
 
 
 def plot_curves(path: Path, curves: dict[str, list[dict]],
@@ -207,30 +151,6 @@ def plot_curves(path: Path, curves: dict[str, list[dict]],
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
-
-
-def table(ax) -> None:
-    """Clear `ax` and draw it as the empty unit table of the billiards tasks."""
-    ax.clear()
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def grab(fig) -> Image.Image:
-    """The figure as drawn now, as an RGB image (one frame of an animation)."""
-    fig.canvas.draw()
-    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-
-
-def save_gif(path: Path, frames: list, fps: int) -> None:
-    """Write PIL frames as a looping GIF, atomically."""
-    palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
-    ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
-                                                             append_images=palette[1:],
-                                                             duration=int(1000 / fps), loop=0))
 
 
 def save_figure(fig, path: Path) -> None:
@@ -269,11 +189,6 @@ def plot_time_series(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: 
     save_figure(fig, path)
 
 
-def _updated_near(update_times: np.ndarray, t: float, span: float) -> bool:
-    """Whether an update happened in (t - span, t]."""
-    return bool(((update_times > t - span - 1e-9) & (update_times <= t + 1e-9)).any())
-
-
 def plot_pixel_strip(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray], times: np.ndarray,
                      update_times: dict[str, np.ndarray], size: int) -> None:
     """Rows of frames, truth on top and one row per model; under each PC-ODE frame, how
@@ -305,44 +220,6 @@ def plot_pixel_strip(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray]
         axes[r][0].set_ylabel(LABELS.get(name, name), fontsize=8)
     fig.tight_layout(pad=0.3)
     save_figure(fig, path)
-
-
-def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str, np.ndarray],
-              update_times: dict[str, np.ndarray], size: int, fps: int = 6,
-              marked: tuple[str, ...] = ("pcode",)) -> None:
-    """Animate pixel rollouts beside the truth, flashing a marked model's frame red when it updated.
-
-    Args:
-        times: (Q,) frame times; truth: (Q, size*size); preds: model name -> (Q, size*size).
-        marked: models whose updates flash (a baseline updates every frame).
-    """
-    names = ["truth", *preds]
-    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.5))
-    span = times[1] - times[0] if len(times) > 1 else 1.0
-    images = {}
-    for ax, name in zip(axes, names):
-        first = truth[0] if name == "truth" else preds[name][0]
-        images[name] = ax.imshow(first.reshape(size, size), cmap="gray", vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    frames = []
-    for q, tq in enumerate(times):
-        for ax, name in zip(axes, names):
-            if name == "truth":
-                images[name].set_data(truth[q].reshape(size, size))
-                ax.set_title(f"truth  t={tq:4.1f}", fontsize=9)
-                continue
-            images[name].set_data(preds[name][q].reshape(size, size))
-            ups = update_times.get(name, np.array([]))
-            flash = name in marked and _updated_near(ups, tq, span)
-            ax.set_title(f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}", fontsize=9,
-                         color="tab:red" if flash else "black")
-            for side in ax.spines.values():
-                side.set_color("tab:red" if flash else "black")
-                side.set_linewidth(3 if flash else 0.8)
-        frames.append(grab(fig))
-    plt.close(fig)
-    save_gif(path, frames, fps)
 
 
 def plot_ablation(path: Path, ablation: list[dict], results: list[dict]) -> None:
@@ -405,42 +282,3 @@ def plot_forecast(path: Path, truth_t: np.ndarray, truth: np.ndarray, columns: l
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
-
-
-@torch.no_grad()
-def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tensor, n_burn: int,
-                  every: float = 0.25, box: bool = True, events: np.ndarray | None = None,
-                  name: str = "paths", gif_name: str | None = "rollout", first: int = 0,
-                  progress: bool | str = False) -> list[Path]:
-    """Write NAME.png (truth vs each model, update points marked) and GIF_NAME.gif (the
-    first trajectory, truth beside each model; None: no GIF) into `out`.
-
-    Args:
-        seqs: (P, T, state_dim) true trajectories, test trajectories `first..first+P-1`;
-            frames before `n_burn` are given.
-        every: spacing in frames of the times the rollouts are read at.
-        events: (P, T) true collisions per frame, marked on the paths.
-        progress: a bar over the GIF's frames (see `pcnode.progress`).
-    """
-    out = Path(out)
-    T = seqs.shape[1]
-    times = torch.arange(n_burn - 1, T - 1 + 1e-6, every, dtype=seqs.dtype)
-    paths, updates, update_times = {}, {}, {}
-    for kind, model in models.items():
-        ro = rollout(model, seqs[:, :n_burn], horizon=T - 1)
-        paths[kind] = (times.numpy(), ro.at(times).numpy())
-        chosen = ro.t[:, n_burn - 1:]
-        update_times[kind] = chosen[0][torch.isfinite(chosen[0])].numpy()
-        if ro.updates.float().mean() < T - n_burn:  # circling every frame a baseline reads would say nothing
-            t_up = torch.where(torch.isfinite(chosen), chosen, chosen.new_full((), float(n_burn - 1)))
-            updates[kind] = ro.at(t_up).numpy()
-    truth = seqs.numpy()
-    png = out / f"{name}.png"
-    plot_paths(png, truth, n_burn, paths, updates, box=box, events=events, first=first,
-               title=f"held-out trajectories: truth (grey) and rollouts from {n_burn} burn-in frames")
-    if gif_name is None:
-        return [png]
-    gif = out / f"{gif_name}.gif"
-    rollout_gif(gif, np.arange(T, dtype=np.float32), truth[0], times.numpy(),
-                {m: p[1][0] for m, p in paths.items()}, update_times, progress=progress)
-    return [png, gif]

@@ -44,7 +44,8 @@ from ..rollout import rollout
 from ..segments import SegmentRule, mean_square_change
 from ..tasks import TASKS, collisions
 from .paper import results_markdown
-from .figures import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series, pixel_gif, rollout_gif
+from .animations import pixel_gif, rollout_gif
+from .figures import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series
 from .progress import fit_with_bar
 
 BUDGETS = ("small", "paper")

@@ -21,7 +21,8 @@ from ..progress import bar
 from ..segments import SegmentRule
 from ..series import (Forecast, SeriesSpec, check_columns, evaluate_series, forecast, format_time, parse_time, prepare,
                       scaling_of, write_forecast)
-from .figures import draw_rollouts, plot_forecast
+from .animations import draw_rollouts
+from .figures import plot_forecast
 from .progress import fit_with_bar
 
 # What a run was trained on, as its config's "data" section describes it.

@@ -23,7 +23,8 @@ from ..checkpoint import load_run
 from ..config import TrainConfig
 from ..data import DATA_DIR, FileData, save_npz
 from ..errors import ConfigError
-from ..experiments.figures import COLORS, grab, save_figure, save_gif, table
+from ..experiments.animations import grab, save_gif, table
+from ..experiments.figures import COLORS, save_figure
 from ..experiments.progress import fit_with_bar
 from ..model import MODEL_NAMES, MODELS, PAPER_MODELS, ModelConfig, SequenceModel, build_model
 from ..segments import SegmentRule
