@@ -126,6 +126,10 @@ def main():
         "check": {"file": pretrained.CHECK, "trajectories": len(check), "n_burn": model.rule.n_burn,
                   "mse": evaluate(model, check)["mse"]},
     }
+    earlier = args.dest / args.name / pretrained.PROVENANCE
+    if earlier.is_file():  # a shipped model replaced: what it was, for the record
+        before = ckpt.read_json(earlier)
+        provenance["replaces"] = {k: before[k] for k in ("command", "commit", "steps", "metrics") if k in before}
     if args.weights == "best":
         provenance["trained_steps"] = rows[-1]["step"]
         provenance["val_mse"] = next(r["val_mse_model_units"] for r in rows if r["step"] == step)

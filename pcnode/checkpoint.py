@@ -59,9 +59,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, FILE_MODE)  # results read like any other file
     try:
         write(Path(tmp))
+        # After the write: a writer may put a new file in the temporary's place (safetensors
+        # does, private to its owner). Results read like any other file.
+        os.chmod(tmp, FILE_MODE)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

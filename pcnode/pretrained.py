@@ -79,7 +79,7 @@ def export(run: str | Path, dest: str | Path, provenance: dict, data: dict | Non
     model_tensors = {k: v for k, v in tensors.items() if k.startswith("model.")}
     ckpt.save_tensors(dest / ckpt.CHECKPOINT, model_tensors,
                       {"config": meta.get("config", "{}"), "step": meta.get("step", "")})
-    config = ckpt.read_json(run / ckpt.CONFIG)
+    config = ckpt.read_run_config(run)  # in today's layout, whichever version wrote the run
     ckpt.write_json(dest / ckpt.CONFIG, config if data is None else {**config, "data": data})
     ckpt.write_json(dest / PROVENANCE, json.loads(json.dumps(provenance)))
     load_run(dest)  # what ships must load

@@ -118,3 +118,14 @@ def test_training_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     _, meta = ckpt.load_tensors(run / ckpt.CHECKPOINT)
     assert int(meta["step"]) == 30
     assert not list(run.glob(".*.tmp"))
+
+
+def test_every_file_of_a_run_reads_like_any_other_file(tmp_path):
+    data = torch.cumsum(torch.rand(10, 8, 2) * 0.1, 1)
+    model = build_model(ModelConfig(kind="rnn", state_dim=2, hidden=8, latent=8))
+    fit(model, data, TrainConfig(steps=2, batch_size=4, checkpoint_every=2, eval_every=2, val_fraction=0.2),
+        test=data[:2], run_dir=tmp_path / "run", progress=False)
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["best.safetensors", "checkpoint.safetensors", "config.json", "metrics.csv"]
+    for name in files:  # the umask's mode, as for any file this process makes (safetensors writes its own)
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == ckpt.FILE_MODE, name
