@@ -4,9 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
+LINT_STAMP := $(VENV)/.lint-installed
 SITE := site
 
-.PHONY: demo test install docs clean
+.PHONY: demo test install docs lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,17 @@ test: $(STAMP)
 $(DOCS_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[docs]"
 	touch $(DOCS_STAMP)
+
+# The gate CI runs besides the tests: ruff (lint, and the format check) and pyright in basic
+# mode on the package, configured in pyproject.toml.
+$(LINT_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[lint]"
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(VENV)/bin/ruff check pcnode
+	$(VENV)/bin/ruff format --check pcnode
+	$(VENV)/bin/pyright
 
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(SITE)

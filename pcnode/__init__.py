@@ -12,28 +12,73 @@ The names below are imported from their modules when first used, so that a part 
 package that needs no PyTorch (`pcnode.runtime`, which runs exported models) can be
 imported without it.
 """
+
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import sys
 import types
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, ConfigError, DataError, PCNodeError
 from .version import __version__
 
+if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr__` imports them
+    from .checkpoint import load_run
+    from .config import TrainConfig
+    from .data import Trajectories
+    from .evaluate import evaluate
+    from .flows import ODERNN, CfC
+    from .forcing import teacher_forcing
+    from .model import PCODE, RNN, ModelConfig, build_model
+    from .rollout import Rollout, rollout
+    from .segments import SegmentRule
+    from .stream import Stream
+    from .train import fit
+
 # Each public name and the module that defines it.
 _HOME = {
-    "load_run": "checkpoint", "TrainConfig": "config", "Trajectories": "data", "evaluate": "evaluate",
-    "ODERNN": "flows", "CfC": "flows", "teacher_forcing": "forcing", "PCODE": "model", "RNN": "model",
-    "ModelConfig": "model", "build_model": "model", "Rollout": "rollout", "rollout": "rollout",
-    "SegmentRule": "segments", "Stream": "stream", "fit": "train",
+    "load_run": "checkpoint",
+    "TrainConfig": "config",
+    "Trajectories": "data",
+    "evaluate": "evaluate",
+    "ODERNN": "flows",
+    "CfC": "flows",
+    "teacher_forcing": "forcing",
+    "PCODE": "model",
+    "RNN": "model",
+    "ModelConfig": "model",
+    "build_model": "model",
+    "Rollout": "rollout",
+    "rollout": "rollout",
+    "SegmentRule": "segments",
+    "Stream": "stream",
+    "fit": "train",
 }
 
 __all__ = [
-    "PCODE", "RNN", "ODERNN", "CfC", "ModelConfig", "SegmentRule", "TrainConfig", "Rollout", "Trajectories",
-    "Stream", "build_model", "teacher_forcing", "rollout", "fit", "evaluate", "load_run",
-    "PCNodeError", "ConfigError", "DataError", "CheckpointError", "__version__",
+    "PCODE",
+    "RNN",
+    "ODERNN",
+    "CfC",
+    "ModelConfig",
+    "SegmentRule",
+    "TrainConfig",
+    "Rollout",
+    "Trajectories",
+    "Stream",
+    "build_model",
+    "teacher_forcing",
+    "rollout",
+    "fit",
+    "evaluate",
+    "load_run",
+    "PCNodeError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "__version__",
 ]
 
 

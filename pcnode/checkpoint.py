@@ -19,6 +19,7 @@ One training writes to a run folder at a time (`pcnode.lock.lock_run`).
 metrics, best weights); `load_run` reads a run back. Configs of runs written by older
 versions are read through `pcnode.compat.upgrade`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,9 +29,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors import SafetensorError
@@ -87,6 +88,7 @@ def remove_stale_temps(folder: Path) -> None:
 def write_text(path: Path, text: str) -> None:
     def write(tmp: Path) -> None:
         tmp.write_text(text)
+
     atomic_write(path, write)
 
 
@@ -117,8 +119,10 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load a safetensors file and its metadata; refuse anything else clearly."""
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: checkpoints are .safetensors files; pickled formats (.pt, .pth, .ckpt) "
-                              "are refused because loading them can run code")
+        raise CheckpointError(
+            f"{path}: checkpoints are .safetensors files; pickled formats (.pt, .pth, .ckpt) "
+            "are refused because loading them can run code"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path} not found; train a model first or check the run folder")
     try:
@@ -127,8 +131,10 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             n = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(n))
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                              "delete it and retrain, or resume from a good copy") from None
+        raise CheckpointError(
+            f"{path} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            "delete it and retrain, or resume from a good copy"
+        ) from None
     return tensors, header.get("__metadata__") or {}
 
 
@@ -136,16 +142,33 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 # Each name carries its unit: spans in frames, errors in the units the model trains in (a
 # task's own; for a series, its standardised values, which `pcnode eval` turns back into yours).
-METRIC_FIELDS = ("step", "loss", "displacement", "zero_span", "dt_loss", "train_mean_dt_frames",
-                 "test_mse_model_units", "test_mean_dt_frames", "test_updates", "lr", "train_s",
-                 "val_mse_model_units", "val_updates")
+METRIC_FIELDS = (
+    "step",
+    "loss",
+    "displacement",
+    "zero_span",
+    "dt_loss",
+    "train_mean_dt_frames",
+    "test_mse_model_units",
+    "test_mean_dt_frames",
+    "test_updates",
+    "lr",
+    "train_s",
+    "val_mse_model_units",
+    "val_updates",
+)
 WEIGHTS = {"last": CHECKPOINT, "best": BEST}  # which weights of a run `load_run` reads
 
 
 def run_config(model: SequenceModel, config: TrainConfig, rule: SegmentRule, data: dict | None = None) -> dict:
     """The JSON written next to every run: enough to rebuild, retrain and roll it out."""
-    return {"model": dataclasses.asdict(model.config), "train": dataclasses.asdict(config),
-            "segments": rule.to_json(), "data": data or {}, "pcnode": __version__}
+    return {
+        "model": dataclasses.asdict(model.config),
+        "train": dataclasses.asdict(config),
+        "segments": rule.to_json(),
+        "data": data or {},
+        "pcnode": __version__,
+    }
 
 
 def read_run_config(run_dir: Path) -> dict:
@@ -198,8 +221,9 @@ class RunFolder:
         if resume:
             return self._restore(model, opt, sched, batches)
         if path.exists():
-            raise CheckpointError(f"{self.path} already holds a run; continue it with `resume=True` or choose "
-                                  "another `run_dir`")
+            raise CheckpointError(
+                f"{self.path} already holds a run; continue it with `resume=True` or choose another `run_dir`"
+            )
         if (self.path / CONFIG).exists():
             # A run that failed before its first checkpoint left only its config (and maybe
             # metrics); the same run may start over there, a different one may not.
@@ -218,8 +242,10 @@ class RunFolder:
         if not path.exists():
             raise CheckpointError(f"nothing to resume in {self.path}: no {CHECKPOINT}; start fresh without `resume`")
         if comparable(read_run_config(self.path)) != comparable(self.config):
-            raise CheckpointError(f"{self.path} holds a run with a different config; resume with the same "
-                                  "settings or train into a new folder")
+            raise CheckpointError(
+                f"{self.path} holds a run with a different config; resume with the same "
+                "settings or train into a new folder"
+            )
         tensors, meta = load_tensors(path)
         load_weights(model, tensors, path)
         opt_state = {"state": {}, "param_groups": json.loads(meta["optim_groups"])}
@@ -254,9 +280,13 @@ class RunFolder:
         tensors["rng.batches"] = batches.get_state()
         if torch.cuda.is_available() and next(model.parameters()).is_cuda:
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
-        meta = {"config": json.dumps(self.config, sort_keys=True), "step": str(progress.step),
-                "train_s": repr(progress.train_s), "optim_groups": json.dumps(opt_state["param_groups"]),
-                "scheduler": json.dumps(sched.state_dict())}
+        meta = {
+            "config": json.dumps(self.config, sort_keys=True),
+            "step": str(progress.step),
+            "train_s": repr(progress.train_s),
+            "optim_groups": json.dumps(opt_state["param_groups"]),
+            "scheduler": json.dumps(sched.state_dict()),
+        }
         save_tensors(self.path / CHECKPOINT, tensors, meta)
 
     def save_best(self, model, step: int, val_mse: float) -> None:
@@ -280,8 +310,7 @@ def read_metrics(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     try:
-        return [{RENAMED_METRICS.get(k, k): (int(v) if k == "step" else float(v)) for k, v in r.items()}
-                for r in rows]
+        return [{RENAMED_METRICS.get(k, k): (int(v) if k == "step" else float(v)) for k, v in r.items()} for r in rows]
     except (TypeError, ValueError):
         raise CheckpointError(f"{path} is malformed; delete it to start the metrics afresh") from None
 
@@ -298,27 +327,33 @@ def comparable(cfg: dict) -> dict:
     if isinstance(out.get("model"), dict):
         out["model"] = {**dataclasses.asdict(ModelConfig()), **out["model"]}
     if isinstance(out.get("segments"), dict):
-        out["segments"] = {k: v for k, v in {**SegmentRule().to_json(), **out["segments"]}.items()
-                           if k not in ("threshold", "event_threshold")}
+        out["segments"] = {
+            k: v
+            for k, v in {**SegmentRule().to_json(), **out["segments"]}.items()
+            if k not in ("threshold", "event_threshold")
+        }
     out.pop("pcnode", None)
     return out
 
 
 def load_weights(model, tensors: dict, path: Path) -> None:
     """Put a checkpoint's `model.*` tensors into `model`, refusing damaged or foreign ones."""
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     for name, value in state.items():
         if not value.is_floating_point() or not torch.isfinite(value).all():
-            raise CheckpointError(f"{path}: weight {name} is {value.dtype} or holds NaN/inf; "
-                                  "the checkpoint is damaged: retrain or resume from a good copy")
+            raise CheckpointError(
+                f"{path}: weight {name} is {value.dtype} or holds NaN/inf; "
+                "the checkpoint is damaged: retrain or resume from a good copy"
+            )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         # The first line only names the model class; the second says what differs.
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         first = lines[1] if len(lines) > 1 else (lines[0] if lines else "mismatch")
-        raise CheckpointError(f"{path} does not match its model config ({first}); "
-                              "the checkpoint belongs to another model or was edited") from None
+        raise CheckpointError(
+            f"{path} does not match its model config ({first}); the checkpoint belongs to another model or was edited"
+        ) from None
 
 
 def load_run(run_dir: str | Path, device: str = "cpu", weights: str = "last") -> tuple[SequenceModel, dict]:
@@ -340,8 +375,11 @@ def load_run(run_dir: str | Path, device: str = "cpu", weights: str = "last") ->
         if not isinstance(cfg.get(section), dict):
             raise CheckpointError(f"{run_dir / CONFIG} has no {section} section; it was not written by pcnode")
     settings = {}
-    for section, cls, what in (("model", ModelConfig, "model"), ("segments", SegmentRule, "segment"),
-                               ("train", TrainConfig, "training")):
+    for section, cls, what in (
+        ("model", ModelConfig, "model"),
+        ("segments", SegmentRule, "segment"),
+        ("train", TrainConfig, "training"),
+    ):
         # The device trained on need not exist where the run is loaded.
         given = {**cfg[section], "device": "cpu"} if section == "train" else cfg[section]
         try:
@@ -351,19 +389,23 @@ def load_run(run_dir: str | Path, device: str = "cpu", weights: str = "last") ->
     cfg["train"] = {**dataclasses.asdict(settings["train"]), "device": cfg["train"].get("device", "cpu")}
     path = run_dir / WEIGHTS[weights]
     if weights == "best" and not path.is_file():
-        raise CheckpointError(f"{run_dir} keeps no best weights; train with a validation split (`val_fraction`) "
-                              "or load its last weights")
+        raise CheckpointError(
+            f"{run_dir} keeps no best weights; train with a validation split (`val_fraction`) or load its last weights"
+        )
     tensors, meta = load_tensors(path)
     try:
         own = json.loads(meta.get("config", "{}"))
     except json.JSONDecodeError:
         own = None
     if not isinstance(own, dict):
-        raise CheckpointError(f"{path}: its stored config is not a JSON object; "
-                              "the checkpoint was edited or not written by pcnode")
+        raise CheckpointError(
+            f"{path}: its stored config is not a JSON object; the checkpoint was edited or not written by pcnode"
+        )
     if "model" in own and upgrade(own)["model"] != cfg["model"]:
-        raise CheckpointError(f"{run_dir}: config.json does not match the checkpoint's own config; "
-                              "it was edited or copied from another run")
+        raise CheckpointError(
+            f"{run_dir}: config.json does not match the checkpoint's own config; "
+            "it was edited or copied from another run"
+        )
     model = build_model(settings["model"])
     load_weights(model, tensors, path)
     model.rule = settings["segments"].bind(model)

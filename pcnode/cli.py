@@ -6,6 +6,7 @@ what it returns. Every
 `PCNodeError` becomes one line on stderr with exit code 2, its argument names
 (`name`) spelled as the flags that set them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -76,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pick(args, cls, skip=()) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-            if f.name not in skip and getattr(args, f.name, None) is not None}
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if f.name not in skip and getattr(args, f.name, None) is not None
+    }
 
 
 def _series_overrides(args) -> dict:
@@ -108,14 +112,24 @@ def cmd_train(args) -> None:
     config = TrainConfig(**_pick(args, TrainConfig)).validate()
     rule = SegmentRule(**{k: v for k, v in _pick(args, SegmentRule).items() if k in RULE_FLAGS})
     series = None if args.data is None else load_config(SeriesSpec, _series_overrides(args), "data")
-    about = train_run(args.model, out, config, rule, _pick(args, ModelConfig, skip=MODEL_SET_BY_DATA),
-                      task=args.task, n=args.n, series=series, resume=args.resume)
+    about = train_run(
+        args.model,
+        out,
+        config,
+        rule,
+        _pick(args, ModelConfig, skip=MODEL_SET_BY_DATA),
+        task=args.task,
+        n=args.n,
+        series=series,
+        resume=args.resume,
+    )
     print(f"wrote {out}  ({about})")
 
 
 def cmd_eval(args) -> None:
-    metrics, written = evaluate_run(args.run, protocol=args.protocol, device=args.device,
-                                    series=_series_overrides(args), progress=not args.json)
+    metrics, written = evaluate_run(
+        args.run, protocol=args.protocol, device=args.device, series=_series_overrides(args), progress=not args.json
+    )
     if args.json:
         print(json.dumps(metrics))
     elif "mean_dt_frames" in metrics:  # a series run: your units
@@ -131,19 +145,35 @@ def cmd_eval(args) -> None:
 
 def cmd_rollout(args) -> None:
     if args.horizon is not None:
-        raise ConfigError(f"--horizon is now --ahead: how far past --from to forecast (--ahead {args.horizon}); "
-                          "a horizon is the time a rollout reaches, as in pcnode.rollout")
+        raise ConfigError(
+            f"--horizon is now --ahead: how far past --from to forecast (--ahead {args.horizon}); "
+            "a horizon is the time a rollout reaches, as in pcnode.rollout"
+        )
     if args.start is not None or args.ahead is not None:
         if args.start is None or args.ahead is None:
-            raise ConfigError("--from T0 and --ahead H go together: a run trained on a series forecasts from T0 "
-                              "for H of its time units (a task run takes neither)")
-        paths, f = forecast_run(args.run, args.start, args.ahead, args.every, _series_overrides(args),
-                                args.id, args.out, extrapolate=args.extrapolate)
-        print(f"{len(f.update_times)} updates over the {f.times[-1] - f.burn_t[-1]:g} time units from the last "
-              "burn-in reading to the forecast's end")
+            raise ConfigError(
+                "--from T0 and --ahead H go together: a run trained on a series forecasts from T0 "
+                "for H of its time units (a task run takes neither)"
+            )
+        paths, f = forecast_run(
+            args.run,
+            args.start,
+            args.ahead,
+            args.every,
+            _series_overrides(args),
+            args.id,
+            args.out,
+            extrapolate=args.extrapolate,
+        )
+        print(
+            f"{len(f.update_times)} updates over the {f.times[-1] - f.burn_t[-1]:g} time units from the last "
+            "burn-in reading to the forecast's end"
+        )
         if f.inputs_held_from is not None:
-            print(f"no known inputs after {args.start}: the forecast holds their last reading (columns marked "
-                  "'(held)'); give the future inputs as readings in --data to use them")
+            print(
+                f"no known inputs after {args.start}: the forecast holds their last reading (columns marked "
+                "'(held)'); give the future inputs as readings in --data to use them"
+            )
         elif f.inputs is not None:
             print("known inputs: read from the series at every update (columns marked '(given)')")
     else:
@@ -154,16 +184,19 @@ def cmd_rollout(args) -> None:
 def cmd_stream(args) -> None:
     reading = {k: v for k, v in _series_overrides(args).items() if k != "file"}  # the file is --data
     summary, paths = stream_run(args.run, args.data, args.out, args.count, reading or None)
-    print(f"{summary['readings']} readings in {summary['streams']} streams: {summary['updates']} updates "
-          f"({summary['update_fraction']:.1%}; {summary['update_fraction_after_burn_in']:.1%} after the "
-          f"{summary['n_burn']}-reading burn-in), mean squared error of the prediction made before each reading "
-          f"{summary['mean_error']:.4g}")
+    print(
+        f"{summary['readings']} readings in {summary['streams']} streams: {summary['updates']} updates "
+        f"({summary['update_fraction']:.1%}; {summary['update_fraction_after_burn_in']:.1%} after the "
+        f"{summary['n_burn']}-reading burn-in), mean squared error of the prediction made before each reading "
+        f"{summary['mean_error']:.4g}"
+    )
     print("\n".join(f"wrote {p}" for p in paths))
 
 
 def cmd_export(args) -> None:
-    print(f"wrote {export_run(args.run, args.out, args.batch)} (update.onnx, read.onnx, update.pt2, read.pt2, "
-          "model.json)")
+    print(
+        f"wrote {export_run(args.run, args.out, args.batch)} (update.onnx, read.onnx, update.pt2, read.pt2, model.json)"
+    )
 
 
 def cmd_pretrained(args) -> None:
@@ -174,55 +207,96 @@ def cmd_pretrained(args) -> None:
     if not pretrained.names():
         print("no pretrained models ship with this copy of pcnode")
         return
-    print(f"{'name':20s} {'steps':>6} {'test MSE':>9} {'authors':>9} {'updates':>8} {'event recall':>13} "
-          f"{'collisions + 1':>15}")
+    print(
+        f"{'name':20s} {'steps':>6} {'test MSE':>9} {'authors':>9} {'updates':>8} {'event recall':>13} "
+        f"{'collisions + 1':>15}"
+    )
     for name in pretrained.names():
         p = pretrained.info(name)
         m = p.get("metrics", {})
-        extra = "".join(f" {m[k]:>{w}.2f}" if k in m else f" {'-':>{w}}"
-                        for k, w in (("event_recall", 13), ("collisions_plus_1", 15)))
-        print(f"{name:20s} {p.get('steps', '?'):>6} {m.get('mse', float('nan')):9.2e} "
-              f"{m.get('mse_authors', float('nan')):9.2e} {m.get('updates', float('nan')):8.2f}{extra}")
-    print("test MSE: rollouts from 4 frames scored at every later frame; authors: as the authors' code scores "
-          "(`pcnode eval pretrained:NAME --protocol authors`)")
+        extra = "".join(
+            f" {m[k]:>{w}.2f}" if k in m else f" {'-':>{w}}"
+            for k, w in (("event_recall", 13), ("collisions_plus_1", 15))
+        )
+        print(
+            f"{name:20s} {p.get('steps', '?'):>6} {m.get('mse', float('nan')):9.2e} "
+            f"{m.get('mse_authors', float('nan')):9.2e} {m.get('updates', float('nan')):8.2f}{extra}"
+        )
+    print(
+        "test MSE: rollouts from 4 frames scored at every later frame; authors: as the authors' code scores "
+        "(`pcnode eval pretrained:NAME --protocol authors`)"
+    )
 
 
 def cmd_demo(args) -> None:
-    out = run_demo(args.out, seed=args.seed, lines_steps=args.lines_steps, trajectories=args.trajectories,
-                   note=lambda line: print(line, flush=True))
+    out = run_demo(
+        args.out,
+        seed=args.seed,
+        lines_steps=args.lines_steps,
+        trajectories=args.trajectories,
+        note=lambda line: print(line, flush=True),
+    )
     print(f"wrote {out}")
 
 
 def cmd_reproduce(args) -> None:
-    cfg = ReproduceConfig(tasks=args.tasks, models=args.models, budget=args.budget, device=args.device,
-                          seed=args.seed, steps=args.steps, n=args.n)
+    cfg = ReproduceConfig(
+        tasks=args.tasks,
+        models=args.models,
+        budget=args.budget,
+        device=args.device,
+        seed=args.seed,
+        steps=args.steps,
+        n=args.n,
+    )
     print(f"wrote {reproduce(cfg, args.out) / 'results.md'}")
 
 
 def cmd_plan(args) -> None:
-    run = PlanningRun(out=args.out, problems=args.problems, seed=args.seed, models=args.models, ensemble=args.ensemble,
-                      plan=pl.PlanConfig(candidates=args.candidates, rounds=args.rounds,
-                                         late_penalty=args.late_penalty),
-                      budgets=args.budgets, gifs=args.gifs, train_steps=args.train_steps, train_batch=args.train_batch,
-                      train_n=args.train_n, train_seed=args.train_seed, train_decay_every=args.train_decay_every,
-                      hidden=args.hidden, feed_predictions=args.feed_predictions, epsilon=args.epsilon,
-                      actions_as_inputs=args.actions_as_inputs)
+    run = PlanningRun(
+        out=args.out,
+        problems=args.problems,
+        seed=args.seed,
+        models=args.models,
+        ensemble=args.ensemble,
+        plan=pl.PlanConfig(candidates=args.candidates, rounds=args.rounds, late_penalty=args.late_penalty),
+        budgets=args.budgets,
+        gifs=args.gifs,
+        train_steps=args.train_steps,
+        train_batch=args.train_batch,
+        train_n=args.train_n,
+        train_seed=args.train_seed,
+        train_decay_every=args.train_decay_every,
+        hidden=args.hidden,
+        feed_predictions=args.feed_predictions,
+        epsilon=args.epsilon,
+        actions_as_inputs=args.actions_as_inputs,
+    )
     summary = run_planning(run)
     print(f"{'planner':>10} {'models':>6} {'success':>8} {'95% CI':>15} {'s/plan':>8} {'updates/rollout':>16}")
     for name, s in summary.items():
         ups = "-" if s["updates_per_rollout"] is None else f"{s['updates_per_rollout']:.2f}"
-        print(f"{name:>10} {s['members']:>6} {s['success']:8.3f} {s['ci95'][0]:7.3f}-{s['ci95'][1]:.3f} "
-              f"{s['wall_s_per_plan']:8.4f} {ups:>16}")
+        print(
+            f"{name:>10} {s['members']:>6} {s['success']:8.3f} {s['ci95'][0]:7.3f}-{s['ci95'][1]:.3f} "
+            f"{s['wall_s_per_plan']:8.4f} {ups:>16}"
+        )
     print(f"wrote {args.out / 'plan_results.json'}, {args.out / 'plan_budget.png'} and {args.gifs} GIFs")
 
 
-
 # What each subcommand runs.
-COMMANDS = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "rollout": cmd_rollout, "stream": cmd_stream,
-            "export": cmd_export, "pretrained": cmd_pretrained, "demo": cmd_demo, "reproduce": cmd_reproduce,
-            "plan": cmd_plan}
+COMMANDS = {
+    "data": cmd_data,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "rollout": cmd_rollout,
+    "stream": cmd_stream,
+    "export": cmd_export,
+    "pretrained": cmd_pretrained,
+    "demo": cmd_demo,
+    "reproduce": cmd_reproduce,
+    "plan": cmd_plan,
+}
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -17,14 +17,19 @@ One other form of older runs lives on in the model itself: auxiliary dims
 (`ModelConfig.aux_dims`), state dims that runs from before known inputs existed read
 and decoded but never scored (`SequenceModel.scored_dims`, `rollout.hold_aux`).
 """
+
 from __future__ import annotations
 
 import copy
 
 RULE_PARTS_IN_MODEL = ("min_dt", "max_dt", "input_threshold")  # v0.1: segment settings among the model's
 TRAIN_PARTS_IN_RULE = ("jump_prob", "zero_span_weight", "dt_weight", "feed_predictions", "field_penalty")
-RENAMED_METRICS = {"train_mean_dt": "train_mean_dt_frames", "test_mse": "test_mse_model_units",
-                   "test_mean_dt": "test_mean_dt_frames", "val_mse": "val_mse_model_units"}
+RENAMED_METRICS = {
+    "train_mean_dt": "train_mean_dt_frames",
+    "test_mse": "test_mse_model_units",
+    "test_mean_dt": "test_mean_dt_frames",
+    "val_mse": "val_mse_model_units",
+}
 
 
 def upgrade(cfg: dict) -> dict:
@@ -38,8 +43,11 @@ def upgrade(cfg: dict) -> dict:
     segments = {k: model.pop(k) for k in RULE_PARTS_IN_MODEL if k in model}
     segments["n_burn"] = rule.pop("n_burn", 4)
     segments["jumps"] = model.get("kind", "pcode") == "pcode"
-    epsilon, relative, change = rule.pop("epsilon", None), rule.pop("relative_epsilon", None), \
-        rule.pop("data_change", None)
+    epsilon, relative, change = (
+        rule.pop("epsilon", None),
+        rule.pop("relative_epsilon", None),
+        rule.pop("data_change", None),
+    )
     events = rule.pop("event_threshold", None)
     if epsilon is not None:
         segments["threshold"] = epsilon

@@ -5,6 +5,7 @@ Configs are typed dataclasses (`ModelConfig`, `TrainConfig`, `SegmentRule`,
 back into the dataclass: unknown keys are refused, nested configs are built, and the
 result is validated, so a hand-edited config fails with one clear line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,31 +28,31 @@ class TrainConfig:
     `pcnode.segments`) and the three settings marked as ours.
     """
 
-    steps: int = 25_000            # optimiser steps
-    batch_size: int = 256          # trajectories per step (split across processes under torchrun)
-    lr: float = 1e-3               # Adam's learning rate...
+    steps: int = 25_000  # optimiser steps
+    batch_size: int = 256  # trajectories per step (split across processes under torchrun)
+    lr: float = 1e-3  # Adam's learning rate...
     weight_decay: float = 1e-7
-    decay_every: int = 1000        # ...multiplied by decay_gamma every decay_every steps
+    decay_every: int = 1000  # ...multiplied by decay_gamma every decay_every steps
     decay_gamma: float = 0.75
-    eval_every: int = 1000         # steps between rollouts of the test trajectories
-    eval_size: int = 512           # test trajectories rolled out then
+    eval_every: int = 1000  # steps between rollouts of the test trajectories
+    eval_size: int = 512  # test trajectories rolled out then
     # Ours: the share of the training trajectories (the last ones) held out as a validation
     # split; every evaluation also rolls it out, and the run keeps the weights that scored
     # best on it in best.safetensors (`load_run(..., weights="best")`). 0: no split.
     val_fraction: float = 0.0
-    checkpoint_every: int = 1000   # steps between checkpoints (and at the end)
-    seed: int = 0                  # batches, random skips and (through build_model) initial weights
+    checkpoint_every: int = 1000  # steps between checkpoints (and at the end)
+    seed: int = 0  # batches, random skips and (through build_model) initial weights
     device: str = "cpu"
     # "bfloat16" runs the forward pass under torch.autocast (matrix products in bfloat16,
     # losses and weights in float32); see the documentation's measurements before choosing it.
     precision: str = "float32"
     # The skip threshold, fixed in the data's units when the run starts (`SegmentRule.resolve`):
-    epsilon: float | None = None            # a squared error in the data's units (the authors' form)...
-    relative_epsilon: float | None = None   # ...or a multiple of the data's mean squared change per frame
-    events: float | None = None             # ours: the event option's line threshold, a multiple of that change
-    jump_prob: float = 0.01                 # also skip at random with this probability
-    zero_span_weight: float = 0.1           # weight of the zero-span loss
-    dt_weight: float = 1e-5                 # weight of the dt head's loss
+    epsilon: float | None = None  # a squared error in the data's units (the authors' form)...
+    relative_epsilon: float | None = None  # ...or a multiple of the data's mean squared change per frame
+    events: float | None = None  # ours: the event option's line threshold, a multiple of that change
+    jump_prob: float = 0.01  # also skip at random with this probability
+    zero_span_weight: float = 0.1  # weight of the zero-span loss
+    dt_weight: float = 1e-5  # weight of the dt head's loss
     # Ours: the probability that an update after the burn-in reads the model's own
     # prediction of the frame instead of the true frame, as every update of a rollout does.
     feed_predictions: float = 0.0
@@ -62,15 +63,27 @@ class TrainConfig:
     # at the state the span starts from, times the span.
     field_penalty: float = 0.0
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         for name in ("steps", "batch_size", "decay_every", "eval_every", "eval_size", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        numbers = ("lr", "weight_decay", "decay_gamma", "val_fraction", "epsilon", "relative_epsilon", "events",
-                   "jump_prob", "zero_span_weight", "dt_weight", "feed_predictions", "field_penalty")
+        numbers = (
+            "lr",
+            "weight_decay",
+            "decay_gamma",
+            "val_fraction",
+            "epsilon",
+            "relative_epsilon",
+            "events",
+            "jump_prob",
+            "zero_span_weight",
+            "dt_weight",
+            "feed_predictions",
+            "field_penalty",
+        )
         for name in numbers:
             value = getattr(self, name)
             if value is None and name in ("epsilon", "relative_epsilon", "events"):
@@ -87,8 +100,10 @@ class TrainConfig:
         if not (0 < self.decay_gamma <= 1 and self.jump_prob <= 1 and self.feed_predictions <= 1):
             raise ConfigError("need 0 < `decay_gamma` <= 1, `jump_prob` <= 1 and `feed_predictions` <= 1")
         if self.epsilon is not None and self.relative_epsilon is not None:
-            raise ConfigError("give the skip threshold as `epsilon` (a squared error in the data's units) or as "
-                              "`relative_epsilon` (a multiple of the data's mean squared change per frame), not both")
+            raise ConfigError(
+                "give the skip threshold as `epsilon` (a squared error in the data's units) or as "
+                "`relative_epsilon` (a multiple of the data's mean squared change per frame), not both"
+            )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check_device(self.device)

@@ -6,16 +6,16 @@ the model and never predicted, and for pixel tasks `coords`, the ball positions 
 each frame. It is always read with `allow_pickle=False`, so a file cannot run code when
 loaded.
 """
+
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-
 from torch import Tensor
 
 from . import checkpoint as ckpt
@@ -47,20 +47,20 @@ class Trajectories:
     u: Tensor | None = None
 
     @classmethod
-    def of(cls, data: "Tensor | Trajectories") -> "Trajectories":
+    def of(cls, data: Tensor | Trajectories) -> Trajectories:
         return data if isinstance(data, Trajectories) else cls(data)
 
     def __len__(self) -> int:
         return len(self.x)
 
-    def __getitem__(self, rows) -> "Trajectories":
+    def __getitem__(self, rows) -> Trajectories:
         """The trajectories `rows` (a slice, indices or a bool mask over N)."""
         return self._each(lambda a: a[rows])
 
-    def to(self, device) -> "Trajectories":
+    def to(self, device) -> Trajectories:
         return self._each(lambda a: a.to(device))
 
-    def _each(self, fn) -> "Trajectories":
+    def _each(self, fn) -> Trajectories:
         """`fn` applied to every tensor held (x, and t, mask and u where given)."""
         return Trajectories(fn(self.x), *(None if a is None else fn(a) for a in (self.t, self.mask, self.u)))
 
@@ -70,15 +70,21 @@ class Trajectories:
         N, T = self.x.shape[:2]
         if self.u is None:
             if input_dim:
-                raise DataError(f"the model reads {input_dim} known input(s) with every frame but the {what} "
-                                "gives none; pass them as Trajectories(x, u=...)")
+                raise DataError(
+                    f"the model reads {input_dim} known input(s) with every frame but the {what} "
+                    "gives none; pass them as Trajectories(x, u=...)"
+                )
             return
         if not input_dim:
-            raise DataError(f"the {what} gives known inputs but the model reads none; build it with "
-                            f"input_dim={self.u.shape[-1]}, or leave the inputs out")
+            raise DataError(
+                f"the {what} gives known inputs but the model reads none; build it with "
+                f"input_dim={self.u.shape[-1]}, or leave the inputs out"
+            )
         if not isinstance(self.u, Tensor) or self.u.ndim != 3 or self.u.shape != (N, T, input_dim):
-            raise DataError(f"the {what}'s inputs must have shape ({N}, {T}, {input_dim}) (sequences, frames, "
-                            f"inputs); got {tuple(getattr(self.u, 'shape', ()))}")
+            raise DataError(
+                f"the {what}'s inputs must have shape ({N}, {T}, {input_dim}) (sequences, frames, "
+                f"inputs); got {tuple(getattr(self.u, 'shape', ()))}"
+            )
         if not self.u.is_floating_point() or not torch.isfinite(self.u).all():
             raise DataError(f"the {what}'s inputs must be finite floating-point numbers; fill or drop the gaps")
 
@@ -108,6 +114,7 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
             # Numeric arrays only (`load_npz` refuses pickles); numpy < 2.1 takes no `allow_pickle` here,
             # and type checkers read the arrays as that argument.
             np.savez(f, **arrays)  # pyright: ignore[reportArgumentType]
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_write(path, write)
@@ -126,48 +133,61 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} is a single .npy array, not an .npz archive; save it with "
-                            "numpy.savez(path, x=array)")
+            raise DataError(
+                f"{path} is a single .npy array, not an .npz archive; save it with numpy.savez(path, x=array)"
+            )
         with loaded as f:
             arrays = {k: f[k] for k in f.files}
     except DataError:
         raise
     except ValueError as e:
         if "pickle" in str(e).lower():
-            raise DataError(f"{path} holds pickled objects, which are refused because loading them can "
-                            "run code; save plain numeric arrays instead") from None
+            raise DataError(
+                f"{path} holds pickled objects, which are refused because loading them can "
+                "run code; save plain numeric arrays instead"
+            ) from None
         raise DataError(f"{path} is not a readable .npz file ({e}); regenerate it") from None
     # A damaged archive fails deep inside zipfile/zlib: bad CRCs, unknown compression or
     # zip versions (NotImplementedError), encryption flags (RuntimeError), bad deflate streams.
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error, NotImplementedError,
-            RuntimeError) as e:
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error, NotImplementedError, RuntimeError) as e:
         raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}); regenerate it") from None
     if "x" not in arrays:
         raise DataError(f"{path} has no array named 'x'; save trajectories as x with shape (sequences, frames, dims)")
     x = arrays["x"]
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise DataError(f"{path}: x must be a real array of shape (sequences, frames, dims); "
-                        f"got dtype {x.dtype} and shape {x.shape}")
+        raise DataError(
+            f"{path}: x must be a real array of shape (sequences, frames, dims); "
+            f"got dtype {x.dtype} and shape {x.shape}"
+        )
     if not np.isfinite(x).all():
         s, f, d = np.argwhere(~np.isfinite(x))[0]
-        raise DataError(f"{path}: x[{s}, {f}, {d}] (sequence {s}, frame {f}, dim {d}) is {x[s, f, d]}; "
-                        "fill or drop the gaps first")
+        raise DataError(
+            f"{path}: x[{s}, {f}, {d}] (sequence {s}, frame {f}, dim {d}) is {x[s, f, d]}; fill or drop the gaps first"
+        )
     with np.errstate(over="ignore"):
         arrays["x"] = x.astype(np.float32)
     if not np.isfinite(arrays["x"]).all():
         raise DataError(f"{path}: x holds values beyond float32's range (about 3.4e38); rescale the data first")
     if "inputs" in arrays:
         u = arrays["inputs"]
-        if u.ndim != 3 or u.shape[:2] != x.shape[:2] or not np.issubdtype(u.dtype, np.number) \
-                or np.issubdtype(u.dtype, np.complexfloating):
-            raise DataError(f"{path}: inputs must be a real array of shape (sequences, frames, inputs) with x's "
-                            f"sequences and frames {x.shape[:2]}; got dtype {u.dtype} and shape {u.shape}")
+        if (
+            u.ndim != 3
+            or u.shape[:2] != x.shape[:2]
+            or not np.issubdtype(u.dtype, np.number)
+            or np.issubdtype(u.dtype, np.complexfloating)
+        ):
+            raise DataError(
+                f"{path}: inputs must be a real array of shape (sequences, frames, inputs) with x's "
+                f"sequences and frames {x.shape[:2]}; got dtype {u.dtype} and shape {u.shape}"
+            )
         with np.errstate(over="ignore"):
             arrays["inputs"] = u.astype(np.float32)
         if not np.isfinite(arrays["inputs"]).all():
             s, f, d = np.argwhere(~np.isfinite(arrays["inputs"]))[0]
-            raise DataError(f"{path}: inputs[{s}, {f}, {d}] (sequence {s}, frame {f}, input {d}) is "
-                            f"{u[s, f, d]}; give every input at every frame")
+            raise DataError(
+                f"{path}: inputs[{s}, {f}, {d}] (sequence {s}, frame {f}, input {d}) is "
+                f"{u[s, f, d]}; give every input at every frame"
+            )
     return arrays
 
 

@@ -3,10 +3,11 @@
 Every message says what was wrong and what to do about it. The command line turns
 any `PCNodeError` into one line on stderr and exit code 2.
 """
+
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class PCNodeError(Exception):
@@ -25,8 +26,7 @@ class CheckpointError(PCNodeError):
     """A run folder or checkpoint is missing, corrupt, unsafe or does not match."""
 
 
-
 def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """"; did you mean 'X'?" for the option closest to a misspelt `word`, or "" when none is close."""
+    """ "; did you mean 'X'?" for the option closest to a misspelt `word`, or "" when none is close."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

@@ -6,11 +6,13 @@ rollout is read at the frame times after the burn-in and compared with the truth
 figures beside theirs). On billiards, `event_recall` says how many collisions the
 model updated at.
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -26,9 +28,15 @@ PROTOCOLS = ("pcnode", "authors")
 
 
 @torch.no_grad()
-def evaluate(model: SequenceModel, data: Tensor | Trajectories, rule: SegmentRule | None = None,
-             batch_size: int = 1024, progress: bool | str | Callable[[int], object] | None = True,
-             scale: Tensor | None = None, protocol: str = "pcnode") -> dict[str, float]:
+def evaluate(
+    model: SequenceModel,
+    data: Tensor | Trajectories,
+    rule: SegmentRule | None = None,
+    batch_size: int = 1024,
+    progress: bool | str | Callable[[int], object] | None = True,
+    scale: Tensor | None = None,
+    protocol: str = "pcnode",
+) -> dict[str, float]:
     """Roll out every trajectory from its burn-in and score it.
 
     Main arguments:
@@ -71,12 +79,19 @@ def evaluate(model: SequenceModel, data: Tensor | Trajectories, rule: SegmentRul
     scale = data.x.new_ones(data.x.shape[-1]) if scale is None else scale.to(data.x)
     was_training = model.training
     model.eval()
-    shown = bar(not callable(progress) and bool(progress) and progress, total=len(data), desc="evaluate",
-                unit="traj", leave=False)
+    shown = bar(
+        not callable(progress) and bool(progress) and progress,
+        total=len(data),
+        desc="evaluate",
+        unit="traj",
+        leave=False,
+    )
     count = progress if callable(progress) else shown.update
     try:
-        parts = [_score_batch(model, data[lo:lo + batch_size], real[lo:lo + batch_size], rule, scale, protocol,
-                              count) for lo in range(0, len(data), batch_size)]
+        parts = [
+            _score_batch(model, data[lo : lo + batch_size], real[lo : lo + batch_size], rule, scale, protocol, count)
+            for lo in range(0, len(data), batch_size)
+        ]
     finally:
         shown.close()
         model.train(was_training)
@@ -96,8 +111,10 @@ def _check(model: SequenceModel, data: Trajectories, n_burn: int, batch_size: in
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown scoring protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
     if protocol == "authors" and (data.t is not None or data.mask is not None):
-        raise ConfigError("the authors' protocol scores evenly sampled, unpadded trajectories; "
-                          "use protocol='pcnode' for series with times or padding")
+        raise ConfigError(
+            "the authors' protocol scores evenly sampled, unpadded trajectories; "
+            "use protocol='pcnode' for series with times or padding"
+        )
     if batch_size < 1:
         raise ConfigError(f"need batch_size >= 1, got {batch_size}")
     seqs = data.x
@@ -112,8 +129,10 @@ def _check(model: SequenceModel, data: Trajectories, n_burn: int, batch_size: in
     real = torch.cat([data.real.new_ones(N, 1), data.real], 1)
     short = (real.sum(1) <= n_burn).nonzero()
     if len(short):
-        raise DataError(f"sequence {short[0, 0].item()} has {real[short[0, 0]].sum().item()} real frames; "
-                        f"need more than the {n_burn} burn-in frames")
+        raise DataError(
+            f"sequence {short[0, 0].item()} has {real[short[0, 0]].sum().item()} real frames; "
+            f"need more than the {n_burn} burn-in frames"
+        )
     return real
 
 
@@ -129,8 +148,15 @@ class Scored(NamedTuple):
     solver_steps: float
 
 
-def _score_batch(model: SequenceModel, batch: Trajectories, real: Tensor, rule: SegmentRule, scale: Tensor,
-                 protocol: str, count: Callable[[int], object]) -> Scored:
+def _score_batch(
+    model: SequenceModel,
+    batch: Trajectories,
+    real: Tensor,
+    rule: SegmentRule,
+    scale: Tensor,
+    protocol: str,
+    count: Callable[[int], object],
+) -> Scored:
     """Roll one batch out from its burn-in and score it (see `evaluate`)."""
     seqs, n_burn = batch.x, rule.n_burn
     T = seqs.shape[1]
@@ -159,8 +185,14 @@ def _score_batch(model: SequenceModel, batch: Trajectories, real: Tensor, rule: 
         err = ((pred - seqs[:, n_burn:]) * scale)[..., :keep].pow(2) * w
         sq_err = (err.sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * keep)).sum().item()
     count(len(seqs))
-    return Scored(sq_err, ro.dt[:, n_burn - 1:][torch.isfinite(ro.t[:, n_burn - 1:])], ro.updates.to(seqs.dtype),
-                  seconds, ro.nfe, ro.solver_steps * len(seqs))
+    return Scored(
+        sq_err,
+        ro.dt[:, n_burn - 1 :][torch.isfinite(ro.t[:, n_burn - 1 :])],
+        ro.updates.to(seqs.dtype),
+        seconds,
+        ro.nfe,
+        ro.solver_steps * len(seqs),
+    )
 
 
 def event_recall(ro: Rollout, events: Tensor, within: float = 1.0) -> float:
@@ -176,7 +208,7 @@ def event_recall(ro: Rollout, events: Tensor, within: float = 1.0) -> float:
     model-chosen update at a time in [k - within, k + within] (NaN if there are none):
     with `within` = 1, from the start of the event's interval to one frame after its end.
     """
-    return updates_near(ro.t[:, ro.n_burn - 1:], events, ro.n_burn, within)
+    return updates_near(ro.t[:, ro.n_burn - 1 :], events, ro.n_burn, within)
 
 
 def updates_near(times: Tensor, events: Tensor, first: int, within: float = 1.0) -> float:
@@ -185,9 +217,9 @@ def updates_near(times: Tensor, events: Tensor, first: int, within: float = 1.0)
     `Stream`'s, say). times: (B, K) update times, inf where there is none; events: (B, T)
     as `event_recall` takes them. NaN if there are no events."""
     k = torch.arange(first, events.shape[1], dtype=times.dtype, device=times.device)
-    chosen = times.unsqueeze(1)                                             # (B, 1, K)
+    chosen = times.unsqueeze(1)  # (B, 1, K)
     lo, hi = (k - within).view(1, -1, 1), (k + within).view(1, -1, 1)
-    near = ((chosen >= lo) & (chosen <= hi)).any(-1)                        # (B, frames from `first`)
+    near = ((chosen >= lo) & (chosen <= hi)).any(-1)  # (B, frames from `first`)
     counts = events[:, first:].to(times.dtype)
     total = counts.sum().item()
     return (counts * near).sum().item() / total if total else math.nan

@@ -33,12 +33,14 @@ its inputs in Python) and CfC are not exported.
   one model), the functions' signatures, and the data section of the run (a series
   run's scaling, to convert your units).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +83,10 @@ class Read(nn.Module):
         super().__init__()
         self.model = model
         scored = torch.ones(model.config.state_dim)
-        scored[model.scored_dims:] = 0.0  # auxiliary dims hold their value, as `rollout.hold_aux` does
+        scored[model.scored_dims :] = 0.0  # auxiliary dims hold their value, as `rollout.hold_aux` does
         self.register_buffer("scored", scored)
+
+    scored: Tensor  # (state_dim,) 1 for the dims a rollout predicts, 0 for auxiliary dims
 
     def forward(self, seg: Tensor, span: Tensor) -> Tensor:
         return self.model.along(seg, span) * self.scored
@@ -97,16 +101,20 @@ def example_inputs(model: SequenceModel, batch: int, seed: int = 0) -> dict[str,
 
     def draw(*shape, scale=1.0):
         return (torch.randn(*shape, generator=g) * scale).to(dtype)
+
     h = draw(batch, model.state_size, scale=0.5)
     span = (torch.rand(batch, 1, generator=g) * 10).to(dtype)
     with torch.no_grad():
         seg = model.segment(h)
-    return {"update": {"h": h, "span": span, "xu": draw(batch, c.state_dim + c.input_dim)},
-            "read": {"seg": seg, "span": span}}
+    return {
+        "update": {"h": h, "span": span, "xu": draw(batch, c.state_dim + c.input_dim)},
+        "read": {"seg": seg, "span": span},
+    }
 
 
-def export(model: SequenceModel, out: str | Path, rule: SegmentRule | None = None, data: dict | None = None,
-           batch: int = 2) -> Path:
+def export(
+    model: SequenceModel, out: str | Path, rule: SegmentRule | None = None, data: dict | None = None, batch: int = 2
+) -> Path:
     """Write `model`'s step functions into the folder `out` (see the module docstring).
 
     Args:
@@ -120,17 +128,21 @@ def export(model: SequenceModel, out: str | Path, rule: SegmentRule | None = Non
     """
     kind = model.config.kind
     if kind not in EXPORTABLE:
-        raise ConfigError(f"the {kind} model does not export: its step between readings runs an ODE solver or a "
-                          f"cell that torch.export does not trace; export a PC-ODE or an RNN")
+        raise ConfigError(
+            f"the {kind} model does not export: its step between readings runs an ODE solver or a "
+            f"cell that torch.export does not trace; export a PC-ODE or an RNN"
+        )
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
-        raise ConfigError(f"the example `batch` must be an integer of at least 2 (1 would fix the batch size), "
-                          f"got {batch!r}")
+        raise ConfigError(
+            f"the example `batch` must be an integer of at least 2 (1 would fix the batch size), got {batch!r}"
+        )
     try:
         import onnxruntime  # noqa: F401  (the check below runs the files)
         import onnxscript  # noqa: F401  (torch's dynamo exporter writes through it)
     except ImportError:
-        raise ConfigError(f"exporting to ONNX needs the packages onnx, onnxscript and onnxruntime: "
-                          f"{EXPORT_EXTRA}") from None
+        raise ConfigError(
+            f"exporting to ONNX needs the packages onnx, onnxscript and onnxruntime: {EXPORT_EXTRA}"
+        ) from None
     rule = (rule or model.rule).bind(model)
     was_training = model.training
     model.eval()
@@ -148,8 +160,8 @@ def export(model: SequenceModel, out: str | Path, rule: SegmentRule | None = Non
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name in functions:
-            ckpt.atomic_write(out / f"{name}.onnx", lambda tmp, name=name: tmp.write_bytes(onnx[name]))
-            ckpt.atomic_write(out / f"{name}.pt2", lambda tmp, name=name: tmp.write_bytes(pt2[name]))
+            ckpt.atomic_write(out / f"{name}.onnx", _writer(onnx[name]))
+            ckpt.atomic_write(out / f"{name}.pt2", _writer(pt2[name]))
         ckpt.write_json(out / "model.json", meta)  # last: a folder without it is not an export
     except OSError as e:
         raise CheckpointError(f"cannot write to {out} ({e.strerror or e}); choose a writable folder") from None
@@ -162,9 +174,15 @@ def describe(model: SequenceModel, rule: SegmentRule, data: dict | None = None) 
     with torch.no_grad():
         segment_size = model.segment(next(model.parameters()).new_zeros(1, model.state_size)).shape[-1]
     return {
-        "format": FORMAT, "pcnode": __version__, "model": dataclasses.asdict(c), "segments": rule.to_json(),
-        "fingerprint": fingerprint(model), "state_size": model.state_size, "segment_size": segment_size,
-        "scored_dims": model.scored_dims, "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "format": FORMAT,
+        "pcnode": __version__,
+        "model": dataclasses.asdict(c),
+        "segments": rule.to_json(),
+        "fingerprint": fingerprint(model),
+        "state_size": model.state_size,
+        "segment_size": segment_size,
+        "scored_dims": model.scored_dims,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "functions": {name: {"inputs": list(ins), "outputs": list(outs)} for name, (ins, outs) in SIGNATURES.items()},
         "data": data or {},
     }
@@ -177,10 +195,21 @@ def _trace(fn: nn.Module, inputs: dict[str, Tensor]) -> torch.export.ExportedPro
         return torch.export.export(fn, tuple(inputs.values()), dynamic_shapes={k: {0: batch} for k in inputs})
 
 
+def _writer(content: bytes) -> Callable[[Path], None]:
+    """What `atomic_write` calls to write `content` to a file."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(content)
+
+    return write
+
+
 def _to_onnx(program: torch.export.ExportedProgram, signature: tuple[tuple[str, ...], tuple[str, ...]]) -> bytes:
     """The program as an ONNX model's bytes (torch's dynamo exporter), its inputs and outputs named."""
-    onnx_program = torch.onnx.export(program, dynamo=True, verbose=False, input_names=list(signature[0]),
-                                     output_names=list(signature[1]))
+    onnx_program = torch.onnx.export(
+        program, dynamo=True, verbose=False, input_names=list(signature[0]), output_names=list(signature[1])
+    )
+    assert onnx_program is not None  # the dynamo exporter returns its program
     return onnx_program.model_proto.SerializeToString()
 
 
@@ -218,9 +247,11 @@ def _check(functions: dict[str, nn.Module], onnx: dict[str, bytes], inputs: dict
         with torch.no_grad():
             want = fn(**inputs[name])
         want = want if isinstance(want, tuple) else (want,)
-        for got, ref in zip(session.run(None, feed), want):
-            ref = ref.numpy()
+        for out_value, ref in zip(session.run(None, feed), want):
+            got, ref = np.asarray(out_value), ref.numpy()
             if got.shape != ref.shape or not np.allclose(got, ref, rtol=TOLERANCE, atol=TOLERANCE * np.abs(ref).max()):
-                raise ConfigError(f"the exported `{name}` does not reproduce the model (largest difference "
-                                  f"{np.abs(got - ref).max() if got.shape == ref.shape else 'in shape'}); "
-                                  "please report it with the model's config")
+                raise ConfigError(
+                    f"the exported `{name}` does not reproduce the model (largest difference "
+                    f"{np.abs(got - ref).max() if got.shape == ref.shape else 'in shape'}); "
+                    "please report it with the model's config"
+                )

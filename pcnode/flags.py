@@ -5,6 +5,7 @@ function, named after it. Library and experiment errors name their arguments in
 backquotes (`run_dir`); `as_flags` spells them as the flags that set them (`--out`).
 A bad or misspelt flag or choice is one `ConfigError`, with the closest match.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,18 +22,48 @@ from .segments import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SegmentRule
 from .tasks import TASKS
 
 # The library and the experiments name their arguments in backquotes; here they read as flags.
-FLAGS = {"run_dir": "--out", "resume=True": "--resume", "resume": "--resume", "task": "--task",
-         "test_fraction": "--test-fraction", "split='series'": "--split series", "split='time'": "--split time",
-         "columns": "--columns", "time_format": "--time-format", "ahead": "--ahead", "every": "--every",
-         "start": "--from", "index": "--index", "count": "--count", "problems": "--problems", "gifs": "--gifs",
-         "feed_predictions": "--feed-predictions", "epsilon": "--epsilon", "relative_epsilon": "--relative-epsilon",
-         "ensemble": "--ensemble", "train_decay_every": "--train-decay-every", "models": "--models",
-         "input_columns": "--input-columns", "aux_columns": "--aux-columns", "input_threshold": "--input-threshold",
-         "n_burn": "--n-burn", "jump_prob": "--jump-prob", "zero_span_weight": "--zero-span-weight",
-         "dt_weight": "--dt-weight", "field_penalty": "--field-penalty", "events": "--events",
-         "val_fraction": "--val-fraction", "min_dt": "--min-dt", "max_dt": "--max-dt", "out": "--out",
-         "batch": "--batch", "normalize=False": "--no-normalize", "window": "--window", "stride": "--stride",
-         "extrapolate": "--extrapolate"}
+FLAGS = {
+    "run_dir": "--out",
+    "resume=True": "--resume",
+    "resume": "--resume",
+    "task": "--task",
+    "test_fraction": "--test-fraction",
+    "split='series'": "--split series",
+    "split='time'": "--split time",
+    "columns": "--columns",
+    "time_format": "--time-format",
+    "ahead": "--ahead",
+    "every": "--every",
+    "start": "--from",
+    "index": "--index",
+    "count": "--count",
+    "problems": "--problems",
+    "gifs": "--gifs",
+    "feed_predictions": "--feed-predictions",
+    "epsilon": "--epsilon",
+    "relative_epsilon": "--relative-epsilon",
+    "ensemble": "--ensemble",
+    "train_decay_every": "--train-decay-every",
+    "models": "--models",
+    "input_columns": "--input-columns",
+    "aux_columns": "--aux-columns",
+    "input_threshold": "--input-threshold",
+    "n_burn": "--n-burn",
+    "jump_prob": "--jump-prob",
+    "zero_span_weight": "--zero-span-weight",
+    "dt_weight": "--dt-weight",
+    "field_penalty": "--field-penalty",
+    "events": "--events",
+    "val_fraction": "--val-fraction",
+    "min_dt": "--min-dt",
+    "max_dt": "--max-dt",
+    "out": "--out",
+    "batch": "--batch",
+    "normalize=False": "--no-normalize",
+    "window": "--window",
+    "stride": "--stride",
+    "extrapolate": "--extrapolate",
+}
 
 
 def as_flags(message: str) -> str:
@@ -70,11 +101,24 @@ MODEL_SET_BY_DATA = {"kind", "state_dim", "encoder", "image_size", "aux_dims", "
 def build_parser() -> argparse.ArgumentParser:
     """The `pcnode` parser; each subcommand's parsed arguments name it in `command`."""
     p = Parser(prog="pcnode", description="Piecewise-constant neural ODEs: train, evaluate, roll out.")
-    p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: the cores other processes leave "
-                   "idle when it starts, 1 or 2)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="PyTorch CPU threads (default: the cores other processes leave idle when it starts, 1 or 2)",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (_data_parser, _train_parser, _eval_parser, _rollout_parser, _stream_parser, _export_parser,
-                _pretrained_parser, _demo_parser, _reproduce_parser, _plan_parser):
+    for add in (
+        _data_parser,
+        _train_parser,
+        _eval_parser,
+        _rollout_parser,
+        _stream_parser,
+        _export_parser,
+        _pretrained_parser,
+        _demo_parser,
+        _reproduce_parser,
+        _plan_parser,
+    ):
         add(sub)
     for command in sub.choices.values():  # the global flags, also after the subcommand
         command.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="as `pcnode --threads N`")
@@ -98,21 +142,37 @@ def _train_parser(sub) -> None:
     t = sub.add_parser("train", help="train a model; writes a run folder")
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="built-in task to generate data for")
-    src.add_argument("--data", type=Path, help="your series: a CSV with one row per reading, or an .npz with "
-                     "x (series, frames, dims) and optional t; see pcnode.series")
+    src.add_argument(
+        "--data",
+        type=Path,
+        help="your series: a CSV with one row per reading, or an .npz with "
+        "x (series, frames, dims) and optional t; see pcnode.series",
+    )
     t.add_argument("--model", default="pcode", help=f"one of {', '.join(MODELS)} (default %(default)s)")
     t.add_argument("--out", type=Path, help="run folder (default runs/TASK-MODEL)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--n", type=int, default=10_000, help="trajectories to generate for --task")
     _add_series_args(t, training=True)
     _add_dataclass_args(t, TrainConfig, skip={"epsilon", "relative_epsilon", "events"})
-    t.add_argument("--epsilon", type=float, help="the PC-ODE's skip threshold as a squared error in the data's units "
-                   f"(the authors': {AUTHORS_EPSILON:g}; not with --relative-epsilon)")
-    t.add_argument("--relative-epsilon", type=float, help="the skip threshold as a multiple of the training data's "
-                   f"mean squared change per frame (default {DEFAULT_RELATIVE_EPSILON:g})")
-    t.add_argument("--events", type=float, help="the event option: a segment also ends where the data leaves a "
-                   "straight line by more than this multiple of its mean squared change per frame, so that updates "
-                   "land on events (default: off)")
+    t.add_argument(
+        "--epsilon",
+        type=float,
+        help="the PC-ODE's skip threshold as a squared error in the data's units "
+        f"(the authors': {AUTHORS_EPSILON:g}; not with --relative-epsilon)",
+    )
+    t.add_argument(
+        "--relative-epsilon",
+        type=float,
+        help="the skip threshold as a multiple of the training data's "
+        f"mean squared change per frame (default {DEFAULT_RELATIVE_EPSILON:g})",
+    )
+    t.add_argument(
+        "--events",
+        type=float,
+        help="the event option: a segment also ends where the data leaves a "
+        "straight line by more than this multiple of its mean squared change per frame, so that updates "
+        "land on events (default: off)",
+    )
     _add_dataclass_args(t, SegmentRule, only=RULE_FLAGS)
     _add_dataclass_args(t, ModelConfig, skip=MODEL_SET_BY_DATA)
 
@@ -121,12 +181,20 @@ def _eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="roll out a trained run on its test trajectories")
     e.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    e.add_argument("--protocol", choices=PROTOCOLS, default="pcnode",
-                   help="pcnode: the rollout after the burn-in, read at each frame (default); authors: the "
-                        "scoring of the authors' released code, to set beside their figures (see pcnode.evaluate)")
+    e.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="pcnode",
+        help="pcnode: the rollout after the burn-in, read at each frame (default); authors: the "
+        "scoring of the authors' released code, to set beside their figures (see pcnode.evaluate)",
+    )
     e.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
-    e.add_argument("--data", type=Path, help="score a series file instead of the run's test split "
-                   "(series runs; read with the run's columns and scaling)")
+    e.add_argument(
+        "--data",
+        type=Path,
+        help="score a series file instead of the run's test split "
+        "(series runs; read with the run's columns and scaling)",
+    )
     _add_series_args(e, training=False)
 
 
@@ -135,41 +203,71 @@ def _rollout_parser(sub) -> None:
     r.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
     r.add_argument("--index", type=int, default=0, help="first test trajectory to draw")
     r.add_argument("--count", type=int, default=3, help="trajectories in the figure")
-    r.add_argument("--every", type=float, help="query spacing: frames for task runs (default 0.25), your time "
-                   "units for series runs (default: the series' own times)")
+    r.add_argument(
+        "--every",
+        type=float,
+        help="query spacing: frames for task runs (default 0.25), your time "
+        "units for series runs (default: the series' own times)",
+    )
     r.add_argument("--data", type=Path, help="series file to roll out (series runs; default the run's own file)")
     r.add_argument("--from", dest="start", help="series runs: start time; the burn-in is the readings at or before it")
     r.add_argument("--ahead", type=float, help="series runs: how far past --from to forecast, in your time units")
     # The earlier name of --ahead; refused with a pointer, since a rollout's horizon is the time it reaches.
     r.add_argument("--horizon", help=argparse.SUPPRESS)
     r.add_argument("--id", help="series runs: which series (value of the id column; default the first)")
-    r.add_argument("--extrapolate", action="store_true", help="series runs: allow --from past the series' last "
-                   "reading (the rollout runs unchecked from that reading)")
-    r.add_argument("--out", type=Path, help="task runs: output folder (default: the run folder; for pretrained "
-                   "models runs/pretrained/NAME); series runs: output prefix (default RUN/forecast)")
+    r.add_argument(
+        "--extrapolate",
+        action="store_true",
+        help="series runs: allow --from past the series' last reading (the rollout runs unchecked from that reading)",
+    )
+    r.add_argument(
+        "--out",
+        type=Path,
+        help="task runs: output folder (default: the run folder; for pretrained "
+        "models runs/pretrained/NAME); series runs: output prefix (default RUN/forecast)",
+    )
     _add_series_args(r, training=False)
 
 
 def _stream_parser(sub) -> None:
-    s = sub.add_parser("stream", help="replay a file through a trained run as if it arrived live: where the model "
-                       "updates, what it predicted before each reading, the error")
+    s = sub.add_parser(
+        "stream",
+        help="replay a file through a trained run as if it arrived live: where the model "
+        "updates, what it predicted before each reading, the error",
+    )
     s.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
-    s.add_argument("--data", type=Path, help="an .npz of trajectories (task runs) or a series file read with the run's "
-                   "columns and scaling (series runs); default the run's test split")
+    s.add_argument(
+        "--data",
+        type=Path,
+        help="an .npz of trajectories (task runs) or a series file read with the run's "
+        "columns and scaling (series runs); default the run's test split",
+    )
     s.add_argument("--count", type=int, help="replay the first COUNT streams only (default all)")
-    s.add_argument("--out", type=Path, help="output prefix: PREFIX.csv, .json and .png (default RUN/stream; for "
-                   "pretrained models runs/pretrained/NAME/stream)")
+    s.add_argument(
+        "--out",
+        type=Path,
+        help="output prefix: PREFIX.csv, .json and .png (default RUN/stream; for "
+        "pretrained models runs/pretrained/NAME/stream)",
+    )
     _add_series_args(s, training=False)
 
 
 def _export_parser(sub) -> None:
-    x = sub.add_parser("export", help="write a trained PC-ODE's or RNN's step as ONNX files (and torch.export "
-                       "programs) that pcnode.runtime runs without PyTorch")
+    x = sub.add_parser(
+        "export",
+        help="write a trained PC-ODE's or RNN's step as ONNX files (and torch.export "
+        "programs) that pcnode.runtime runs without PyTorch",
+    )
     x.add_argument("run", type=Path, help="a run folder, or pretrained:NAME (see `pcnode pretrained`)")
-    x.add_argument("--out", type=Path, help="output folder (default RUN/export; for pretrained models "
-                   "runs/pretrained/NAME/export)")
-    x.add_argument("--batch", type=int, default=2, help="the example batch the functions are traced with; any batch "
-                   "runs (default %(default)s)")
+    x.add_argument(
+        "--out", type=Path, help="output folder (default RUN/export; for pretrained models runs/pretrained/NAME/export)"
+    )
+    x.add_argument(
+        "--batch",
+        type=int,
+        default=2,
+        help="the example batch the functions are traced with; any batch runs (default %(default)s)",
+    )
 
 
 def _pretrained_parser(sub) -> None:
@@ -177,73 +275,131 @@ def _pretrained_parser(sub) -> None:
     z.add_argument("--json", action="store_true", help="print one JSON object per model")
 
 
-
 def _demo_parser(sub) -> None:
-    m = sub.add_parser("demo", help="the main job: the shipped Billiards2D PC-ODE and RNN on held-out trajectories, "
-                       "and a PC-ODE learning Lines; report, figures, GIF")
-    m.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder of the report, figures and the Lines "
-                   "run; a Lines run already there is reused (default %(default)s)")
-    m.add_argument("--lines-steps", type=int, default=300, help="training steps of the Lines PC-ODE (default %(default)s)")
+    m = sub.add_parser(
+        "demo",
+        help="the main job: the shipped Billiards2D PC-ODE and RNN on held-out trajectories, "
+        "and a PC-ODE learning Lines; report, figures, GIF",
+    )
+    m.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/demo"),
+        help="folder of the report, figures and the Lines "
+        "run; a Lines run already there is reused (default %(default)s)",
+    )
+    m.add_argument(
+        "--lines-steps", type=int, default=300, help="training steps of the Lines PC-ODE (default %(default)s)"
+    )
     m.add_argument("--trajectories", type=int, help="held-out Billiards2D trajectories to score (default: all 1,000)")
     m.add_argument("--seed", type=int, default=0, help="seed of the Lines data and training (default %(default)s)")
-
 
 
 def _reproduce_parser(sub) -> None:
     x = sub.add_parser("reproduce", help="the paper's experiments: every model on every task, with a report")
     x.add_argument("--tasks", nargs="+", default=list(TASKS), help="(default: all six)")
-    x.add_argument("--models", nargs="+", default=list(PAPER_MODELS),
-                   help="the paper's pcode, rnn, odernn (the default), or the peers a user might pick instead: "
-                        "cfc, odernn-adaptive, odernn-kinetic (they need the peers extra)")
-    x.add_argument("--budget", default="small", help="small (this CPU, under an hour) or paper "
-                   "(25k steps of batch 256 on 10k trajectories, for a GPU)")
+    x.add_argument(
+        "--models",
+        nargs="+",
+        default=list(PAPER_MODELS),
+        help="the paper's pcode, rnn, odernn (the default), or the peers a user might pick instead: "
+        "cfc, odernn-adaptive, odernn-kinetic (they need the peers extra)",
+    )
+    x.add_argument(
+        "--budget",
+        default="small",
+        help="small (this CPU, under an hour) or paper (25k steps of batch 256 on 10k trajectories, for a GPU)",
+    )
     x.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     x.add_argument("--seed", type=int, default=0, help="seed of the data and the trainings (default %(default)s)")
     x.add_argument("--steps", type=int, default=0, help="override every task's training steps (0: the budget's)")
     x.add_argument("--n", type=int, default=0, help="override every task's trajectories (0: the budget's)")
-    x.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder of the runs, figures and report; "
-                   "runs already there are resumed (default %(default)s)")
-
+    x.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/reproduce"),
+        help="folder of the runs, figures and report; runs already there are resumed (default %(default)s)",
+    )
 
 
 def _plan_parser(sub) -> None:
     q = sub.add_parser("plan", help="billiards planning: simulator, random and model planners on the same problems")
     q.add_argument("--problems", type=int, default=500, help="planning problems (default %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="seed of the problem set and the candidates")
-    q.add_argument("--models", nargs="*", default=list(PAPER_MODELS),
-                   help="KIND (trained here on planning data into OUT/KIND, resumed if there) or "
-                        "NAME=RUN_DIR[,RUN_DIR...] (runs trained on planning data; several make an ensemble); "
-                        "default: all three kinds")
-    q.add_argument("--ensemble", type=int, default=1,
-                   help="models per KIND trained here, seeded SEED, SEED+1, ... into OUT/KIND, OUT/KIND-2, ...; "
-                        "the planner averages their scores (default %(default)s)")
-    q.add_argument("--out", type=Path, default=Path("runs/plan"), help="folder of the models trained here, results "
-                   "and GIFs (default %(default)s)")
+    q.add_argument(
+        "--models",
+        nargs="*",
+        default=list(PAPER_MODELS),
+        help="KIND (trained here on planning data into OUT/KIND, resumed if there) or "
+        "NAME=RUN_DIR[,RUN_DIR...] (runs trained on planning data; several make an ensemble); "
+        "default: all three kinds",
+    )
+    q.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="models per KIND trained here, seeded SEED, SEED+1, ... into OUT/KIND, OUT/KIND-2, ...; "
+        "the planner averages their scores (default %(default)s)",
+    )
+    q.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/plan"),
+        help="folder of the models trained here, results and GIFs (default %(default)s)",
+    )
     q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
     q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
-    q.add_argument("--late-penalty", type=float, default=pl.PlanConfig.late_penalty,
-                   help="added to a candidate's predicted closest approach per frame it takes to get there: "
-                        "prefers shots whose outcome the models predict less far ahead (default %(default)s)")
-    q.add_argument("--budgets", type=int, nargs="*", default=[8, 32],
-                   help="further candidates-per-round values for the budget curve (default %(default)s)")
+    q.add_argument(
+        "--late-penalty",
+        type=float,
+        default=pl.PlanConfig.late_penalty,
+        help="added to a candidate's predicted closest approach per frame it takes to get there: "
+        "prefers shots whose outcome the models predict less far ahead (default %(default)s)",
+    )
+    q.add_argument(
+        "--budgets",
+        type=int,
+        nargs="*",
+        default=[8, 32],
+        help="further candidates-per-round values for the budget curve (default %(default)s)",
+    )
     q.add_argument("--gifs", type=int, default=3, help="problems to animate (default %(default)s)")
     q.add_argument("--train-steps", type=int, default=800, help="steps for models trained here (default %(default)s)")
     q.add_argument("--train-batch", type=int, default=128, help="batch for models trained here (default %(default)s)")
     q.add_argument("--train-n", type=int, default=5000, help="planning trajectories to train on (default %(default)s)")
-    q.add_argument("--train-decay-every", type=int, default=1000,
-                   help="steps between learning-rate decays (x0.75) for models trained here (default %(default)s)")
-    q.add_argument("--hidden", type=int, default=ModelConfig.hidden,
-                   help="width of the encoder, decoder and GRU state of models trained here (default %(default)s)")
+    q.add_argument(
+        "--train-decay-every",
+        type=int,
+        default=1000,
+        help="steps between learning-rate decays (x0.75) for models trained here (default %(default)s)",
+    )
+    q.add_argument(
+        "--hidden",
+        type=int,
+        default=ModelConfig.hidden,
+        help="width of the encoder, decoder and GRU state of models trained here (default %(default)s)",
+    )
     q.add_argument("--train-seed", type=int, default=1, help="seed of the training data (default %(default)s)")
-    q.add_argument("--feed-predictions", type=float, default=0.0,
-                   help="for a PC-ODE trained here: probability that an update reads its own predicted frame "
-                        "(default %(default)s, the authors' teacher forcing)")
-    q.add_argument("--epsilon", type=float, default=pl.SKIP_EPSILON,
-                   help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
-                        "sooner (default %(default)s, pcnode.planning.SKIP_EPSILON; the authors' is 3e-3)")
-    q.add_argument("--actions-as-inputs", action="store_true",
-                   help="models trained here read the cue velocity as a known input with the first frame and plan "
-                        f"from that one frame, instead of from {pl.N_BURN} simulated frames of each shot")
+    q.add_argument(
+        "--feed-predictions",
+        type=float,
+        default=0.0,
+        help="for a PC-ODE trained here: probability that an update reads its own predicted frame "
+        "(default %(default)s, the authors' teacher forcing)",
+    )
+    q.add_argument(
+        "--epsilon",
+        type=float,
+        default=pl.SKIP_EPSILON,
+        help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
+        "sooner (default %(default)s, pcnode.planning.SKIP_EPSILON; the authors' is 3e-3)",
+    )
+    q.add_argument(
+        "--actions-as-inputs",
+        action="store_true",
+        help="models trained here read the cue velocity as a known input with the first frame and plan "
+        f"from that one frame, instead of from {pl.N_BURN} simulated frames of each shot",
+    )
 
 
 def _add_series_args(parser, training: bool) -> None:
@@ -254,26 +410,42 @@ def _add_series_args(parser, training: bool) -> None:
     g.add_argument("--time-format", help="strptime format of dates in the time column, e.g. '%%d.%%m.%%Y %%H:%%M:%%S'")
     g.add_argument("--id-column", help="column naming the series each row belongs to")
     g.add_argument("--columns", help="comma-separated state columns (default: all the others)")
-    g.add_argument("--input-columns", help="comma-separated known inputs (covariates, actions): read by the model at "
-                   "every update, never predicted or scored; rollouts and scores take them from the data, the last "
-                   "reading at or before each update (an .npz may give them as an `inputs` array instead)")
-    g.add_argument("--aux-columns", help="the older spelling of --input-columns: a new run reads these as known "
-                   "inputs; a run trained with them before inputs existed keeps them as it was trained")
+    g.add_argument(
+        "--input-columns",
+        help="comma-separated known inputs (covariates, actions): read by the model at "
+        "every update, never predicted or scored; rollouts and scores take them from the data, the last "
+        "reading at or before each update (an .npz may give them as an `inputs` array instead)",
+    )
+    g.add_argument(
+        "--aux-columns",
+        help="the older spelling of --input-columns: a new run reads these as known "
+        "inputs; a run trained with them before inputs existed keeps them as it was trained",
+    )
     if training:
-        g.add_argument("--window", type=_window, help="cut series into windows of this many readings; whole: keep "
-                       "every series whole; auto (the default): windows of 50 every 10 readings when a series is "
-                       "longer than 100, else whole")
+        g.add_argument(
+            "--window",
+            type=_window,
+            help="cut series into windows of this many readings; whole: keep "
+            "every series whole; auto (the default): windows of 50 every 10 readings when a series is "
+            "longer than 100, else whole",
+        )
         g.add_argument("--stride", type=int, help="readings between window starts (default: the window; 10 for auto)")
         g.add_argument("--test-fraction", type=float, default=0.1, help="held out (default %(default)s)")
-        g.add_argument("--split", default="auto", help="hold out the end of every series (time), the last series "
-                       "(series), or auto: series when there are at least 10 (default %(default)s)")
+        g.add_argument(
+            "--split",
+            default="auto",
+            help="hold out the end of every series (time), the last series "
+            "(series), or auto: series when there are at least 10 (default %(default)s)",
+        )
         g.add_argument("--no-normalize", action="store_true", help="train on raw values instead of standardised ones")
 
 
 # Help for the settings whose name does not say enough.
-HELP = {"input_threshold": "a PC-ODE updates where a known input moves more than this (standardised units, max over "
-                           "inputs) from the value its segment read; 0: at every change, so an input that changes at "
-                           "every reading makes it update at every reading"}
+HELP = {
+    "input_threshold": "a PC-ODE updates where a known input moves more than this (standardised units, max over "
+    "inputs) from the value its segment read; 0: at every change, so an input that changes at "
+    "every reading makes it update at every reading"
+}
 
 
 def _add_dataclass_args(parser, cls, skip=(), only=None) -> None:
@@ -281,8 +453,13 @@ def _add_dataclass_args(parser, cls, skip=(), only=None) -> None:
         if f.name in skip or (only is not None and f.name not in only):
             continue
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, dest=f.name, type=type(f.default), default=None,
-                            help=f"{HELP[f.name]} (default {f.default})" if f.name in HELP else f"(default {f.default})")
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=type(f.default),
+            default=None,
+            help=f"{HELP[f.name]} (default {f.default})" if f.name in HELP else f"(default {f.default})",
+        )
 
 
 def _window(text: str) -> int | str:

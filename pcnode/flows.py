@@ -9,6 +9,7 @@
 
 Both share the encoder, decoder and interface of `pcnode.model.SequenceModel`.
 """
+
 from __future__ import annotations
 
 import math
@@ -91,9 +92,18 @@ class ODERNN(FlowModel):
         adaptive = c.solver in ("dopri5", "bosh3", "adaptive_heun")
         options = None if adaptive else dict(step_size=1.0 / c.solver_steps)
         tolerances = dict(rtol=c.rtol, atol=c.atol) if adaptive else {}
-        field = lambda tau, state: (self.field.rates(*state), torch.zeros_like(state[1]))
-        hs, _ = odeint(field, (h, span), torch.tensor([0.0, 1.0], dtype=h.dtype, device=h.device),
-                       method=c.solver, options=options, **tolerances)
+
+        def field(tau, state):  # the span rides along as a state that does not change
+            return self.field.rates(*state), torch.zeros_like(state[1])
+
+        hs, _ = odeint(
+            field,
+            (h, span),
+            torch.tensor([0.0, 1.0], dtype=h.dtype, device=h.device),
+            method=c.solver,
+            options=options,
+            **tolerances,
+        )
         # torchdiffeq's adaptive solvers share their steps across the batch and do not report them.
         steps = torch.full((len(h),), math.nan if adaptive else c.solver_steps, device=h.device)
         self._row_steps += steps.sum().item()
@@ -105,8 +115,9 @@ class ODERNN(FlowModel):
         term = to.ODETerm(lambda tau, state, span: self.field.rates(state, span), with_args=True)
         method = {"torchode-dopri5": to.Dopri5, "torchode-tsit5": to.Tsit5}[c.solver](term=term)
         # Gradients flow through the steps, not through the choice of their sizes (as in torchdiffeq).
-        solver = to.AutoDiffAdjoint(method, to.IntegralController(atol=c.atol, rtol=c.rtol, term=term),
-                                    backprop_through_step_size_control=False)
+        solver = to.AutoDiffAdjoint(
+            method, to.IntegralController(atol=c.atol, rtol=c.rtol, term=term), backprop_through_step_size_control=False
+        )
         problem = to.InitialValueProblem(y0=h, t_start=h.new_zeros(len(h)), t_end=h.new_ones(len(h)))
         # The first step tries the whole span; the controller shrinks it where the error asks.
         # torchode's own, more cautious first guess doubled the evaluations (docs/peers.md).
@@ -145,7 +156,7 @@ class CfC(FlowModel):
         return self.config.latent + self.config.hidden
 
     def update(self, e: Tensor, h: Tensor) -> Tensor:
-        return torch.cat([h[..., :self.config.latent], e], -1)
+        return torch.cat([h[..., : self.config.latent], e], -1)
 
     def advance(self, h: Tensor, span: Tensor | float) -> Tensor:
         lead, L = h.shape[:-1], self.config.latent
@@ -155,4 +166,4 @@ class CfC(FlowModel):
         return torch.cat([moved, flat[:, L:]], -1).view(h.shape)
 
     def decode(self, h: Tensor) -> Tensor:
-        return self.decoder(h[..., :self.config.latent] * self.config.time_constant)
+        return self.decoder(h[..., : self.config.latent] * self.config.time_constant)

@@ -46,6 +46,7 @@ tests compare the two):
 - on a CPU, decoder calls over many rows go in cache-sized chunks (`in_chunks`).
 
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -89,8 +90,12 @@ def input_event(u: Tensor, u_read: Tensor, threshold: float) -> Tensor:
     return (u - u_read).abs().amax(-1) > threshold
 
 
-def teacher_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: SegmentRule | None = None,
-                    config: TrainConfig | None = None) -> Losses:
+def teacher_forcing(
+    model: SequenceModel,
+    batch: Tensor | Trajectories,
+    rule: SegmentRule | None = None,
+    config: TrainConfig | None = None,
+) -> Losses:
     """Jumpy teacher forcing (a model whose rule jumps: the PC-ODE) or plain teacher
     forcing (RNN, ODE-RNN, CfC).
 
@@ -118,8 +123,12 @@ def teacher_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: Se
 
 
 @torch.no_grad()
-def forced_mean_dt(model: SequenceModel, data: Tensor | Trajectories, rule: SegmentRule | None = None,
-                   config: TrainConfig | None = None) -> float:
+def forced_mean_dt(
+    model: SequenceModel,
+    data: Tensor | Trajectories,
+    rule: SegmentRule | None = None,
+    config: TrainConfig | None = None,
+) -> float:
     """The mean length of the segments that ended during teacher forcing on `data`: the
     mean dt the authors' released code reports (1 for models that update every frame)."""
     was_training = model.training
@@ -240,7 +249,7 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
     by_input: list[Tensor] = []
     no_row = torch.zeros(B, dtype=torch.bool, device=device)
     for i in range(T):
-        t_i, t_next = times[:, i:i + 1], times[:, i + 1:i + 2]
+        t_i, t_next = times[:, i : i + 1], times[:, i + 1 : i + 2]
         offset = None
         forced = no_row
         with torch.no_grad():
@@ -310,8 +319,15 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
         targets.append(carried)
         updated.append(upd)
         by_input.append(forced)
-    return Walk(torch.cat(opened), torch.cat(opened_dt).squeeze(-1), torch.stack(segs, 1), torch.cat(starts, 1),
-                torch.stack(targets, 1), torch.stack(updated, 1), torch.stack(by_input, 1))
+    return Walk(
+        torch.cat(opened),
+        torch.cat(opened_dt).squeeze(-1),
+        torch.stack(segs, 1),
+        torch.cat(starts, 1),
+        torch.stack(targets, 1),
+        torch.stack(updated, 1),
+        torch.stack(by_input, 1),
+    )
 
 
 def _displacement_loss(pred: Tensor, target: Tensor, mask: Tensor, keep: int) -> Tensor:
@@ -333,11 +349,11 @@ def _dt_loss(walk: Walk, times: Tensor, mask: Tensor, burn: int) -> tuple[Tensor
     B, T = seg_at.shape
     if T <= burn:
         return dt_raw.new_zeros(()), 1.0
-    length = times[:, burn:T] - start_at[:, burn - 1:T - 1]       # of the segment in force before frame i
+    length = times[:, burn:T] - start_at[:, burn - 1 : T - 1]  # of the segment in force before frame i
     ended = walk.updated[:, burn:] & mask[:, burn:]
-    miss = dt_raw[seg_at[:, burn - 1:T - 1][ended]] - length[ended]
+    miss = dt_raw[seg_at[:, burn - 1 : T - 1][ended]] - length[ended]
     closed = torch.where(walk.by_input[:, burn:][ended], miss.clamp(max=0), miss).pow(2)
-    last = (mask.long().sum(1) - 1).unsqueeze(1)                 # each row's last real transition
+    last = (mask.long().sum(1) - 1).unsqueeze(1)  # each row's last real transition
     open_len = (times.gather(1, last + 1) - start_at.gather(1, last)).squeeze(1)
     still_open = (dt_raw[seg_at.gather(1, last).squeeze(1)] - open_len).clamp(max=0).pow(2)
     mean_dt = length[ended].mean().item() if ended.any() else open_len.mean().item()

@@ -5,6 +5,7 @@ its holder's process id and host; the operating system drops it when the process
 however it ends, so a lock file left behind by a killed process is stale and the next
 training takes it over.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,8 @@ import fcntl
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .checkpoint import FILE_MODE
 from .errors import CheckpointError
@@ -60,8 +61,10 @@ def _take_lock(path: Path, run_dir: Path) -> int:
         except OSError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise CheckpointError(f"run folder {run_dir} is in use by {holder} (lock file {path}); wait for it to "
-                                  "end, stop it, or choose another `run_dir`") from None
+            raise CheckpointError(
+                f"run folder {run_dir} is in use by {holder} (lock file {path}); wait for it to "
+                "end, stop it, or choose another `run_dir`"
+            ) from None
         # The file may have been removed (its holder finished) between our open and our lock:
         # then we hold a lock on a file no one else will see, so try again on the new one.
         try:

@@ -46,6 +46,7 @@ Every model carries its segment rule, `model.rule` (`pcnode.segments.SegmentRule
 where its updates happen, which `fit` resolves from the data and `load_run` restores.
 The ODE-RNN and CfC are in `pcnode.flows`; training is in `pcnode.forcing`.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,29 +76,30 @@ class ModelConfig:
     The defaults are the authors'.
     """
 
-    kind: str = "pcode"            # pcode, rnn, odernn or cfc
-    state_dim: int = 4             # numbers per frame (784 for 28x28 pixels)
-    hidden: int = 128              # width of the encoder and decoder MLPs
-    latent: int = 128              # GRU state; for the PC-ODE half position, half velocity
-    time_constant: float = 0.2     # c: the latent moves as z + c * v * span; the decoder reads c * h
-    aux_dims: int = 0              # old runs only: trailing state dims left out of losses (new runs: input_dim)
-    input_dim: int = 0             # known inputs read with every frame, never predicted (0: none)
-    encoder: str = "mlp"           # mlp, or conv for square images (then image_size**2 == state_dim)
+    kind: str = "pcode"  # pcode, rnn, odernn or cfc
+    state_dim: int = 4  # numbers per frame (784 for 28x28 pixels)
+    hidden: int = 128  # width of the encoder and decoder MLPs
+    latent: int = 128  # GRU state; for the PC-ODE half position, half velocity
+    time_constant: float = 0.2  # c: the latent moves as z + c * v * span; the decoder reads c * h
+    aux_dims: int = 0  # old runs only: trailing state dims left out of losses (new runs: input_dim)
+    input_dim: int = 0  # known inputs read with every frame, never predicted (0: none)
+    encoder: str = "mlp"  # mlp, or conv for square images (then image_size**2 == state_dim)
     image_size: int = 0
-    solver: str = "rk4"            # the ODE-RNN's solver (SOLVERS)
-    solver_steps: int = 1          # fixed-step solvers: steps per frame
-    rtol: float = 1e-3             # adaptive solvers: tolerances
+    solver: str = "rk4"  # the ODE-RNN's solver (SOLVERS)
+    solver_steps: int = 1  # fixed-step solvers: steps per frame
+    rtol: float = 1e-3  # adaptive solvers: tolerances
     atol: float = 1e-4
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         if self.kind not in MODELS:
-            raise ConfigError(f"unknown model '{self.kind}'; choose one of: {', '.join(MODELS)}"
-                              f"{did_you_mean(self.kind, MODELS)}")
+            raise ConfigError(
+                f"unknown model '{self.kind}'; choose one of: {', '.join(MODELS)}{did_you_mean(self.kind, MODELS)}"
+            )
         if self.solver not in SOLVERS:
             raise ConfigError(f"unknown ODE solver '{self.solver}'; choose one of: {', '.join(SOLVERS)}")
         if self.encoder not in ("mlp", "conv"):
             raise ConfigError(f"unknown encoder '{self.encoder}'; choose 'mlp' or 'conv'")
-        if self.encoder == "conv" and self.image_size ** 2 != self.state_dim:
+        if self.encoder == "conv" and self.image_size**2 != self.state_dim:
             raise ConfigError("a conv encoder needs square images: set image_size so that image_size**2 == state_dim")
         for name in ("state_dim", "hidden", "latent", "solver_steps", "aux_dims", "input_dim", "image_size"):
             value = getattr(self, name)
@@ -109,8 +111,12 @@ class ModelConfig:
         for name in ("time_constant", "rtol", "atol"):
             value = getattr(self, name)
             # `not value > 0` also refuses NaN.
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not value > 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not value > 0
+            ):
                 raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
         if self.latent % 2:
             raise ConfigError(f"latent must be even (half position, half velocity), got {self.latent}")
@@ -119,12 +125,13 @@ class ModelConfig:
         if self.input_dim < 0:
             raise ConfigError(f"input_dim must be 0 or more, got {self.input_dim}")
         if self.input_dim and self.aux_dims:
-            raise ConfigError("give known inputs as input_dim; aux_dims is the form of runs written before inputs "
-                              "existed, and the two do not mix")
+            raise ConfigError(
+                "give known inputs as input_dim; aux_dims is the form of runs written before inputs "
+                "existed, and the two do not mix"
+            )
         if self.input_dim and self.encoder == "conv":
             raise ConfigError("a conv encoder reads image frames alone; known inputs need the mlp encoder")
         return self
-
 
 
 class ResidualMLP(nn.Module):
@@ -159,9 +166,12 @@ class ConvEncoder(nn.Module):
         super().__init__()
         self.size = size
         self.net = nn.Sequential(
-            nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(32 * (size // 4) ** 2, width),
+            nn.Conv2d(1, 16, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * (size // 4) ** 2, width),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -178,7 +188,8 @@ class ConvDecoder(nn.Module):
         self.size = size
         self.fc = nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, 32 * (size // 4) ** 2), nn.ReLU())
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1),
+            nn.ReLU(),
             nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1),
         )
 
@@ -281,7 +292,6 @@ class SequenceModel(nn.Module):
         return 0.0
 
 
-
 class PCODE(SequenceModel):
     """Piecewise-constant neural ODE: straight-line latent dynamics and a learned `dt`."""
 
@@ -305,9 +315,9 @@ class PCODE(SequenceModel):
         """
         c = self.config.time_constant
         first = self.decoder.first
-        v = h[..., self.config.latent // 2:]
+        v = h[..., self.config.latent // 2 :]
         a = first(h * c)
-        g = nn.functional.linear(v * (c * c), first.weight[:, :self.config.latent // 2])
+        g = nn.functional.linear(v * (c * c), first.weight[:, : self.config.latent // 2])
         return torch.cat([a, g], -1)
 
     def along(self, seg: Tensor, span: Tensor | float) -> Tensor:
@@ -339,7 +349,8 @@ def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
     state is left as it was. (PyTorch seeds a new process at random, so a model built
     without a seed starts from different weights in every process.)
     """
-    from .flows import CfC, ODERNN  # they build on this module
+    from .flows import ODERNN, CfC  # they build on this module
+
     config.validate()
     cls = {"pcode": PCODE, "rnn": RNN, "odernn": ODERNN, "cfc": CfC}[config.kind]
     if seed is None:

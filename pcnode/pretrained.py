@@ -16,15 +16,16 @@ safetensors and JSON only, nothing that can run code. On the command line,
 `pretrained:NAME` stands wherever a run folder does, and `pcnode pretrained` lists
 the models with their scores.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from . import checkpoint as ckpt
+from .checkpoint import WEIGHTS, load_run
 from .errors import CheckpointError, did_you_mean
 from .model import SequenceModel
-from .checkpoint import WEIGHTS, load_run
 
 ZOO = Path(__file__).parent / "zoo"
 PREFIX = "pretrained:"
@@ -41,8 +42,9 @@ def folder(name: str) -> Path:
     """The run folder of the shipped model `name`; CheckpointError naming the others if there is none."""
     if name not in names():
         shipped = ", ".join(names()) or "none"
-        raise CheckpointError(f"no pretrained model {name!r}; the ones that ship: {shipped}"
-                              f"{did_you_mean(name, names())}")
+        raise CheckpointError(
+            f"no pretrained model {name!r}; the ones that ship: {shipped}{did_you_mean(name, names())}"
+        )
     return ZOO / name
 
 
@@ -59,15 +61,16 @@ def info(name: str) -> dict:
 def resolve(run: str | Path) -> Path:
     """A run folder given as a path, or as `pretrained:NAME`."""
     text = str(run)
-    return folder(text[len(PREFIX):]) if text.startswith(PREFIX) else Path(run)
+    return folder(text[len(PREFIX) :]) if text.startswith(PREFIX) else Path(run)
 
 
 def is_pretrained(run: str | Path) -> bool:
     return str(run).startswith(PREFIX)
 
 
-def export(run: str | Path, dest: str | Path, provenance: dict, data: dict | None = None,
-           weights: str = "last") -> Path:
+def export(
+    run: str | Path, dest: str | Path, provenance: dict, data: dict | None = None, weights: str = "last"
+) -> Path:
     """Write the trained run `run` as a shipped model into the folder `dest`: its weights
     (`weights`: "last", or "best" on its validation split; no optimiser or random state),
     its config (its `data` section replaced by `data` if given, say to regenerate data
@@ -77,8 +80,9 @@ def export(run: str | Path, dest: str | Path, provenance: dict, data: dict | Non
     tensors, meta = ckpt.load_tensors(run / WEIGHTS[weights])
     dest.mkdir(parents=True, exist_ok=True)
     model_tensors = {k: v for k, v in tensors.items() if k.startswith("model.")}
-    ckpt.save_tensors(dest / ckpt.CHECKPOINT, model_tensors,
-                      {"config": meta.get("config", "{}"), "step": meta.get("step", "")})
+    ckpt.save_tensors(
+        dest / ckpt.CHECKPOINT, model_tensors, {"config": meta.get("config", "{}"), "step": meta.get("step", "")}
+    )
     config = ckpt.read_run_config(run)  # in today's layout, whichever version wrote the run
     ckpt.write_json(dest / ckpt.CONFIG, config if data is None else {**config, "data": data})
     ckpt.write_json(dest / PROVENANCE, json.loads(json.dumps(provenance)))

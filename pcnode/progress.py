@@ -4,20 +4,36 @@ A function whose loop can run for long takes `progress`: True shows a bar, False
 a string shows a bar with that label. A bar appears only once its loop has run for
 `DELAY` seconds, so a quick call prints nothing.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from tqdm import tqdm
 
 DELAY = 1.0  # seconds a loop runs before its bar appears
 
 
-def bar(progress: bool | str, total: int | None = None, desc: str = "", unit: str = "it", initial: int = 0,
-        leave: bool = True) -> tqdm:
+def bar(
+    progress: bool | str,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    initial: int = 0,
+    leave: bool = True,
+) -> tqdm:
     """A tqdm bar that `progress` turns on, off or labels (see the module docstring)."""
-    return tqdm(total=total, initial=initial, desc=progress if isinstance(progress, str) else desc, unit=unit,
-                disable=not progress, delay=DELAY, leave=leave, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=progress if isinstance(progress, str) else desc,
+        unit=unit,
+        disable=not progress,
+        delay=DELAY,
+        leave=leave,
+        dynamic_ncols=True,
+    )
 
 
 class TrainingBar:
@@ -29,8 +45,7 @@ class TrainingBar:
     prints nothing but its error, and a resumed one counts from where it was.
     """
 
-    def __init__(self, total: int, progress: bool | str, desc: str,
-                 then: Callable[[int, object], None] | None = None):
+    def __init__(self, total: int, progress: bool | str, desc: str, then: Callable[[int, Any], None] | None = None):
         self.total, self.progress, self.desc, self.then = total, progress, desc, then
         self._bar: tqdm | None = None
 
@@ -40,12 +55,13 @@ class TrainingBar:
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
             if step % 10 == 0 or step == self.total:
-                self._bar.set_postfix(loss=f"{losses.displacement.item():.2e}", dt=f"{losses.mean_dt:.2f}",
-                                      refresh=False)
+                self._bar.set_postfix(
+                    loss=f"{losses.displacement.item():.2e}", dt=f"{losses.mean_dt:.2f}", refresh=False
+                )
         if self.then is not None:
             self.then(step, losses)
 
-    def __enter__(self) -> "TrainingBar":
+    def __enter__(self) -> TrainingBar:
         return self
 
     def __exit__(self, *exc) -> None:

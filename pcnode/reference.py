@@ -6,6 +6,7 @@ where it arises, with no work skipped, so that it reads like the method in
 losses, update decisions and gradients (tests/test_teacher_forcing.py compares them, and
 benchmarks/train_speed.py --reference times this one).
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,12 @@ from .model import PCODE, SequenceModel, with_inputs
 from .segments import SegmentRule
 
 
-def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: SegmentRule | None = None,
-                      config: TrainConfig | None = None) -> Losses:
+def reference_forcing(
+    model: SequenceModel,
+    batch: Tensor | Trajectories,
+    rule: SegmentRule | None = None,
+    config: TrainConfig | None = None,
+) -> Losses:
     """Teacher forcing written frame by frame as the method states it (slow; for reading and testing).
 
     Every row runs the cell at every frame and every loss term is decoded where it
@@ -62,8 +67,9 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
                     forced, skip = skip & event, skip & ~event
                 if config.feed_predictions > 0:  # an updating row may read the frame its segment predicted
                     own = model.decode(model.advance(h, t_i - start))
-                    fed = torch.rand(int((~skip).sum()), 1, dtype=seq.dtype, device=seq.device) \
-                        < config.feed_predictions
+                    fed = (
+                        torch.rand(int((~skip).sum()), 1, dtype=seq.dtype, device=seq.device) < config.feed_predictions
+                    )
                     offset[~skip] = torch.where(fed, (carried - own)[~skip], 0.0)
                     offset[:, keep:] = 0.0
             ends = ~skip & mask[:, i]
@@ -84,7 +90,7 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
         for b in range(B):
             if last[b] == i:  # the segment still open when this row's real data ends
                 open_h[b], open_len[b] = h[b], times[b, i + 1, 0] - start[b, 0]
-        m = mask[:, i:i + 1].to(seq.dtype)
+        m = mask[:, i : i + 1].to(seq.dtype)
         disp.append(((model.decode(model.advance(h, t_next - start)) - carried)[:, :keep].pow(2) * m).sum())
         if pcode is not None:
             zero.append((model.decode(model.advance(h, 0.0))[:, :keep].pow(2) * m).sum())
@@ -101,5 +107,4 @@ def reference_forcing(model: SequenceModel, batch: Tensor | Trajectories, rule: 
             ended = torch.cat(lengths)
             mean_dt = ended.mean().item() if len(ended) else still_open.mean().item()
         total = total + config.zero_span_weight * zero_span + config.dt_weight * dt_loss
-    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt,
-                  torch.stack(updated, 1))
+    return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt, torch.stack(updated, 1))

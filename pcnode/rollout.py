@@ -19,6 +19,7 @@ a rollout holds the last one (and warns). Auxiliary dims of runs from before inp
 existed (`aux_dims`) are held at their last observed value: no loss ever trained the
 decoder's output for them.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,8 @@ class Rollout:
     @property
     def mean_dt(self) -> float:
         """Mean span between the updates the model chose, over the batch."""
-        chosen = self.dt[:, self.n_burn - 1:]
-        return chosen[torch.isfinite(self.t[:, self.n_burn - 1:])].mean().item()
+        chosen = self.dt[:, self.n_burn - 1 :]
+        return chosen[torch.isfinite(self.t[:, self.n_burn - 1 :])].mean().item()
 
     @torch.no_grad()
     def at(self, t: Tensor | float, offset: float = 0.0) -> Tensor:
@@ -95,8 +96,10 @@ class Rollout:
         todo = (~stored).nonzero(as_tuple=True)
         if len(todo[0]):
             step = rows.expand_as(k)[todo] * K + k[todo]
-            read = hold_aux(self.model, in_chunks(lambda s, dt: self.model.along(
-                self._segments.index_select(0, s), dt), step, span[todo]))
+            read = hold_aux(
+                self.model,
+                in_chunks(lambda s, dt: self.model.along(self._segments.index_select(0, s), dt), step, span[todo]),
+            )
             out[todo] = self.x[rows.expand_as(k)[todo], k[todo]] + read
         return out[:, 0] if squeeze else out
 
@@ -133,10 +136,17 @@ class Rollout:
         rows = torch.arange(B, device=t.device).unsqueeze(-1)
         return rows, k, (t - self.t[rows, k]).unsqueeze(-1)
 
-    def select(self, rows: Tensor) -> "Rollout":
+    def select(self, rows: Tensor) -> Rollout:
         """The rollouts of the trajectories `rows` (indices or a bool mask over the batch)."""
-        return replace(self, t=self.t[rows], dt=self.dt[rows], x=self.x[rows], h=self.h[rows],
-                       updates=self.updates[rows], u=None if self.u is None else self.u[rows])
+        return replace(
+            self,
+            t=self.t[rows],
+            dt=self.dt[rows],
+            x=self.x[rows],
+            h=self.h[rows],
+            updates=self.updates[rows],
+            u=None if self.u is None else self.u[rows],
+        )
 
     def frames(self, start: int | None = None) -> Tensor:
         """The rollout read at the integer frame times `start..horizon`: (B, frames, state_dim)."""
@@ -151,7 +161,7 @@ def hold_aux(model: SequenceModel, change: Tensor) -> Tensor:
     aux = model.config.aux_dims
     if aux:
         change = change.clone()
-        change[..., change.shape[-1] - aux:] = 0.0
+        change[..., change.shape[-1] - aux :] = 0.0
     return change
 
 
@@ -180,39 +190,61 @@ def _readings(model: SequenceModel, u, t_u, t_burn: Tensor) -> Readings | None:
     B, n_burn = t_burn.shape
     if not U:
         if u is not None or t_u is not None:
-            raise DataError("known inputs were given but the model reads none (its input_dim is 0); leave out "
-                            "`u` and `t_u`")
+            raise DataError(
+                "known inputs were given but the model reads none (its input_dim is 0); leave out `u` and `t_u`"
+            )
         return None
     if not isinstance(u, Tensor) or u.ndim != 3 or u.shape[0] != B or u.shape[2] != U or u.shape[1] == 0:
-        raise DataError(f"the model reads {U} known input(s): give `u` shaped ({B}, readings, {U}) with their "
-                        f"times `t_u`; got {tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__}")
+        raise DataError(
+            f"the model reads {U} known input(s): give `u` shaped ({B}, readings, {U}) with their "
+            f"times `t_u`; got {tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__}"
+        )
     if not u.is_floating_point() or not torch.isfinite(u).all():
         raise DataError("known inputs `u` must be finite floating-point numbers; fill or drop the gaps")
     Q = u.shape[1]
     if t_u is None:
         t_u = torch.arange(Q, dtype=t_burn.dtype, device=t_burn.device).expand(B, Q)
-    if not isinstance(t_u, Tensor) or t_u.shape != (B, Q) or not torch.isfinite(t_u).all() \
-            or (t_u.diff(dim=1) < 0).any():
-        raise DataError(f"reading times `t_u` must be finite, non-decreasing and shaped ({B}, {Q}); got "
-                        f"{tuple(t_u.shape) if isinstance(t_u, Tensor) else type(t_u).__name__}")
+    if (
+        not isinstance(t_u, Tensor)
+        or t_u.shape != (B, Q)
+        or not torch.isfinite(t_u).all()
+        or (t_u.diff(dim=1) < 0).any()
+    ):
+        raise DataError(
+            f"reading times `t_u` must be finite, non-decreasing and shaped ({B}, {Q}); got "
+            f"{tuple(t_u.shape) if isinstance(t_u, Tensor) else type(t_u).__name__}"
+        )
     t_u = t_u.to(t_burn.dtype)
     late = (t_u[:, 0] > t_burn[:, 0]).nonzero()
     if len(late):
         b = int(late[0, 0])
-        raise DataError(f"trajectory {b}'s known inputs begin at {t_u[b, 0].item():g}, after its first burn-in "
-                        f"frame ({t_burn[b, 0].item():g}); give a reading at or before it")
+        raise DataError(
+            f"trajectory {b}'s known inputs begin at {t_u[b, 0].item():g}, after its first burn-in "
+            f"frame ({t_burn[b, 0].item():g}); give a reading at or before it"
+        )
     held = (t_u[:, -1] <= t_burn[:, -1]).sum().item()
     if held:
-        warnings.warn(f"no known inputs after the last burn-in frame for {held} of {B} trajectories: their last "
-                      "reading is held to the horizon; give `u` and `t_u` up to the horizon to use the true future "
-                      "inputs", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"no known inputs after the last burn-in frame for {held} of {B} trajectories: their last "
+            "reading is held to the horizon; give `u` and `t_u` up to the horizon to use the true future "
+            "inputs",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return Readings(u.to(t_burn.dtype), t_u)
 
 
 @torch.no_grad()
-def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_updates: int | None = None,
-            t_burn: Tensor | None = None, u: Tensor | None = None, t_u: Tensor | None = None,
-            rule: SegmentRule | None = None) -> Rollout:
+def rollout(
+    model: SequenceModel,
+    x_burn: Tensor,
+    horizon: float | Tensor,
+    max_updates: int | None = None,
+    t_burn: Tensor | None = None,
+    u: Tensor | None = None,
+    t_u: Tensor | None = None,
+    rule: SegmentRule | None = None,
+) -> Rollout:
     """Roll `model` out from burn-in frames until `horizon`.
 
     Args:
@@ -250,17 +282,46 @@ def rollout(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, max_u
     nfe0, steps0 = model.nfe, model.solver_steps
     u_burn = None if readings is None else readings.at(torch.arange(len(x_burn), device=x_burn.device), t_burn)
     burn, h = _burn_in(model, x_burn, t_burn, u_burn)
-    chosen, updates = _jumps(model, rule, h, x_burn[:, -1], t_burn[:, -1:].clone(),
-                             None if u_burn is None else u_burn[:, -1], hz, readings, events, max_updates)
+    chosen, updates = _jumps(
+        model,
+        rule,
+        h,
+        x_burn[:, -1],
+        t_burn[:, -1:].clone(),
+        None if u_burn is None else u_burn[:, -1],
+        hz,
+        readings,
+        events,
+        max_updates,
+    )
     t, dt, x, hh, uu = _pack(burn + chosen, len(x_burn), x_burn, model.state_size, u_burn)
-    return Rollout(model, t, dt, x, hh, updates, x_burn.shape[1], hz.max().item(), model.nfe - nfe0, uu,
-                   (model.solver_steps - steps0) / len(x_burn))
+    return Rollout(
+        model,
+        t,
+        dt,
+        x,
+        hh,
+        updates,
+        x_burn.shape[1],
+        hz.max().item(),
+        model.nfe - nfe0,
+        uu,
+        (model.solver_steps - steps0) / len(x_burn),
+    )
 
 
 @torch.no_grad()
-def rollout_from(model: SequenceModel, h: Tensor, x: Tensor, t: Tensor | float, horizon: float | Tensor,
-                 u: Tensor | None = None, t_u: Tensor | None = None, rule: SegmentRule | None = None,
-                 max_updates: int | None = None) -> Rollout:
+def rollout_from(
+    model: SequenceModel,
+    h: Tensor,
+    x: Tensor,
+    t: Tensor | float,
+    horizon: float | Tensor,
+    u: Tensor | None = None,
+    t_u: Tensor | None = None,
+    rule: SegmentRule | None = None,
+    max_updates: int | None = None,
+) -> Rollout:
     """Roll `model` out from states it already holds, as `rollout` does after its burn-in.
 
     Args:
@@ -280,8 +341,10 @@ def rollout_from(model: SequenceModel, h: Tensor, x: Tensor, t: Tensor | float, 
     rule = (rule or model.rule).bind(model)
     dtype = next(model.parameters()).dtype
     if not isinstance(h, Tensor) or h.ndim != 2 or h.shape[1] != model.state_size or h.dtype != dtype:
-        raise DataError(f"states must be a {dtype} tensor shaped (batch, {model.state_size}); got "
-                        f"{tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__}")
+        raise DataError(
+            f"states must be a {dtype} tensor shaped (batch, {model.state_size}); got "
+            f"{tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__}"
+        )
     t = torch.as_tensor(t, dtype=dtype, device=h.device)
     if t.shape not in ((), (len(h),)):
         raise DataError(f"start times must be a number or shaped ({len(h)},); got {tuple(t.shape)}")
@@ -298,24 +361,29 @@ def rollout_from(model: SequenceModel, h: Tensor, x: Tensor, t: Tensor | float, 
         raise DataError("states contain NaN or inf; start from the states a model's updates gave")
     nfe0, steps0 = model.nfe, model.solver_steps
     u_cur = None if readings is None else readings.at(torch.arange(len(h), device=h.device), t_burn)[:, 0]
-    chosen, updates = _jumps(model, rule, h, x, t_burn.clone(), u_cur, hz, readings, events, max_updates)
+    chosen, updates = _jumps(model, rule, h, x, t_burn.clone(), u_cur, hz, readings, bool(events), max_updates)
     tt, dt, xx, hh, uu = _pack(chosen, len(h), x, model.state_size, u_cur)
-    return Rollout(model, tt, dt, xx, hh, updates, 1, hz.max().item(), model.nfe - nfe0, uu,
-                   (model.solver_steps - steps0) / len(h))
+    return Rollout(
+        model, tt, dt, xx, hh, updates, 1, hz.max().item(), model.nfe - nfe0, uu, (model.solver_steps - steps0) / len(h)
+    )
 
 
-def _check_burn(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, t_burn: Tensor | None,
-                max_updates: int | None) -> tuple[Tensor, Tensor]:
+def _check_burn(
+    model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, t_burn: Tensor | None, max_updates: int | None
+) -> tuple[Tensor, Tensor]:
     """Refuse malformed burn-in frames, times or horizons; return the burn-in times and the horizons (B,)."""
     dtype = next(model.parameters()).dtype
     if not isinstance(x_burn, Tensor) or x_burn.dtype != dtype:
-        raise DataError(f"burn-in frames must be a {dtype} tensor like the model's weights; got "
-                        f"{getattr(x_burn, 'dtype', type(x_burn).__name__)}; convert with .to({dtype})")
+        raise DataError(
+            f"burn-in frames must be a {dtype} tensor like the model's weights; got "
+            f"{getattr(x_burn, 'dtype', type(x_burn).__name__)}; convert with .to({dtype})"
+        )
     if max_updates is not None and max_updates < 1:
         raise ConfigError(f"max_updates must be at least 1, got {max_updates}")
     if x_burn.ndim != 3 or x_burn.shape[-1] != model.config.state_dim:
-        raise DataError(f"burn-in frames must have shape (batch, frames, {model.config.state_dim}); "
-                        f"got {tuple(x_burn.shape)}")
+        raise DataError(
+            f"burn-in frames must have shape (batch, frames, {model.config.state_dim}); got {tuple(x_burn.shape)}"
+        )
     B, n_burn, _ = x_burn.shape
     if B == 0 or n_burn == 0:
         raise DataError(f"need at least one trajectory and one burn-in frame; got shape {tuple(x_burn.shape)}")
@@ -324,13 +392,17 @@ def _check_burn(model: SequenceModel, x_burn: Tensor, horizon: float | Tensor, t
     if t_burn is None:
         t_burn = torch.arange(n_burn, dtype=x_burn.dtype, device=x_burn.device).expand(B, n_burn)
     elif t_burn.shape != (B, n_burn) or not torch.isfinite(t_burn).all() or (t_burn.diff(dim=1) <= 0).any():
-        raise DataError(f"burn-in times must be finite, strictly increasing and shaped ({B}, {n_burn}); "
-                        f"got shape {tuple(t_burn.shape)}")
+        raise DataError(
+            f"burn-in times must be finite, strictly increasing and shaped ({B}, {n_burn}); "
+            f"got shape {tuple(t_burn.shape)}"
+        )
     t_burn = t_burn.to(x_burn.dtype)
     hz = torch.as_tensor(horizon, dtype=x_burn.dtype, device=x_burn.device).expand(B)
     if not torch.isfinite(hz).all() or (hz <= t_burn[:, -1]).any():
-        raise ConfigError(f"horizon must be a finite time after the last burn-in frame "
-                          f"({t_burn[:, -1].max().item():g}); got {horizon}")
+        raise ConfigError(
+            f"horizon must be a finite time after the last burn-in frame "
+            f"({t_burn[:, -1].max().item():g}); got {horizon}"
+        )
     return t_burn, hz
 
 
@@ -350,13 +422,24 @@ def _burn_in(model: SequenceModel, x_burn: Tensor, t_burn: Tensor, u_burn: Tenso
     for i in range(n_burn):
         h = model.update(enc[:, i], model.advance(h, gaps[:, i - 1]) if i else h)
         if i < n_burn - 1:
-            steps.append((rows, t_burn[:, i:i + 1], gaps[:, i], x_burn[:, i], h,
-                          None if u_burn is None else u_burn[:, i]))
+            steps.append(
+                (rows, t_burn[:, i : i + 1], gaps[:, i], x_burn[:, i], h, None if u_burn is None else u_burn[:, i])
+            )
     return steps, h
 
 
-def _jumps(model: SequenceModel, rule: SegmentRule, h: Tensor, x_cur: Tensor, t_cur: Tensor, u_cur: Tensor | None,
-           hz: Tensor, readings: "Readings | None", events: bool, max_updates: int) -> tuple[list[Step], Tensor]:
+def _jumps(
+    model: SequenceModel,
+    rule: SegmentRule,
+    h: Tensor,
+    x_cur: Tensor,
+    t_cur: Tensor,
+    u_cur: Tensor | None,
+    hz: Tensor,
+    readings: Readings | None,
+    events: bool,
+    max_updates: int,
+) -> tuple[list[Step], Tensor]:
     """From the last burn-in frame on, the model chooses when to update next: the steps,
     and each trajectory's count of them. Each trajectory stops once its clock reaches its horizon."""
     B = len(hz)
@@ -381,8 +464,11 @@ def _jumps(model: SequenceModel, rule: SegmentRule, h: Tensor, x_cur: Tensor, t_
         if not going.any():
             break
         if len(steps) >= max_updates:
-            warnings.warn(f"rollout stopped after {max_updates} updates before reaching the horizon; "
-                          "raise max_updates or min_dt", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"rollout stopped after {max_updates} updates before reaching the horizon; raise max_updates or min_dt",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             break
         rows, x_cur, t_cur = rows[going], x_next[going], t_next[going]
         if readings is not None:

@@ -12,6 +12,7 @@ and saves it in the run's config.json under "segments"; a model carries its rule
 `model.rule` (`load_run` restores it), and teacher forcing, rollouts, scoring, planning
 and `Stream` read it from the model unless the caller passes another.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,13 +70,17 @@ class SegmentRule:
             if value is None and name in ("threshold", "event_threshold"):
                 continue
             # `not value >= 0` also refuses NaN; an infinite max_dt would let a rollout's clock overflow.
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not value >= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not value >= 0
+            ):
                 raise ConfigError(f"`{name}` must be a finite number >= 0, got {value!r}")
         if not 0 < self.min_dt <= self.max_dt:
             raise ConfigError(f"need 0 < `min_dt` <= `max_dt`, got {self.min_dt} and {self.max_dt}")
 
-    def replace(self, **changes) -> "SegmentRule":
+    def replace(self, **changes) -> SegmentRule:
         """This rule with some fields changed (and checked)."""
         return dataclasses.replace(self, **changes)
 
@@ -88,8 +93,10 @@ class SegmentRule:
         data's mean squared distance `away` (B,) from the segment's straight line is below
         `event_threshold`. -> (B,) bool."""
         if self.threshold is None:
-            raise ConfigError("this segment rule has no skip threshold yet; a training run resolves it from its "
-                              "data (`SegmentRule.resolve`), or give `threshold`")
+            raise ConfigError(
+                "this segment rule has no skip threshold yet; a training run resolves it from its "
+                "data (`SegmentRule.resolve`), or give `threshold`"
+            )
         fits = err < self.threshold
         if away is not None and self.event_threshold is not None:
             fits = fits & (away < self.event_threshold)
@@ -104,19 +111,27 @@ class SegmentRule:
         dt = torch.nan_to_num(model.dt_raw(h), nan=self.min_dt)
         return dt.clamp(self.min_dt, self.max_dt)
 
-    def bind(self, model) -> "SegmentRule":
+    def bind(self, model) -> SegmentRule:
         """This rule for `model`: `jumps` decided (None: whether the model has a dt head);
         refused if it asks a model without one to choose its updates."""
         if self.jumps is None:
             return self.replace(jumps=model.jumpy)
         if self.jumps and not model.jumpy:
-            raise ConfigError(f"the {model.config.kind} model has no dt head, so it cannot choose its updates; "
-                              "give it a rule with jumps=False")
+            raise ConfigError(
+                f"the {model.config.kind} model has no dt head, so it cannot choose its updates; "
+                "give it a rule with jumps=False"
+            )
         return self
 
     @classmethod
-    def resolve(cls, rule: "SegmentRule", data_change: float, epsilon: float | None = None,
-                relative_epsilon: float | None = None, events: float | None = None) -> "SegmentRule":
+    def resolve(
+        cls,
+        rule: SegmentRule,
+        data_change: float,
+        epsilon: float | None = None,
+        relative_epsilon: float | None = None,
+        events: float | None = None,
+    ) -> SegmentRule:
         """`rule` with its thresholds in the data's units, fixed once for a training run.
 
         The skip threshold is `epsilon` (a squared error in the data's units, the authors'
@@ -126,8 +141,10 @@ class SegmentRule:
         event option on. A threshold the rule already holds is kept.
         """
         if epsilon is not None and relative_epsilon is not None:
-            raise ConfigError("give the skip threshold as `epsilon` (a squared error in the data's units) or as "
-                              "`relative_epsilon` (a multiple of the data's mean squared change per frame), not both")
+            raise ConfigError(
+                "give the skip threshold as `epsilon` (a squared error in the data's units) or as "
+                "`relative_epsilon` (a multiple of the data's mean squared change per frame), not both"
+            )
         threshold = rule.threshold
         if threshold is None:
             relative = DEFAULT_RELATIVE_EPSILON if relative_epsilon is None else relative_epsilon
@@ -144,8 +161,8 @@ def mean_square_change(seq: Tensor, mask: Tensor | None = None, keep: int | None
     keep = seq.shape[-1] if keep is None else keep
     total, count = 0.0, 0
     for lo in range(0, len(seq), 256):  # a few MB at a time, even for pixel frames
-        sq = seq[lo:lo + 256, :, :keep].diff(dim=1).double().pow(2).mean(-1)
+        sq = seq[lo : lo + 256, :, :keep].diff(dim=1).double().pow(2).mean(-1)
         if mask is not None:
-            sq = sq[mask[lo:lo + 256]]
+            sq = sq[mask[lo : lo + 256]]
         total, count = total + sq.sum().item(), count + sq.numel()
     return total / max(count, 1)

@@ -34,6 +34,7 @@ The dt head says when the current segment ends if no reading arrives
 rollout would. A stream's state is a dict of plain tensors (`state`, `from_state`),
 stamped with the model's fingerprint so that it resumes only with the model that wrote it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,8 +100,10 @@ class Stream:
         self.model = model
         self.rule = (rule or model.rule).bind(model)
         if self.rule.jumps and self.rule.threshold is None:
-            raise ConfigError("the model's segment rule has no skip threshold, so a stream cannot tell news from "
-                              "noise; stream a trained run (its rule holds one) or give `rule` with a threshold")
+            raise ConfigError(
+                "the model's segment rule has no skip threshold, so a stream cannot tell news from "
+                "noise; stream a trained run (its rule holds one) or give `rule` with a threshold"
+            )
         self.batch = batch
         self.fingerprint = fingerprint(model)
         weight = next(model.parameters())
@@ -133,9 +136,11 @@ class Stream:
         seen = self.readings[rows] > 0
         late = (seen & ~(t > self.last_t[rows])).nonzero()
         if len(late):
-            r, k = rows[late[0, 0]].item(), late[0, 0]
-            raise DataError(f"stream {r}'s reading at time {t[k].item():g} does not come after its last reading "
-                            f"({self.last_t[r].item():g}); give each stream's readings in increasing time")
+            r, k = int(rows[late[0, 0]]), late[0, 0]
+            raise DataError(
+                f"stream {r}'s reading at time {t[k].item():g} does not come after its last reading "
+                f"({self.last_t[r].item():g}); give each stream's readings in increasing time"
+            )
         span = torch.where(seen, t - self.anchor_t[rows], 0.0).to(self._dtype).unsqueeze(-1)
         anchor_x = self.anchor_x[rows]
         pred = anchor_x + hold_aux(self.model, self.model.along(self.seg[rows], span))
@@ -160,8 +165,9 @@ class Stream:
             self.heading[r] = (x[held] - anchor_x[held]) / span[held]
             self.headed[r] = True
         if update.any():
-            self._update(rows[update], t[update], x[update], None if u is None else u[update], span[update],
-                         seen[update])
+            self._update(
+                rows[update], t[update], x[update], None if u is None else u[update], span[update], seen[update]
+            )
         self.last_t[rows] = t
         self.readings[rows] += 1
         self.predicted[rows] = pred
@@ -210,9 +216,11 @@ class Stream:
             raise DataError("times must be finite")
         early = (t < self.anchor_t[rows].unsqueeze(-1)).any(-1).nonzero()
         if len(early):
-            r = rows[early[0, 0]].item()
-            raise DataError(f"stream {r}'s segment opened at time {self.anchor_t[r].item():g}; read it at that "
-                            "time or later (earlier readings are in the data)")
+            r = int(rows[early[0, 0]])
+            raise DataError(
+                f"stream {r}'s segment opened at time {self.anchor_t[r].item():g}; read it at that "
+                "time or later (earlier readings are in the data)"
+            )
         span = (t - self.anchor_t[rows].unsqueeze(-1)).to(self._dtype).unsqueeze(-1)
         seg = self.seg[rows].unsqueeze(1).expand(-1, t.shape[1], -1)
         return self.anchor_x[rows].unsqueeze(1) + hold_aux(self.model, self.model.along(seg, span))
@@ -225,8 +233,14 @@ class Stream:
         return self.due.clone()
 
     @torch.no_grad()
-    def forecast(self, horizon: float | Tensor, u: Tensor | None = None, t_u: Tensor | None = None,
-                 rows=None, max_updates: int | None = None) -> Rollout:
+    def forecast(
+        self,
+        horizon: float | Tensor,
+        u: Tensor | None = None,
+        t_u: Tensor | None = None,
+        rows=None,
+        max_updates: int | None = None,
+    ) -> Rollout:
         """Roll the model out from each row's current segment up to `horizon` (a time after
         its last update: a number or (R,)), updating where a rollout would.
 
@@ -248,15 +262,26 @@ class Stream:
             if u is not None:
                 u, t_u = self._tensor(u, self._dtype, "`u`"), self._tensor(t_u, self._dtype, "`t_u`")
                 if u.ndim != 3 or t_u.ndim != 2:
-                    raise DataError(f"give `u` shaped ({len(rows)}, readings, {self.model.config.input_dim}) and "
-                                    f"`t_u` ({len(rows)}, readings)")
+                    raise DataError(
+                        f"give `u` shaped ({len(rows)}, readings, {self.model.config.input_dim}) and "
+                        f"`t_u` ({len(rows)}, readings)"
+                    )
                 first, first_t = torch.cat([first, u], 1), torch.cat([first_t, t_u], 1)
             given = {"u": first, "t_u": first_t}
         elif u is not None or t_u is not None:
-            raise DataError("known inputs were given but the model reads none (its input_dim is 0); leave out "
-                            "`u` and `t_u`")
-        return rollout_from(self.model, self.h[rows], self.anchor_x[rows], start, horizon, rule=self.rule,
-                            max_updates=max_updates, **given)
+            raise DataError(
+                "known inputs were given but the model reads none (its input_dim is 0); leave out `u` and `t_u`"
+            )
+        return rollout_from(
+            self.model,
+            self.h[rows],
+            self.anchor_x[rows],
+            start,
+            horizon,
+            rule=self.rule,
+            max_updates=max_updates,
+            **given,
+        )
 
     # ---- state ---------------------------------------------------------------------------------------
 
@@ -264,17 +289,16 @@ class Stream:
         """Forget everything the rows (default all) have read: they start over, burn-in included."""
         if rows is None:
             B, c = self.batch, self.model.config
-            like = dict(dtype=self._dtype, device=self._device)
-            clock = dict(dtype=torch.float64, device=self._device)
-            self.h = torch.zeros(B, self.model.state_size, **like)
-            self.seg = torch.zeros(B, self._seg_size, **like)
-            self.anchor_x = torch.zeros(B, c.state_dim, **like)
-            self.heading = torch.zeros(B, c.state_dim, **like)
-            self.u_read = torch.zeros(B, c.input_dim, **like)
-            self.predicted = torch.full((B, c.state_dim), math.nan, **like)
-            self.anchor_t = torch.zeros(B, **clock)
-            self.last_t = torch.full((B,), -math.inf, **clock)
-            self.due = torch.full((B,), math.nan, **clock)
+            dtype, device, clock = self._dtype, self._device, torch.float64
+            self.h = torch.zeros(B, self.model.state_size, dtype=dtype, device=device)
+            self.seg = torch.zeros(B, self._seg_size, dtype=dtype, device=device)
+            self.anchor_x = torch.zeros(B, c.state_dim, dtype=dtype, device=device)
+            self.heading = torch.zeros(B, c.state_dim, dtype=dtype, device=device)
+            self.u_read = torch.zeros(B, c.input_dim, dtype=dtype, device=device)
+            self.predicted = torch.full((B, c.state_dim), math.nan, dtype=dtype, device=device)
+            self.anchor_t = torch.zeros(B, dtype=clock, device=device)
+            self.last_t = torch.full((B,), -math.inf, dtype=clock, device=device)
+            self.due = torch.full((B,), math.nan, dtype=clock, device=device)
             self.headed = torch.zeros(B, dtype=torch.bool, device=self._device)
             self.readings = torch.zeros(B, dtype=torch.long, device=self._device)
             return
@@ -295,7 +319,7 @@ class Stream:
         return out
 
     @classmethod
-    def from_state(cls, model: SequenceModel, state: dict, rule: SegmentRule | None = None) -> "Stream":
+    def from_state(cls, model: SequenceModel, state: dict, rule: SegmentRule | None = None) -> Stream:
         """A stream of `model` that carries on from `state` (`Stream.state()`, or a
         `pcnode.runtime.Stream`'s state of the same model's export). Refused with a
         DataError if the state was written by another model or is malformed."""
@@ -304,8 +328,10 @@ class Stream:
             raise DataError(f"not a stream state: it lacks {', '.join(missing)}; save one with `Stream.state()`")
         own = fingerprint(model)
         if str(state["model"]) != own:
-            raise DataError(f"this stream state was written by another model (fingerprint {str(state['model'])[:12]}, "
-                            f"this model's {own[:12]}); resume it with the model that wrote it")
+            raise DataError(
+                f"this stream state was written by another model (fingerprint {str(state['model'])[:12]}, "
+                f"this model's {own[:12]}); resume it with the model that wrote it"
+            )
         try:
             readings = torch.as_tensor(state["readings"])
         except (TypeError, ValueError, RuntimeError):
@@ -320,8 +346,10 @@ class Stream:
             except (TypeError, ValueError, RuntimeError):
                 raise DataError(f"the stream state's `{name}` is not a tensor") from None
             if value.shape != mine.shape:
-                raise DataError(f"the stream state's `{name}` is shaped {tuple(value.shape)}; this model's streams "
-                                f"need {tuple(mine.shape)}")
+                raise DataError(
+                    f"the stream state's `{name}` is shaped {tuple(value.shape)}; this model's streams "
+                    f"need {tuple(mine.shape)}"
+                )
             setattr(stream, name, value.clone())
         if (stream.readings < 0).any() or not torch.isfinite(stream.h).all():
             raise DataError("the stream state holds negative reading counts or non-finite states; it is damaged")
@@ -339,10 +367,16 @@ class Stream:
             if rows.shape != (self.batch,):
                 raise DataError(f"a mask of rows must be shaped ({self.batch},); got {tuple(rows.shape)}")
             return every[rows]
-        if rows.is_floating_point() or rows.is_complex() or rows.ndim != 1 or len(rows) == 0 \
-                or (rows < 0).any() or (rows >= self.batch).any() or len(rows.unique()) != len(rows):
-            raise DataError(f"rows must be distinct stream indices in [0, {self.batch}) or a ({self.batch},) bool "
-                            "mask")
+        if (
+            rows.is_floating_point()
+            or rows.is_complex()
+            or rows.ndim != 1
+            or len(rows) == 0
+            or (rows < 0).any()
+            or (rows >= self.batch).any()
+            or len(rows.unique()) != len(rows)
+        ):
+            raise DataError(f"rows must be distinct stream indices in [0, {self.batch}) or a ({self.batch},) bool mask")
         return rows
 
     def _need_readings(self, rows: Tensor) -> None:
@@ -371,8 +405,10 @@ class Stream:
         if x.ndim == 1 and R == 1:
             x = x.unsqueeze(0)
         if x.shape != (R, width):
-            raise DataError(f"the {what}s must be shaped ({R}, {width}): one row of {width} numbers per stream "
-                            f"read; got {tuple(x.shape)}")
+            raise DataError(
+                f"the {what}s must be shaped ({R}, {width}): one row of {width} numbers per stream "
+                f"read; got {tuple(x.shape)}"
+            )
         if not torch.isfinite(x).all():
             raise DataError(f"a {what} holds NaN or inf; fill the gap or skip that reading")
         return x

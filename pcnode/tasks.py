@@ -135,9 +135,7 @@ def _circles(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1).astype(np.float32)
 
 
-def _billiards_start(
-    rng: np.random.Generator, n: int, vertical: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _billiards_start(rng: np.random.Generator, n: int, vertical: bool) -> tuple[np.ndarray, np.ndarray]:
     """Draw non-overlapping unit-speed initial states, each ``(n, 2 balls, 2 xy)`` float64.
 
     With ``vertical`` both balls sit at x = 0.5 and move straight up or down.

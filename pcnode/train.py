@@ -6,14 +6,16 @@ the model out on held-out trajectories (and the validation split) and append a r
 the metrics; every `checkpoint_every` steps (and at the end) save everything needed to
 resume bit for bit (`pcnode.checkpoint.RunFolder`).
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -40,10 +42,19 @@ class Place(NamedTuple):
     device: torch.device
 
 
-def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig, *,
-        rule: SegmentRule | None = None, test: Tensor | Trajectories | None = None,
-        run_dir: str | Path | None = None, resume: bool = False, data: dict | None = None,
-        on_step: Callable[[int, Losses], None] | None = None, progress: bool | str = True) -> list[dict]:
+def fit(
+    model: SequenceModel,
+    train: Tensor | Trajectories,
+    config: TrainConfig,
+    *,
+    rule: SegmentRule | None = None,
+    test: Tensor | Trajectories | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    data: dict | None = None,
+    on_step: Callable[[int, Losses], None] | None = None,
+    progress: bool | str = True,
+) -> list[dict]:
     """Train `model` on the trajectories `train`.
 
     Main arguments:
@@ -73,12 +84,15 @@ def fit(model: SequenceModel, train: Tensor | Trajectories, config: TrainConfig,
     """
     config.validate()
     if config.field_penalty and not isinstance(model, ODERNN):
-        raise ConfigError(f"`field_penalty` regularises an ODE-RNN's vector field; the {model.config.kind} model "
-                          "has none, so leave it at 0")
+        raise ConfigError(
+            f"`field_penalty` regularises an ODE-RNN's vector field; the {model.config.kind} model "
+            "has none, so leave it at 0"
+        )
     rule = (rule or model.rule).bind(model)
     if rule.threshold is not None and (config.epsilon is not None or config.relative_epsilon is not None):
-        raise ConfigError("the skip threshold is given twice, by the rule and by `epsilon`/`relative_epsilon`; "
-                          "give it once")
+        raise ConfigError(
+            "the skip threshold is given twice, by the rule and by `epsilon`/`relative_epsilon`; give it once"
+        )
     train, val = held_out(Trajectories.of(train), config.val_fraction)
     for name, held in (("training data", train), ("test data", test)):
         if held is not None:
@@ -108,21 +122,30 @@ def held_out(train: Trajectories, fraction: float) -> tuple[Trajectories, Trajec
         return train, None
     n_val = max(1, round(len(train) * fraction))
     if n_val >= len(train):
-        raise DataError(f"{len(train)} training sequences are too few to hold out a validation split of "
-                        f"{fraction:g}; lower `val_fraction` or give more data")
+        raise DataError(
+            f"{len(train)} training sequences are too few to hold out a validation split of "
+            f"{fraction:g}; lower `val_fraction` or give more data"
+        )
     return train[:-n_val], train[-n_val:]
 
 
-def _fit(model: SequenceModel, config: TrainConfig, rule: SegmentRule,
-         sets: tuple[Trajectories, Trajectories | None, Trajectories | None], place: Place,
-         folder: ckpt.RunFolder | None, resume: bool, on_step) -> list[dict]:
+def _fit(
+    model: SequenceModel,
+    config: TrainConfig,
+    rule: SegmentRule,
+    sets: tuple[Trajectories, Trajectories | None, Trajectories | None],
+    place: Place,
+    folder: ckpt.RunFolder | None,
+    resume: bool,
+    on_step,
+) -> list[dict]:
     """The training loop, on this process's share of every batch: `sets` are the training,
     validation and test trajectories."""
     lead = place.rank == 0  # only the first process evaluates, logs and writes
     per_rank = config.batch_size // place.world
     model.to(place.device)
     train = sets[0].to(place.device)
-    val, test = (None if s is None else s[:config.eval_size].to(place.device) for s in sets[1:])
+    val, test = (None if s is None else s[: config.eval_size].to(place.device) for s in sets[1:])
 
     torch.manual_seed(config.seed + place.rank)  # random skips differ per process...
     batches = torch.Generator().manual_seed(config.seed)  # ...but all draw the same global batch
@@ -134,19 +157,22 @@ def _fit(model: SequenceModel, config: TrainConfig, rule: SegmentRule,
     folder, on_step = (folder, on_step) if lead else (None, None)
     net = Objective(model)
     if place.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=None if place.device.type != "cuda"
-                                                        else [place.device.index])
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=None if place.device.type != "cuda" else [place.device.index]
+        )
     model.train()
     window: list[Losses] = []
     while progress.step < config.steps:
         tick = time.perf_counter()
         idx = torch.randint(len(train), (config.batch_size,), generator=batches)
-        idx = idx[place.rank * per_rank:(place.rank + 1) * per_rank].to(place.device)
+        idx = idx[place.rank * per_rank : (place.rank + 1) * per_rank].to(place.device)
         with torch.autocast(place.device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
             losses = net(train[idx], rule, config)
         if not torch.isfinite(losses.total):
-            raise PCNodeError(f"training diverged at step {progress.step + 1} (loss is {losses.total.item()}); "
-                              "lower the learning rate or check the data scale")
+            raise PCNodeError(
+                f"training diverged at step {progress.step + 1} (loss is {losses.total.item()}); "
+                "lower the learning rate or check the data scale"
+            )
         opt.zero_grad(set_to_none=True)
         losses.total.backward()
         opt.step()
@@ -171,12 +197,14 @@ def _evaluate(model, progress: ckpt.Progress, window: list[Losses], test, val, o
     n = len(window)
     row = {
         "step": progress.step,
-        "loss": sum(l.total.item() for l in window) / n,
-        "displacement": sum(l.displacement.item() for l in window) / n,
-        "zero_span": sum(l.zero_span.item() for l in window) / n,
-        "dt_loss": sum(l.dt.item() for l in window) / n,
-        "train_mean_dt_frames": sum(l.mean_dt for l in window) / n,
-        "test_mse_model_units": math.nan, "test_mean_dt_frames": math.nan, "test_updates": math.nan,
+        "loss": sum(losses.total.item() for losses in window) / n,
+        "displacement": sum(losses.displacement.item() for losses in window) / n,
+        "zero_span": sum(losses.zero_span.item() for losses in window) / n,
+        "dt_loss": sum(losses.dt.item() for losses in window) / n,
+        "train_mean_dt_frames": sum(losses.mean_dt for losses in window) / n,
+        "test_mse_model_units": math.nan,
+        "test_mean_dt_frames": math.nan,
+        "test_updates": math.nan,
         "lr": opt.param_groups[0]["lr"],
         "train_s": progress.train_s,
     }
@@ -209,8 +237,10 @@ def distributed(config: TrainConfig):
         yield Place(0, 1, device)
         return
     if config.batch_size % world:
-        raise ConfigError(f"batch size {config.batch_size} does not split evenly over {world} processes; "
-                          "choose a multiple of the process count")
+        raise ConfigError(
+            f"batch size {config.batch_size} does not split evenly over {world} processes; "
+            "choose a multiple of the process count"
+        )
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local)
@@ -238,7 +268,8 @@ def check_sequences(x: Tensor, state_dim: int | None, min_frames: int, what: str
     if state_dim is not None and x.shape[-1] != state_dim:
         raise DataError(f"{what} has {x.shape[-1]} dims per frame but the model expects {state_dim}")
     if x.shape[1] < min_frames:
-        raise DataError(f"{what} has {x.shape[1]} frames per sequence; need at least {min_frames} "
-                        "(the burn-in plus one)")
+        raise DataError(
+            f"{what} has {x.shape[1]} frames per sequence; need at least {min_frames} (the burn-in plus one)"
+        )
     if not torch.isfinite(x).all():
         raise DataError(f"{what} contains NaN or inf; remove or fill those values first")

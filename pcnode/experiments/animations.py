@@ -4,6 +4,7 @@ Frames are drawn with matplotlib, grabbed as images and written as looping GIFs;
 still figures are `pcnode.experiments.figures`. `draw_rollouts` rolls models out and
 writes both, the picture and the animation.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.patches import Circle
 from PIL import Image
 
 from .. import checkpoint as ckpt
@@ -18,6 +20,7 @@ from ..model import SequenceModel
 from ..progress import bar
 from ..rollout import rollout
 from .figures import BALL_COLORS, LABELS, plot_paths, points
+
 
 def table(ax) -> None:
     """Clear `ax` and draw it as the empty unit table of the billiards tasks."""
@@ -37,10 +40,13 @@ def grab(fig) -> Image.Image:
 
 def save_gif(path: Path, frames: list, fps: int) -> None:
     """Write PIL frames as a looping GIF, atomically."""
-    palette = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in frames]
-    ckpt.atomic_write(Path(path), lambda tmp: palette[0].save(tmp, format="GIF", save_all=True,
-                                                             append_images=palette[1:],
-                                                             duration=int(1000 / fps), loop=0))
+    palette = [f.convert("P", palette=Image.Palette.ADAPTIVE, colors=64) for f in frames]
+    ckpt.atomic_write(
+        Path(path),
+        lambda tmp: palette[0].save(
+            tmp, format="GIF", save_all=True, append_images=palette[1:], duration=int(1000 / fps), loop=0
+        ),
+    )
 
 
 def _updated_near(update_times: np.ndarray, t: float, span: float) -> bool:
@@ -48,10 +54,19 @@ def _updated_near(update_times: np.ndarray, t: float, span: float) -> bool:
     return bool(((update_times > t - span - 1e-9) & (update_times <= t + 1e-9)).any())
 
 
-def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.ndarray,
-                preds: dict[str, np.ndarray], update_times: dict[str, np.ndarray], radius: float = 0.1,
-                fps: int = 12, marked: tuple[str, ...] = ("pcode",), hold: float = 0.5,
-                progress: bool | str = False) -> None:
+def rollout_gif(
+    path: Path,
+    truth_t: np.ndarray,
+    truth: np.ndarray,
+    times: np.ndarray,
+    preds: dict[str, np.ndarray],
+    update_times: dict[str, np.ndarray],
+    radius: float = 0.1,
+    fps: int = 12,
+    marked: tuple[str, ...] = ("pcode",),
+    hold: float = 0.5,
+    progress: bool | str = False,
+) -> None:
     """Animate one rollout per model beside the truth.
 
     Args:
@@ -69,10 +84,21 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
     discs, notes = {}, {}
     for ax, name in zip(axes, names):
         table(ax)
-        discs[name] = [ax.add_patch(plt.Circle((0.5, 0.5), radius, color=BALL_COLORS[k % 3]))
-                       for k in range(truth.shape[1] // 2)]
-        notes[name] = ax.text(0.5, 0.93, "update", transform=ax.transAxes, ha="center", va="top", fontsize=10,
-                              fontweight="bold", color="tab:red", visible=False)
+        discs[name] = [
+            ax.add_patch(Circle((0.5, 0.5), radius, color=BALL_COLORS[k % 3])) for k in range(truth.shape[1] // 2)
+        ]
+        notes[name] = ax.text(
+            0.5,
+            0.93,
+            "update",
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=10,
+            fontweight="bold",
+            color="tab:red",
+            visible=False,
+        )
     step = times[1] - times[0] if len(times) > 1 else 1.0
     shown_for = max(1, round(hold * fps)) * step  # animation time a marker stays on
     frames = []
@@ -86,8 +112,11 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
                     state = preds[name][q]
                     ups = update_times.get(name, np.array([]))
                     flash = name in marked and bool(((ups > tq - shown_for + 1e-9) & (ups <= tq + 1e-9)).any())
-                    ax.set_title(f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}", fontsize=9,
-                                 color="tab:red" if flash else "black")
+                    ax.set_title(
+                        f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}",
+                        fontsize=9,
+                        color="tab:red" if flash else "black",
+                    )
                     notes[name].set_visible(flash)
                     for side in ax.spines.values():
                         side.set_color("tab:red" if flash else "black")
@@ -100,9 +129,16 @@ def rollout_gif(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.nd
     save_gif(path, frames, fps)
 
 
-def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str, np.ndarray],
-              update_times: dict[str, np.ndarray], size: int, fps: int = 6,
-              marked: tuple[str, ...] = ("pcode",)) -> None:
+def pixel_gif(
+    path: Path,
+    times: np.ndarray,
+    truth: np.ndarray,
+    preds: dict[str, np.ndarray],
+    update_times: dict[str, np.ndarray],
+    size: int,
+    fps: int = 6,
+    marked: tuple[str, ...] = ("pcode",),
+) -> None:
     """Animate pixel rollouts beside the truth, flashing a marked model's frame red when it updated.
 
     Args:
@@ -128,8 +164,11 @@ def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str,
             images[name].set_data(preds[name][q].reshape(size, size))
             ups = update_times.get(name, np.array([]))
             flash = name in marked and _updated_near(ups, tq, span)
-            ax.set_title(f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}", fontsize=9,
-                         color="tab:red" if flash else "black")
+            ax.set_title(
+                f"{LABELS.get(name, name)}  updates={int((ups <= tq + 1e-9).sum())}",
+                fontsize=9,
+                color="tab:red" if flash else "black",
+            )
             for side in ax.spines.values():
                 side.set_color("tab:red" if flash else "black")
                 side.set_linewidth(3 if flash else 0.8)
@@ -139,10 +178,19 @@ def pixel_gif(path: Path, times: np.ndarray, truth: np.ndarray, preds: dict[str,
 
 
 @torch.no_grad()
-def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tensor, n_burn: int,
-                  every: float = 0.25, box: bool = True, events: np.ndarray | None = None,
-                  name: str = "paths", gif_name: str | None = "rollout", first: int = 0,
-                  progress: bool | str = False) -> list[Path]:
+def draw_rollouts(
+    out: Path,
+    models: dict[str, SequenceModel],
+    seqs: torch.Tensor,
+    n_burn: int,
+    every: float = 0.25,
+    box: bool = True,
+    events: np.ndarray | None = None,
+    name: str = "paths",
+    gif_name: str | None = "rollout",
+    first: int = 0,
+    progress: bool | str = False,
+) -> list[Path]:
     """Write NAME.png (truth vs each model, update points marked) and GIF_NAME.gif (the
     first trajectory, truth beside each model; None: no GIF) into `out`.
 
@@ -160,18 +208,34 @@ def draw_rollouts(out: Path, models: dict[str, SequenceModel], seqs: torch.Tenso
     for kind, model in models.items():
         ro = rollout(model, seqs[:, :n_burn], horizon=T - 1)
         paths[kind] = (times.numpy(), ro.at(times).numpy())
-        chosen = ro.t[:, n_burn - 1:]
+        chosen = ro.t[:, n_burn - 1 :]
         update_times[kind] = chosen[0][torch.isfinite(chosen[0])].numpy()
         if ro.updates.float().mean() < T - n_burn:  # circling every frame a baseline reads would say nothing
             t_up = torch.where(torch.isfinite(chosen), chosen, chosen.new_full((), float(n_burn - 1)))
             updates[kind] = ro.at(t_up).numpy()
     truth = seqs.numpy()
     png = out / f"{name}.png"
-    plot_paths(png, truth, n_burn, paths, updates, box=box, events=events, first=first,
-               title=f"held-out trajectories: truth (grey) and rollouts from {n_burn} burn-in frames")
+    plot_paths(
+        png,
+        truth,
+        n_burn,
+        paths,
+        updates,
+        box=box,
+        events=events,
+        first=first,
+        title=f"held-out trajectories: truth (grey) and rollouts from {n_burn} burn-in frames",
+    )
     if gif_name is None:
         return [png]
     gif = out / f"{gif_name}.gif"
-    rollout_gif(gif, np.arange(T, dtype=np.float32), truth[0], times.numpy(),
-                {m: p[1][0] for m, p in paths.items()}, update_times, progress=progress)
+    rollout_gif(
+        gif,
+        np.arange(T, dtype=np.float32),
+        truth[0],
+        times.numpy(),
+        {m: p[1][0] for m, p in paths.items()},
+        update_times,
+        progress=progress,
+    )
     return [png, gif]

@@ -10,23 +10,24 @@
 2. Training. A PC-ODE learns Lines from scratch: within a few hundred steps it learns
    to cross every held-out line in one jump after the burn-in.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from .. import checkpoint as ckpt
 from .. import pretrained
+from ..checkpoint import load_run
+from ..config import TrainConfig
 from ..data import DATA_DIR, split, task_data
 from ..evaluate import evaluate, event_recall
 from ..model import MODEL_NAMES, ModelConfig, build_model
+from ..progress import bar
 from ..rollout import rollout
 from ..tasks import collisions
-from ..checkpoint import load_run
-from ..config import TrainConfig
-from ..progress import bar
 from ..train import fit
 from .animations import draw_rollouts
 from .figures import plot_curves
@@ -34,8 +35,14 @@ from .figures import plot_curves
 SHIPPED = {"pcode": "billiards2d-pcode", "rnn": "billiards2d-rnn"}
 
 
-def run_demo(out: Path, seed: int = 0, lines_steps: int = 300, trajectories: int | None = None,
-             progress: bool = True, note: Callable[[str], None] | None = None) -> Path:
+def run_demo(
+    out: Path,
+    seed: int = 0,
+    lines_steps: int = 300,
+    trajectories: int | None = None,
+    progress: bool = True,
+    note: Callable[[str], None] | None = None,
+) -> Path:
     """Write the demo into `out`: report.md, paths.png, rollout.gif, lines.png, curves.png, lines/.
 
     Args:
@@ -51,38 +58,42 @@ def run_demo(out: Path, seed: int = 0, lines_steps: int = 300, trajectories: int
     run = out / "lines"
     done = int(ckpt.load_tensors(run / ckpt.CHECKPOINT)[1]["step"]) if (run / ckpt.CHECKPOINT).exists() else 0
     if note is not None and done >= lines_steps:
-        note(f"reusing the Lines PC-ODE that an earlier demo trained in {run} ({done} steps); "
-             "delete that folder to train it again")
+        note(
+            f"reusing the Lines PC-ODE that an earlier demo trained in {run} ({done} steps); "
+            "delete that folder to train it again"
+        )
     elif note is not None and done:
         note(f"resuming the Lines PC-ODE in {run} from step {done} of {lines_steps}")
     rows, recall = _shipped_billiards(out, trajectories, progress)
     lines = _learn_lines(run, seed, lines_steps, progress, done)
-    ckpt.write_json(out / "config.json", {"demo": {"seed": seed, "lines_steps": lines_steps,
-                                                   "trajectories": trajectories, "shipped": SHIPPED}})
+    ckpt.write_json(
+        out / "config.json",
+        {"demo": {"seed": seed, "lines_steps": lines_steps, "trajectories": trajectories, "shipped": SHIPPED}},
+    )
     ckpt.write_text(out / "report.md", _report(rows, recall, lines))
     return out
 
 
 def _shipped_billiards(out: Path, trajectories: int | None, progress: bool) -> tuple[list[dict], dict]:
     """Score the shipped Billiards2D models on their held-out split and draw three trajectories."""
-    models, cfg = {}, None
+    models, configs = {}, {}
     for kind, name in SHIPPED.items():
-        models[kind], cfg = load_run(pretrained.folder(name))
-    data = cfg["data"]
+        models[kind], configs[kind] = load_run(pretrained.folder(name))
+    data = configs["pcode"]["data"]  # the two trained on the same data
     n_burn = models["pcode"].rule.n_burn
-    _, test = split(task_data(data["task"], data["n"], data["seed"], cache_dir=DATA_DIR)["x"],
-                    data["test_fraction"])
-    events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
+    _, test = split(task_data(data["task"], data["n"], data["seed"], cache_dir=DATA_DIR)["x"], data["test_fraction"])
+    events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test) :]
     test, events = test[:trajectories], events[:trajectories]
     rows, recall = [], {}
-    with bar(progress, total=2 * len(models) * len(test), desc="score the shipped Billiards2D models",
-             unit="traj") as shown:
+    with bar(
+        progress, total=2 * len(models) * len(test), desc="score the shipped Billiards2D models", unit="traj"
+    ) as shown:
         for kind, model in models.items():
             m = evaluate(model, test, progress=shown.update)
             recall[kind] = event_recall(rollout(model, test[:, :n_burn], horizon=test.shape[1] - 1), events)
             shown.update(len(test))
             rows.append({"model": kind, **m, "event_recall": recall[kind]})
-    hold = (test[:, n_burn:] - test[:, n_burn - 1:n_burn]).pow(2).mean().item()
+    hold = (test[:, n_burn:] - test[:, n_burn - 1 : n_burn]).pow(2).mean().item()
     rows.append({"model": None, "mse": hold})
     recall["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
     recall["trajectories"] = len(test)
@@ -94,20 +105,34 @@ def _learn_lines(run: Path, seed: int, steps: int, progress: bool, done: int) ->
     """Train a PC-ODE on Lines from scratch into `run`, or go on from the `done` steps of an
     earlier demo's; draw its rollouts and curves beside it."""
     train, test = split(task_data("lines", 2000, seed, cache_dir=DATA_DIR)["x"])
-    cfg = TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_size=200, checkpoint_every=steps,
-                      seed=seed)
+    cfg = TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_size=200, checkpoint_every=steps, seed=seed)
     model = build_model(ModelConfig(kind="pcode", state_dim=2), seed=seed)
     spec = {"task": "lines", "n": 2000, "seed": seed, "test_fraction": 0.1}
     out = run.parent
-    history = fit(model, train, cfg, test=test, run_dir=run, resume=done > 0, data=spec,
-                  progress=progress and "train a PC-ODE on Lines")
+    history = fit(
+        model,
+        train,
+        cfg,
+        test=test,
+        run_dir=run,
+        resume=done > 0,
+        data=spec,
+        progress=progress and "train a PC-ODE on Lines",
+    )
     model.eval()
     plot_curves(out / "curves.png", {"pcode": history}, title="the Lines PC-ODE during training")
     draw_rollouts(out, {"pcode": model}, test[:3], model.rule.n_burn, box=False, name="lines", gif_name=None)
     m = evaluate(model, test, progress=progress and "score the Lines PC-ODE")
-    return {"steps": history[-1]["step"], "first": history[0], "last": history[-1], "mse": m["mse"],
-            "updates": m["updates"], "train_s": history[-1]["train_s"], "frames": test.shape[1],
-            "reused": done >= steps}
+    return {
+        "steps": history[-1]["step"],
+        "first": history[0],
+        "last": history[-1],
+        "mse": m["mse"],
+        "updates": m["updates"],
+        "train_s": history[-1]["train_s"],
+        "frames": test.shape[1],
+        "reused": done >= steps,
+    }
 
 
 def _report(rows: list[dict], recall: dict, lines: dict) -> str:
@@ -125,41 +150,45 @@ def _report(rows: list[dict], recall: dict, lines: dict) -> str:
         f"A trajectory holds {recall['collisions_plus_1'] - 1:.2f} collisions after the burn-in on average: "
         f"a model that updates once after each needs at least {recall['collisions_plus_1']:.2f} updates.",
         "",
-        "| model | test MSE | updates / rollout | collisions with an update within a frame | "
-        "rollout wall time (s) |",
+        "| model | test MSE | updates / rollout | collisions with an update within a frame | rollout wall time (s) |",
         "|---|---|---|---|---|",
     ]
     for r in rows:
         if r["model"] is None:
             out.append(f"| (hold the last burn-in frame) | {r['mse']:.3e} | - | - | - |")
         else:
-            out.append(f"| {MODEL_NAMES[r['model']]} | {r['mse']:.3e} | {r['updates']:.2f} | "
-                       f"{r['event_recall']:.0%} | {r['rollout_s']:.3f} |")
+            out.append(
+                f"| {MODEL_NAMES[r['model']]} | {r['mse']:.3e} | {r['updates']:.2f} | "
+                f"{r['event_recall']:.0%} | {r['rollout_s']:.3f} |"
+            )
     by = {r["model"]: r for r in rows}
-    out += ["", f"The PC-ODE used {by['rnn']['updates'] / by['pcode']['updates']:.1f}x fewer updates than the RNN "
-            f"at {by['pcode']['mse'] / by['rnn']['mse']:.2f}x its MSE, and rolled out "
-            f"{by['rnn']['rollout_s'] / by['pcode']['rollout_s']:.1f}x faster; "
-            f"{by['pcode']['event_recall']:.0%} of the collisions had one of its updates within a frame. In "
-            "`paths.png` its updates are circled and the true collisions crossed.",
-            "",
-            "## 2. A PC-ODE learning Lines from scratch",
-            "",
-            f"{lines['steps']} steps of batch 256 ({lines['train_s']:.0f} s"
-            + (", by an earlier demo whose run this one reused" if lines["reused"] else "")
-            + "): the mean span between updates in "
-            f"teacher forcing went from {lines['first']['train_mean_dt_frames']:.1f} frames (step "
-            f"{lines['first']['step']}) to {lines['last']['train_mean_dt_frames']:.1f} (step {lines['last']['step']}). "
-            f"On held-out lines the rollout makes {lines['updates']:.2f} updates after the burn-in "
-            f"(1 is a single jump across the remaining {lines['frames'] - 4} frames) at test MSE "
-            f"{lines['mse']:.2e}.",
-            "",
-            "## Files",
-            "",
-            "- `paths.png`: three held-out Billiards2D trajectories: truth (grey), the PC-ODE and the RNN read "
-            "every quarter frame (ball 2 dashed), the PC-ODE's updates circled, the true collisions crossed.",
-            "- `rollout.gif`: the first of them, truth beside each model; for half a second after each PC-ODE "
-            "update its panel is framed in red and reads \"update\".",
-            "- `lines.png`, `curves.png`: the Lines PC-ODE's rollouts and its test MSE and mean dt during training.",
-            "- `lines/`: its run folder (config, checkpoint, metrics), usable with `pcnode eval` and "
-            "`pcnode rollout`.", ""]
+    out += [
+        "",
+        f"The PC-ODE used {by['rnn']['updates'] / by['pcode']['updates']:.1f}x fewer updates than the RNN "
+        f"at {by['pcode']['mse'] / by['rnn']['mse']:.2f}x its MSE, and rolled out "
+        f"{by['rnn']['rollout_s'] / by['pcode']['rollout_s']:.1f}x faster; "
+        f"{by['pcode']['event_recall']:.0%} of the collisions had one of its updates within a frame. In "
+        "`paths.png` its updates are circled and the true collisions crossed.",
+        "",
+        "## 2. A PC-ODE learning Lines from scratch",
+        "",
+        f"{lines['steps']} steps of batch 256 ({lines['train_s']:.0f} s"
+        + (", by an earlier demo whose run this one reused" if lines["reused"] else "")
+        + "): the mean span between updates in "
+        f"teacher forcing went from {lines['first']['train_mean_dt_frames']:.1f} frames (step "
+        f"{lines['first']['step']}) to {lines['last']['train_mean_dt_frames']:.1f} (step {lines['last']['step']}). "
+        f"On held-out lines the rollout makes {lines['updates']:.2f} updates after the burn-in "
+        f"(1 is a single jump across the remaining {lines['frames'] - 4} frames) at test MSE "
+        f"{lines['mse']:.2e}.",
+        "",
+        "## Files",
+        "",
+        "- `paths.png`: three held-out Billiards2D trajectories: truth (grey), the PC-ODE and the RNN read "
+        "every quarter frame (ball 2 dashed), the PC-ODE's updates circled, the true collisions crossed.",
+        "- `rollout.gif`: the first of them, truth beside each model; for half a second after each PC-ODE "
+        'update its panel is framed in red and reads "update".',
+        "- `lines.png`, `curves.png`: the Lines PC-ODE's rollouts and its test MSE and mean dt during training.",
+        "- `lines/`: its run folder (config, checkpoint, metrics), usable with `pcnode eval` and `pcnode rollout`.",
+        "",
+    ]
     return "\n".join(out)

@@ -5,6 +5,7 @@ points `(x, y)` (two billiard balls for the billiards tasks, one point for Lines
 Circles). Every function takes numpy arrays already read off a rollout; the animations,
 and `draw_rollouts`, which rolls models out to draw them, are in `animations`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,10 +19,21 @@ import numpy as np  # noqa: E402
 from .. import checkpoint as ckpt  # noqa: E402
 from ..model import MODEL_NAMES  # noqa: E402
 
-COLORS = {"truth": "black", "pcode": "tab:red", "rnn": "tab:blue", "odernn": "tab:green",
-          "cfc": "tab:purple", "odernn-adaptive": "tab:olive", "odernn-kinetic": "tab:cyan"}
-LABELS = {"truth": "truth", **MODEL_NAMES, "odernn-adaptive": "ODE-RNN (torchode)",
-          "odernn-kinetic": "ODE-RNN (torchode, regularised)"}
+COLORS = {
+    "truth": "black",
+    "pcode": "tab:red",
+    "rnn": "tab:blue",
+    "odernn": "tab:green",
+    "cfc": "tab:purple",
+    "odernn-adaptive": "tab:olive",
+    "odernn-kinetic": "tab:cyan",
+}
+LABELS = {
+    "truth": "truth",
+    **MODEL_NAMES,
+    "odernn-adaptive": "ODE-RNN (torchode)",
+    "odernn-kinetic": "ODE-RNN (torchode, regularised)",
+}
 
 
 def points(s: np.ndarray) -> np.ndarray:
@@ -39,7 +51,7 @@ def _bounced(balls: np.ndarray, events: np.ndarray, tol: float = 1e-4) -> np.nda
     Args:
         balls: (T, k, 2) positions; events: (T,) collision counts.
     """
-    v = np.diff(balls, axis=0)                                  # v[t] moves frame t to t + 1
+    v = np.diff(balls, axis=0)  # v[t] moves frame t to t + 1
     T = balls.shape[0]
     out = np.zeros(balls.shape[:2], dtype=bool)
     for t in np.flatnonzero(events):
@@ -53,10 +65,13 @@ def _bounced(balls: np.ndarray, events: np.ndarray, tol: float = 1e-4) -> np.nda
 BALL_STYLES = ("-", "--", ":")  # line style of ball k, in the truth as in every model's rollout
 BALL_COLORS = ("tab:orange", "tab:blue", "tab:green")  # fill of ball k in the animations
 # The axis label of each training metric (`pcnode.train.METRIC_FIELDS`), its unit included.
-METRIC_LABELS = {"test_mse_model_units": "test MSE (model units, log scale)",
-                 "test_mean_dt_frames": "mean span between updates\nin test rollouts (frames)",
-                 "train_mean_dt_frames": "mean span between updates\nin teacher forcing (frames)",
-                 "val_mse_model_units": "validation MSE (model units, log scale)", "test_updates": "updates per rollout"}
+METRIC_LABELS = {
+    "test_mse_model_units": "test MSE (model units, log scale)",
+    "test_mean_dt_frames": "mean span between updates\nin test rollouts (frames)",
+    "train_mean_dt_frames": "mean span between updates\nin teacher forcing (frames)",
+    "val_mse_model_units": "validation MSE (model units, log scale)",
+    "test_updates": "updates per rollout",
+}
 
 
 def _legend_below(fig, axes) -> None:
@@ -65,13 +80,27 @@ def _legend_below(fig, axes) -> None:
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
-    fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncol=min(len(entries), 4),
-               fontsize=8, frameon=False)
+    fig.legend(
+        entries.values(),
+        entries.keys(),
+        loc="outside lower center",
+        ncol=min(len(entries), 4),
+        fontsize=8,
+        frameon=False,
+    )
 
 
-def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tuple[np.ndarray, np.ndarray]],
-               updates: dict[str, np.ndarray], title: str = "", box: bool = False,
-               events: np.ndarray | None = None, first: int = 0) -> None:
+def plot_paths(
+    path: Path,
+    truth: np.ndarray,
+    n_burn: int,
+    paths: dict[str, tuple[np.ndarray, np.ndarray]],
+    updates: dict[str, np.ndarray],
+    title: str = "",
+    box: bool = False,
+    events: np.ndarray | None = None,
+    first: int = 0,
+) -> None:
     """Truth vs predicted paths for a few trajectories, one labelled panel each, the
     legend below them.
 
@@ -88,24 +117,37 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
             velocity changed across such a frame is crossed at its true position there.
     """
     P = truth.shape[0]
-    fig, axes = plt.subplots(1, P, figsize=(3.3 * P, 4.3), squeeze=False, sharex=not box, sharey=not box,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, P, figsize=(3.3 * P, 4.3), squeeze=False, sharex=not box, sharey=not box, layout="constrained"
+    )
     balls = truth.shape[-1] // 2
     for p, ax in enumerate(axes[0]):
         tr = points(truth[p])
         for k in range(balls):
-            ax.plot(tr[:, k, 0], tr[:, k, 1], color="0.55", lw=3, alpha=0.55, ls=BALL_STYLES[k % 3],
-                    label="truth")
+            ax.plot(tr[:, k, 0], tr[:, k, 1], color="0.55", lw=3, alpha=0.55, ls=BALL_STYLES[k % 3], label="truth")
             ax.plot(tr[:n_burn, k, 0], tr[:n_burn, k, 1], "o", color="black", ms=3, label="burn-in (given)")
         for name, (_, states) in paths.items():
             pts = points(states[p])
             for k in range(balls):
-                ax.plot(pts[:, k, 0], pts[:, k, 1], color=COLORS.get(name), lw=1.2, ls=BALL_STYLES[k % 3],
-                        label=LABELS.get(name, name))
+                ax.plot(
+                    pts[:, k, 0],
+                    pts[:, k, 1],
+                    color=COLORS.get(name),
+                    lw=1.2,
+                    ls=BALL_STYLES[k % 3],
+                    label=LABELS.get(name, name),
+                )
             if name in updates:
                 up = points(updates[name][p])
-                ax.plot(up[..., 0].ravel(), up[..., 1].ravel(), "o", mfc="none", color=COLORS.get(name), ms=6,
-                        label=f"{LABELS.get(name, name)} updates")
+                ax.plot(
+                    up[..., 0].ravel(),
+                    up[..., 1].ravel(),
+                    "o",
+                    mfc="none",
+                    color=COLORS.get(name),
+                    ms=6,
+                    label=f"{LABELS.get(name, name)} updates",
+                )
         if events is not None:
             hit = tr[_bounced(tr, events[p])]
             ax.plot(hit[:, 0], hit[:, 1], "x", color="black", ms=5, mew=1, label="collisions (truth)")
@@ -134,14 +176,23 @@ def plot_paths(path: Path, truth: np.ndarray, n_burn: int, paths: dict[str, tupl
     save_figure(fig, path)
 
 
-def plot_curves(path: Path, curves: dict[str, list[dict]],
-                keys: tuple[str, ...] = ("test_mse_model_units", "test_mean_dt_frames"), title: str = "") -> None:
+def plot_curves(
+    path: Path,
+    curves: dict[str, list[dict]],
+    keys: tuple[str, ...] = ("test_mse_model_units", "test_mean_dt_frames"),
+    title: str = "",
+) -> None:
     """Training curves: one panel per metric key, one line per model (rows from metrics.csv)."""
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False, layout="constrained")
     for ax, key in zip(axes[0], keys):
         for name, rows in curves.items():
-            ax.plot([r["step"] for r in rows], [r[key] for r in rows], color=COLORS.get(name),
-                    label=LABELS.get(name, name), marker=".")
+            ax.plot(
+                [r["step"] for r in rows],
+                [r[key] for r in rows],
+                color=COLORS.get(name),
+                label=LABELS.get(name, name),
+                marker=".",
+            )
         ax.set_xlabel("training step")
         ax.set_ylabel(METRIC_LABELS.get(key, key), fontsize=9)
         if "mse" in key:
@@ -158,9 +209,16 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_time_series(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: np.ndarray,
-                     preds: dict[str, np.ndarray], update_times: dict[str, np.ndarray], n_burn: int,
-                     title: str = "") -> None:
+def plot_time_series(
+    path: Path,
+    truth_t: np.ndarray,
+    truth: np.ndarray,
+    times: np.ndarray,
+    preds: dict[str, np.ndarray],
+    update_times: dict[str, np.ndarray],
+    n_burn: int,
+    title: str = "",
+) -> None:
     """Each state dimension against time: truth at its frames, models read at `times`.
 
     Args:
@@ -178,8 +236,7 @@ def plot_time_series(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: 
         lo = ax.get_ylim()[0]
         for name, ups in update_times.items():
             if name == "pcode":
-                ax.plot(ups, np.full(len(ups), lo), "|", color=COLORS[name], ms=10, mew=2,
-                        label="PC-ODE updates")
+                ax.plot(ups, np.full(len(ups), lo), "|", color=COLORS[name], ms=10, mew=2, label="PC-ODE updates")
         ax.set_ylabel(f"dim {d}")
     axes[0, 0].legend(fontsize=7, ncol=3, loc="upper right")
     axes[-1, 0].set_xlabel("time (frames)")
@@ -189,8 +246,14 @@ def plot_time_series(path: Path, truth_t: np.ndarray, truth: np.ndarray, times: 
     save_figure(fig, path)
 
 
-def plot_pixel_strip(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray], times: np.ndarray,
-                     update_times: dict[str, np.ndarray], size: int) -> None:
+def plot_pixel_strip(
+    path: Path,
+    truth: np.ndarray,
+    preds: dict[str, np.ndarray],
+    times: np.ndarray,
+    update_times: dict[str, np.ndarray],
+    size: int,
+) -> None:
     """Rows of frames, truth on top and one row per model; under each PC-ODE frame, how
     many updates it made since the previous column (a red border when any).
 
@@ -209,8 +272,9 @@ def plot_pixel_strip(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray]
             if name == "pcode":
                 ups = update_times.get(name, np.array([]))
                 count = int(((ups > times[f] - span - 1e-9) & (ups <= times[f] + 1e-9)).sum())
-                ax.set_xlabel(f"{count} update{'s' * (count != 1)}", fontsize=6, labelpad=1,
-                              color="tab:red" if count else "black")
+                ax.set_xlabel(
+                    f"{count} update{'s' * (count != 1)}", fontsize=6, labelpad=1, color="tab:red" if count else "black"
+                )
                 if count:
                     for side in ax.spines.values():
                         side.set_color("tab:red")
@@ -233,7 +297,7 @@ def plot_ablation(path: Path, ablation: list[dict], results: list[dict]) -> None
     cols = min(3, len(tasks))
     rows_ = -(-len(tasks) // cols)
     fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.2 * rows_), squeeze=False)
-    for ax in axes.ravel()[len(tasks):]:
+    for ax in axes.ravel()[len(tasks) :]:
         ax.set_visible(False)
     for ax, task in zip(axes.ravel(), tasks):
         rows = [a for a in ablation if a["task"] == task]
@@ -255,9 +319,17 @@ def plot_ablation(path: Path, ablation: list[dict], results: list[dict]) -> None
     save_figure(fig, path)
 
 
-def plot_forecast(path: Path, truth_t: np.ndarray, truth: np.ndarray, columns: list[str],
-                  forecasts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], burn_t: np.ndarray,
-                  burn_x: np.ndarray, title: str = "", time_label: str = "time") -> None:
+def plot_forecast(
+    path: Path,
+    truth_t: np.ndarray,
+    truth: np.ndarray,
+    columns: list[str],
+    forecasts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    burn_t: np.ndarray,
+    burn_x: np.ndarray,
+    title: str = "",
+    time_label: str = "time",
+) -> None:
     """Your series against the models' rollouts, one panel per column, in your units.
 
     Args:

@@ -1,4 +1,5 @@
 """The paper's published figures, the small budget's targets, and the report that sets ours beside them."""
+
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ PUBLISHED = {
     ("pixel_billiards2d", "pcode"): {"mse": 3.7e-2, "mean_dt": 3.2},
     ("pixel_billiards2d", "rnn"): {"mse": 6.5e-2},
 }
+
 
 @dataclass(frozen=True)
 class Target:
@@ -126,11 +128,18 @@ def results_markdown(budget: str, device: str, seed: int, rows: list[dict], abla
             f"{r['train_s']:.0f} | "
             f"{r['rollout_s_per_1024']:.3f} | {_published(pub.get('mse'), '.1e')} | "
             f"{_published(pub.get('mean_dt'), '.1f')} | {r['steps']} x {r['batch_size']}, "
-            f"{r['n_train']}/{r['n_test']} |")
+            f"{r['n_train']}/{r['n_test']} |"
+        )
     if ablation:
-        lines += ["", "## Constant-dt ablation", "",
-                  "The trained PC-ODE with its dt head replaced by a constant (`FixedDt`), against its learned dt.",
-                  "", "| task | dt | test MSE | updates / rollout |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Constant-dt ablation",
+            "",
+            "The trained PC-ODE with its dt head replaced by a constant (`FixedDt`), against its learned dt.",
+            "",
+            "| task | dt | test MSE | updates / rollout |",
+            "|---|---|---|---|",
+        ]
         for r in rows:
             if r["model"] != "pcode":
                 continue
@@ -138,15 +147,20 @@ def results_markdown(budget: str, device: str, seed: int, rows: list[dict], abla
                 if a["task"] == r["task"]:
                     lines.append(f"| {a['task']} | {a['dt']:g} | {a['mse']:.3e} | {a['updates']:.2f} |")
             lines.append(f"| {r['task']} | learned ({r['mean_dt']:.2f} mean) | {r['mse']:.3e} | {r['updates']:.2f} |")
-    lines += ["", "## Files", "",
-              "- `results.csv`, `ablation.csv`: the tables above, machine-readable.",
-              "- `figures/lines.png`, `figures/circles.png`: truth, burn-in, rollouts read every 0.25 frames "
-              "(between PC-ODE updates this is the decoded straight latent path), PC-ODE update points circled.",
-              "- `figures/curves_TASK.png`: test MSE and mean dt against training step, per model.",
-              "- `figures/ablation_constant_dt.png`: test MSE of the PC-ODE at constant dt vs its learned dt.",
-              "- `figures/TASK_4x.png`: one billiards rollout read at 4x the frame rate, updates marked.",
-              "- `figures/pixel_*_strip.png`: pixel frames, truth vs each model; red columns: a PC-ODE update.",
-              "- `gifs/billiards2d.gif`, `gifs/pixel_billiards2d.gif`: one rollout per model beside the truth; "
-              "a red title/frame marks a model update.",
-              "- `runs/TASK-MODEL/`: config, checkpoint, metrics.csv and eval.json of every run.", ""]
+    lines += [
+        "",
+        "## Files",
+        "",
+        "- `results.csv`, `ablation.csv`: the tables above, machine-readable.",
+        "- `figures/lines.png`, `figures/circles.png`: truth, burn-in, rollouts read every 0.25 frames "
+        "(between PC-ODE updates this is the decoded straight latent path), PC-ODE update points circled.",
+        "- `figures/curves_TASK.png`: test MSE and mean dt against training step, per model.",
+        "- `figures/ablation_constant_dt.png`: test MSE of the PC-ODE at constant dt vs its learned dt.",
+        "- `figures/TASK_4x.png`: one billiards rollout read at 4x the frame rate, updates marked.",
+        "- `figures/pixel_*_strip.png`: pixel frames, truth vs each model; red columns: a PC-ODE update.",
+        "- `gifs/billiards2d.gif`, `gifs/pixel_billiards2d.gif`: one rollout per model beside the truth; "
+        "a red title/frame marks a model update.",
+        "- `runs/TASK-MODEL/`: config, checkpoint, metrics.csv and eval.json of every run.",
+        "",
+    ]
     return "\n".join(lines)

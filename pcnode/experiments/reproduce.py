@@ -19,6 +19,7 @@ A pair whose checkpoint has reached its step count is not trained again, and one
 that was cut short resumes from its checkpoint, so an interrupted call picks up where
 it stopped. Every model uses the authors' MLP encoder and decoder, also on pixels.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,9 +44,9 @@ from ..model import MODEL_NAMES, PAPER_MODELS, PCODE, ModelConfig, SequenceModel
 from ..rollout import rollout
 from ..segments import SegmentRule, mean_square_change
 from ..tasks import TASKS, collisions
-from .paper import results_markdown
 from .animations import pixel_gif, rollout_gif
 from .figures import plot_ablation, plot_curves, plot_paths, plot_pixel_strip, plot_time_series
+from .paper import results_markdown
 from .progress import fit_with_bar
 
 BUDGETS = ("small", "paper")
@@ -76,8 +77,9 @@ VARIANTS = {
     "odernn": Variant("odernn", MODEL_NAMES["odernn"]),
     "cfc": Variant("cfc", MODEL_NAMES["cfc"]),
     "odernn-adaptive": Variant("odernn", "ODE-RNN, torchode dopri5", solver="torchode-dopri5"),
-    "odernn-kinetic": Variant("odernn", "ODE-RNN, torchode dopri5, regularised", solver="torchode-dopri5",
-                              field_penalty=KINETIC_WEIGHT),
+    "odernn-kinetic": Variant(
+        "odernn", "ODE-RNN, torchode dopri5, regularised", solver="torchode-dopri5", field_penalty=KINETIC_WEIGHT
+    ),
 }
 PEERS = ("cfc", "odernn-adaptive", "odernn-kinetic")
 
@@ -124,7 +126,7 @@ class ReproduceConfig:
     steps: int = 0
     n: int = 0
 
-    def validate(self) -> "ReproduceConfig":
+    def validate(self) -> ReproduceConfig:
         for name, given, known in (("task", self.tasks, TASKS), ("model", self.models, VARIANTS)):
             unknown = [g for g in given if g not in known]
             if unknown or not given:
@@ -139,17 +141,25 @@ class ReproduceConfig:
 
     def plan(self, task: str) -> TaskPlan:
         base = SMALL[task] if self.budget == "small" else PAPER
-        return TaskPlan(n=self.n or base.n, steps=self.steps or base.steps, batch_size=base.batch_size,
-                        decay_every=base.decay_every)
+        return TaskPlan(
+            n=self.n or base.n, steps=self.steps or base.steps, batch_size=base.batch_size, decay_every=base.decay_every
+        )
 
     def train_config(self, task: str) -> TrainConfig:
         p = self.plan(task)
         # The authors decay the rate 25 times over 25k steps; a short budget decays it
         # 8 times, so it still ends low without starving the first steps.
         decays = 25 if self.budget == "paper" else 8
-        return TrainConfig(steps=p.steps, batch_size=p.batch_size, decay_every=p.decay_every or max(1, p.steps // decays),
-                           eval_every=max(1, p.steps // 10), eval_size=256, checkpoint_every=max(1, p.steps // 10),
-                           seed=self.seed, device=self.device)
+        return TrainConfig(
+            steps=p.steps,
+            batch_size=p.batch_size,
+            decay_every=p.decay_every or max(1, p.steps // decays),
+            eval_every=max(1, p.steps // 10),
+            eval_size=256,
+            checkpoint_every=max(1, p.steps // 10),
+            seed=self.seed,
+            device=self.device,
+        )
 
 
 class FixedDt(PCODE):
@@ -181,8 +191,10 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
     out = Path(out)
     for sub in ("runs", "figures", "gifs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    ckpt.write_json(out / "reproduce.json", {"config": dataclasses.asdict(config),
-                                             "plans": {t: dataclasses.asdict(config.plan(t)) for t in config.tasks}})
+    ckpt.write_json(
+        out / "reproduce.json",
+        {"config": dataclasses.asdict(config), "plans": {t: dataclasses.asdict(config.plan(t)) for t in config.tasks}},
+    )
     rows, ablation = [], []
     total = len(config.tasks) * len(config.models)
     for ti, task in enumerate(config.tasks):
@@ -199,9 +211,19 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
             models[kind] = model
             curves[kind] = read_metrics(run / ckpt.METRICS)
             threshold = SegmentRule.resolve(models[kind].rule, change).threshold  # in the data's units
-            rows.append({"task": task, "model": kind, "label": VARIANTS[kind].label, "n_train": len(x_train),
-                         "n_test": len(x_test), "steps": plan.steps, "batch_size": plan.batch_size,
-                         "epsilon": threshold if kind == "pcode" else math.nan, **metrics})
+            rows.append(
+                {
+                    "task": task,
+                    "model": kind,
+                    "label": VARIANTS[kind].label,
+                    "n_train": len(x_train),
+                    "n_test": len(x_test),
+                    "steps": plan.steps,
+                    "batch_size": plan.batch_size,
+                    "epsilon": threshold if kind == "pcode" else math.nan,
+                    **metrics,
+                }
+            )
         plot_curves(out / "figures" / f"curves_{task}.png", curves)
         _draw_task(out, task, models, x_test)
         if "pcode" in models:
@@ -215,8 +237,9 @@ def reproduce(config: ReproduceConfig, out: str | Path, data_dir: str | Path | N
     return out
 
 
-def _train_and_score(name: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConfig, run: Path, spec: dict,
-                     label: str) -> tuple[SequenceModel, dict]:
+def _train_and_score(
+    name: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConfig, run: Path, spec: dict, label: str
+) -> tuple[SequenceModel, dict]:
     """Train one pair unless its run folder is finished, then score it (scores are cached in eval.json)."""
     variant = VARIANTS[name]
     tcfg = dataclasses.replace(tcfg, field_penalty=variant.field_penalty)
@@ -239,8 +262,11 @@ def _train_and_score(name: str, x_train: Tensor, x_test: Tensor, tcfg: TrainConf
     scores = evaluate(model, x_test)
     theirs = evaluate(model, x_test, protocol="authors")
     metrics = {
-        "mse": scores["mse"], "mean_dt": scores["mean_dt"], "updates": scores["updates"],
-        "mse_authors": theirs["mse"], "mean_dt_authors": forced_mean_dt(model, x_test, config=tcfg),
+        "mse": scores["mse"],
+        "mean_dt": scores["mean_dt"],
+        "updates": scores["updates"],
+        "mse_authors": theirs["mse"],
+        "mean_dt_authors": forced_mean_dt(model, x_test, config=tcfg),
         "nfe": scores["nfe"] if kind == "odernn" else math.nan,
         "solver_steps": scores["solver_steps"] if kind == "odernn" else math.nan,
         "train_s": read_metrics(run / ckpt.METRICS)[-1]["train_s"],
@@ -256,11 +282,13 @@ def _events(spec: dict, model: SequenceModel, x_test: Tensor) -> dict:
     that follow every collision) and the event recall (`pcnode.evaluate.event_recall`)."""
     if spec["task"] not in ("billiards1d", "billiards2d"):
         return {"collisions_plus_1": math.nan, "event_recall": math.nan}
-    events = torch.as_tensor(collisions(spec["task"], spec["n"], spec["seed"]))[-len(x_test):].to(x_test.device)
+    events = torch.as_tensor(collisions(spec["task"], spec["n"], spec["seed"]))[-len(x_test) :].to(x_test.device)
     n_burn = model.rule.n_burn
     ro = rollout(model, x_test[:, :n_burn], horizon=x_test.shape[1] - 1)
-    return {"collisions_plus_1": (events[:, n_burn:].sum(1) + 1).double().mean().item(),
-            "event_recall": event_recall(ro, events)}
+    return {
+        "collisions_plus_1": (events[:, n_burn:].sum(1) + 1).double().mean().item(),
+        "event_recall": event_recall(ro, events),
+    }
 
 
 def _saved_step(run: Path, cfg: dict) -> int:
@@ -269,8 +297,10 @@ def _saved_step(run: Path, cfg: dict) -> int:
     if not path.exists():
         return 0
     if comparable(ckpt.read_run_config(run)) != comparable(cfg):
-        raise CheckpointError(f"{run} was trained with other settings (budget, seed or data); "
-                              "reproduce into another --out or delete that run folder")
+        raise CheckpointError(
+            f"{run} was trained with other settings (budget, seed or data); "
+            "reproduce into another --out or delete that run folder"
+        )
     _, meta = ckpt.load_tensors(path)
     return int(meta["step"])
 
@@ -307,7 +337,7 @@ def _draw_task(out: Path, task: str, models: dict[str, SequenceModel], x_test: T
     for name, model in models.items():
         ro = rollout(model, seqs[:, :n_burn], horizon=T - 1)
         reads[name] = ro
-        chosen = ro.t[0, n_burn - 1:]
+        chosen = ro.t[0, n_burn - 1 :]
         update_times[name] = chosen[torch.isfinite(chosen)].cpu().numpy()
     truth = seqs.cpu().numpy()
     fig = out / "figures"
@@ -316,33 +346,46 @@ def _draw_task(out: Path, task: str, models: dict[str, SequenceModel], x_test: T
         updates = {}
         if "pcode" in reads:
             ro = reads["pcode"]
-            chosen = ro.t[:, n_burn - 1:]
+            chosen = ro.t[:, n_burn - 1 :]
             t_up = torch.where(torch.isfinite(chosen), chosen, chosen.new_full((), float(n_burn - 1)))
             updates["pcode"] = ro.at(t_up).cpu().numpy()
-        plot_paths(fig / f"{task}.png", truth, n_burn, paths, updates,
-                   title=f"{task}: truth (grey), burn-in (black), rollouts; circles mark PC-ODE updates")
+        plot_paths(
+            fig / f"{task}.png",
+            truth,
+            n_burn,
+            paths,
+            updates,
+            title=f"{task}: truth (grey), burn-in (black), rollouts; circles mark PC-ODE updates",
+        )
         return
     frame_t = np.arange(T, dtype=np.float32)
     if not task.startswith("pixel_"):
         preds = {name: ro.at(times)[0].cpu().numpy() for name, ro in reads.items()}
-        plot_time_series(fig / f"{task}_4x.png", frame_t, truth[0], times.cpu().numpy(), preds, update_times,
-                         n_burn, title=f"{task}: rollouts read every {every} frames (4x the data rate)")
+        plot_time_series(
+            fig / f"{task}_4x.png",
+            frame_t,
+            truth[0],
+            times.cpu().numpy(),
+            preds,
+            update_times,
+            n_burn,
+            title=f"{task}: rollouts read every {every} frames (4x the data rate)",
+        )
         if task == "billiards2d":
-            rollout_gif(out / "gifs" / "billiards2d.gif", frame_t, truth[0], times.cpu().numpy(), preds,
-                        update_times)
+            rollout_gif(out / "gifs" / "billiards2d.gif", frame_t, truth[0], times.cpu().numpy(), preds, update_times)
         return
     shown = torch.arange(n_burn, T, 4, dtype=seqs.dtype, device=device)
     strips = {name: ro.at(shown)[0].clamp(0, 1).cpu().numpy() for name, ro in reads.items()}
     side = int(round(math.sqrt(seqs.shape[-1])))
-    plot_pixel_strip(fig / f"{task}_strip.png", truth[0, shown.long().cpu().numpy()], strips,
-                     shown.cpu().numpy(), update_times, side)
+    plot_pixel_strip(
+        fig / f"{task}_strip.png", truth[0, shown.long().cpu().numpy()], strips, shown.cpu().numpy(), update_times, side
+    )
     if task == "pixel_billiards2d":
         gif_t = torch.arange(0, T, 1, dtype=seqs.dtype, device=device)
         frames = {name: ro.at(gif_t)[0].clamp(0, 1).cpu().numpy() for name, ro in reads.items()}
         for name in frames:
             frames[name][:n_burn] = truth[0, :n_burn]
-        pixel_gif(out / "gifs" / "pixel_billiards2d.gif", gif_t.cpu().numpy(), truth[0], frames, update_times,
-                  side)
+        pixel_gif(out / "gifs" / "pixel_billiards2d.gif", gif_t.cpu().numpy(), truth[0], frames, update_times, side)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -352,5 +395,3 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     w.writeheader()
     w.writerows(rows)
     ckpt.write_text(path, buf.getvalue())
-
-

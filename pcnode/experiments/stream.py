@@ -1,5 +1,6 @@
 """The jobs behind `pcnode stream` and `pcnode export`: a run fed its data as if it arrived
 live, and a run's step written out to run without PyTorch."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 
 from .. import checkpoint as ckpt
 from .. import pretrained
@@ -49,11 +49,17 @@ class Replay:
 
     def times(self, n: int) -> np.ndarray:
         """Stream `n`'s reading times in your units."""
-        return self.t0[n] + self.t[n, :self.lengths[n]] * self.time_scale
+        return self.t0[n] + self.t[n, : self.lengths[n]] * self.time_scale
 
 
-def stream_run(run: str | Path, data: Path | None = None, out: Path | None = None, count: int | None = None,
-               series: dict | None = None, progress: bool | str = True) -> tuple[dict, list[Path]]:
+def stream_run(
+    run: str | Path,
+    data: Path | None = None,
+    out: Path | None = None,
+    count: int | None = None,
+    series: dict | None = None,
+    progress: bool | str = True,
+) -> tuple[dict, list[Path]]:
     """Replay a data file through a trained run's `Stream`, one reading at a time per stream.
 
     `run` is a folder or `pretrained:NAME`; `data` an .npz of trajectories (task runs; x
@@ -80,15 +86,25 @@ def stream_run(run: str | Path, data: Path | None = None, out: Path | None = Non
         for k in range(T):
             rows = np.flatnonzero(replay.lengths > k)
             u = None if replay.u is None else torch.from_numpy(replay.u[rows, k])
-            updated[rows, k] = stream.observe(torch.from_numpy(replay.t[rows, k]), torch.from_numpy(replay.x[rows, k]),
-                                              u, rows=torch.from_numpy(rows)).numpy()
+            updated[rows, k] = stream.observe(
+                torch.from_numpy(replay.t[rows, k]), torch.from_numpy(replay.x[rows, k]), u, rows=torch.from_numpy(rows)
+            ).numpy()
             predicted[rows, k] = stream.predicted[rows].numpy()
             shown.update(len(rows))
     summary, csv = _results(model, replay, updated, predicted)
-    summary = {"run": str(run), "model": model.config.kind, "data": str(data) if data else "the run's test split",
-               "threshold": stream.rule.threshold, "n_burn": stream.rule.n_burn, **summary}
-    prefix = Path(out) if out else (Path("runs/pretrained") / folder.name if pretrained.is_pretrained(run)
-                                    else folder) / "stream"
+    summary = {
+        "run": str(run),
+        "model": model.config.kind,
+        "data": str(data) if data else "the run's test split",
+        "threshold": stream.rule.threshold,
+        "n_burn": stream.rule.n_burn,
+        **summary,
+    }
+    prefix = (
+        Path(out)
+        if out
+        else (Path("runs/pretrained") / folder.name if pretrained.is_pretrained(run) else folder) / "stream"
+    )
     paths = [Path(f"{prefix}.csv"), Path(f"{prefix}.json"), Path(f"{prefix}.png")]
     try:
         paths[0].parent.mkdir(parents=True, exist_ok=True)
@@ -113,8 +129,9 @@ def _replay(model, cfg: dict, data: Path | None, series: dict | None) -> Replay:
     """The readings of `data` (default the run's test split) as a `Replay`."""
     c = model.config
     if cfg["data"].get("kind") == "series":
-        spec = load_config(SeriesSpec, {**cfg["data"], **(series or {}), **({"file": str(data)} if data else {})},
-                           "data")
+        spec = load_config(
+            SeriesSpec, {**cfg["data"], **(series or {}), **({"file": str(data)} if data else {})}, "data"
+        )
         s = spec.read()
         if data is None:
             s = spec.split_series(s)[1]
@@ -124,17 +141,32 @@ def _replay(model, cfg: dict, data: Path | None, series: dict | None) -> Replay:
         t, z = np.full((N, T), np.nan), np.zeros((N, T, D + c.input_dim), dtype=np.float32)
         raw = np.zeros((N, T, D))
         for n, (tn, xn) in enumerate(zip(s.t, s.x)):
-            t[n, :len(tn)] = (tn - tn[0]) / scaling.time_scale
-            z[n, :len(tn)] = scaling.values(xn)
-            raw[n, :len(tn)] = xn[:, :D]
-        return Replay(t, z[..., :D], z[..., D:] if c.input_dim else None, np.array([len(v) for v in s.t]),
-                      s.ids, s.state_columns, np.array(scaling.std[:D]), np.array(scaling.mean[:D]),
-                      np.array([v[0] for v in s.t]), raw, scaling.time_scale, s.dates, spec.time_format)
+            t[n, : len(tn)] = (tn - tn[0]) / scaling.time_scale
+            z[n, : len(tn)] = scaling.values(xn)
+            raw[n, : len(tn)] = xn[:, :D]
+        return Replay(
+            t,
+            z[..., :D],
+            z[..., D:] if c.input_dim else None,
+            np.array([len(v) for v in s.t]),
+            s.ids,
+            s.state_columns,
+            np.array(scaling.std[:D]),
+            np.array(scaling.mean[:D]),
+            np.array([v[0] for v in s.t]),
+            raw,
+            scaling.time_scale,
+            s.dates,
+            spec.time_format,
+        )
     if series:
-        raise ConfigError("series columns and formats apply to runs trained on a series file; this run was trained "
-                          "on a task: give `data` as an .npz of trajectories")
+        raise ConfigError(
+            "series columns and formats apply to runs trained on a series file; this run was trained "
+            "on a task: give `data` as an .npz of trajectories"
+        )
     if data is None:
         from .runs import dataset  # the run's own test split, regenerated as its config describes it
+
         test = dataset(cfg["data"])[1]
         x, u, t = test.x.numpy(), None if test.u is None else test.u.numpy(), test.times.numpy()
     else:
@@ -147,24 +179,48 @@ def _replay(model, cfg: dict, data: Path | None, series: dict | None) -> Replay:
             except (TypeError, ValueError):
                 given = np.zeros(0)
             if given.shape not in (x.shape[1:2], x.shape[:2]):
-                raise DataError(f"{data}: t must give a number for each frame, shaped ({x.shape[1]},) or "
-                                f"{x.shape[:2]}")
+                raise DataError(f"{data}: t must give a number for each frame, shaped ({x.shape[1]},) or {x.shape[:2]}")
             t = np.broadcast_to(given, x.shape[:2])
     if x.shape[-1] != c.state_dim or (u is None) != (c.input_dim == 0):
-        raise DataError(f"{data}: x has {x.shape[-1]} dims per frame" + ("" if u is None else " with known inputs")
-                        + f"; the run's model reads {c.state_dim}" + (f" and {c.input_dim} inputs" if c.input_dim
-                                                                      else ""))
+        raise DataError(
+            f"{data}: x has {x.shape[-1]} dims per frame"
+            + ("" if u is None else " with known inputs")
+            + f"; the run's model reads {c.state_dim}"
+            + (f" and {c.input_dim} inputs" if c.input_dim else "")
+        )
     N, T, D = x.shape
     x = np.ascontiguousarray(x, dtype=np.float32)
-    return Replay(np.asarray(t, dtype=np.float64), x, None if u is None else np.ascontiguousarray(u, dtype=np.float32),
-                  np.full(N, T), [str(n) for n in range(N)], [f"x{d}" for d in range(D)], np.ones(D), np.zeros(D),
-                  np.zeros(N), x)
+    return Replay(
+        np.asarray(t, dtype=np.float64),
+        x,
+        None if u is None else np.ascontiguousarray(u, dtype=np.float32),
+        np.full(N, T),
+        [str(n) for n in range(N)],
+        [f"x{d}" for d in range(D)],
+        np.ones(D),
+        np.zeros(D),
+        np.zeros(N),
+        x,
+    )
 
 
 def _first(r: Replay, count: int) -> Replay:
     keep = slice(0, count)
-    return Replay(r.t[keep], r.x[keep], None if r.u is None else r.u[keep], r.lengths[keep], r.ids[keep], r.columns,
-                  r.std, r.mean, r.t0[keep], r.raw[keep], r.time_scale, r.dates, r.time_format)
+    return Replay(
+        r.t[keep],
+        r.x[keep],
+        None if r.u is None else r.u[keep],
+        r.lengths[keep],
+        r.ids[keep],
+        r.columns,
+        r.std,
+        r.mean,
+        r.t0[keep],
+        r.raw[keep],
+        r.time_scale,
+        r.dates,
+        r.time_format,
+    )
 
 
 def _results(model, r: Replay, updated: np.ndarray, predicted: np.ndarray) -> tuple[dict, str]:
@@ -178,17 +234,29 @@ def _results(model, r: Replay, updated: np.ndarray, predicted: np.ndarray) -> tu
     lines = [",".join(["series", "time", "updated", *r.columns, *(f"{c} (predicted)" for c in r.columns), "error"])]
     for n in range(len(r.ids)):
         for j, tj in enumerate(r.times(n)):
-            lines.append(",".join([r.ids[n], format_time(tj, r.dates, r.time_format), str(int(updated[n, j])),
-                                   *(f"{v:.8g}" for v in truth[n, j]),
-                                   *("" if math.isnan(v) else f"{v:.8g}" for v in pred[n, j]),
-                                   "" if math.isnan(err[n, j]) else f"{err[n, j]:.8g}"]))
+            lines.append(
+                ",".join(
+                    [
+                        r.ids[n],
+                        format_time(tj, r.dates, r.time_format),
+                        str(int(updated[n, j])),
+                        *(f"{v:.8g}" for v in truth[n, j]),
+                        *("" if math.isnan(v) else f"{v:.8g}" for v in pred[n, j]),
+                        "" if math.isnan(err[n, j]) else f"{err[n, j]:.8g}",
+                    ]
+                )
+            )
     scored = real & ~np.isnan(err)
-    summary = {"streams": len(r.ids), "readings": int(real.sum()), "updates": int(updated[real].sum()),
-               "update_fraction": float(updated[real].mean()),
-               "readings_after_burn_in": int(after.sum()),
-               "update_fraction_after_burn_in": float(updated[after].mean()) if after.any() else math.nan,
-               "mean_error": float(err[scored].mean()) if scored.any() else math.nan,
-               "mean_error_after_burn_in": float(err[after].mean()) if after.any() else math.nan}
+    summary = {
+        "streams": len(r.ids),
+        "readings": int(real.sum()),
+        "updates": int(updated[real].sum()),
+        "update_fraction": float(updated[real].mean()),
+        "readings_after_burn_in": int(after.sum()),
+        "update_fraction_after_burn_in": float(updated[after].mean()) if after.any() else math.nan,
+        "mean_error": float(err[scored].mean()) if scored.any() else math.nan,
+        "mean_error_after_burn_in": float(err[after].mean()) if after.any() else math.nan,
+    }
     return summary, "\n".join(lines) + "\n"
 
 
@@ -200,6 +268,15 @@ def _draw(path: Path, r: Replay, updated: np.ndarray, predicted: np.ndarray, nam
     pred = predicted[n, :L] * r.std + r.mean
     stamps = (times * 1000).astype("datetime64[ms]") if r.dates else times
     burn = slice(0, min(n_burn, L))
-    plot_forecast(path, stamps, truth, r.columns, {"stream": (stamps, pred, stamps[updated[n, :L]])},
-                  stamps[burn], truth[burn], title=f"{name}, stream {r.ids[n]}: the prediction of each reading "
-                  f"made before it arrived; {int(updated[n, :L].sum())} updates in {L} readings", time_label="time")
+    plot_forecast(
+        path,
+        stamps,
+        truth,
+        r.columns,
+        {"stream": (stamps, pred, stamps[updated[n, :L]])},
+        stamps[burn],
+        truth[burn],
+        title=f"{name}, stream {r.ids[n]}: the prediction of each reading "
+        f"made before it arrived; {int(updated[n, :L].sum())} updates in {L} readings",
+        time_label="time",
+    )

@@ -24,12 +24,14 @@ the candidates where a model errs in its favour. Given several models (an ensemb
 trained alike from different seeds), a candidate's score is the mean of their scores, so
 an action must look good to all of them; each member rolls out every candidate.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -38,8 +40,18 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..model import SequenceModel
 from ..rollout import rollout
-from .problems import (ACTION_INPUTS, HORIZON, N_BURN, SPEED_RANGE, Problems, action_inputs, random_actions,
-                       simulate_actions, succeeded)
+from .problems import (
+    ACTION_INPUTS,
+    HORIZON,
+    N_BURN,
+    SPEED_RANGE,
+    Problems,
+    action_inputs,
+    random_actions,
+    simulate_actions,
+    succeeded,
+)
+
 
 def reads_actions(model: SequenceModel) -> bool:
     """Whether `model` takes the action as a known input (else through its burn-in frames)."""
@@ -75,9 +87,10 @@ def model_rollout(model: SequenceModel, cue: np.ndarray, obj: np.ndarray, action
     """
     if reads_actions(model):
         n = len(actions)
-        x0 = torch.from_numpy(np.concatenate([np.broadcast_to(cue, (n, 2)), np.broadcast_to(obj, (n, 2))], -1)
-                              .astype(np.float32))[:, None]
-        u = torch.from_numpy(action_inputs(actions, 2))                   # readings at frames 0 and HORIZON
+        x0 = torch.from_numpy(
+            np.concatenate([np.broadcast_to(cue, (n, 2)), np.broadcast_to(obj, (n, 2))], -1).astype(np.float32)
+        )[:, None]
+        u = torch.from_numpy(action_inputs(actions, 2))  # readings at frames 0 and HORIZON
         t_u = torch.tensor([0.0, float(HORIZON)]).expand(n, 2)
         return x0, rollout(model, x0, float(HORIZON), u=u, t_u=t_u)
     x_burn = torch.from_numpy(simulate_actions(cue, obj, actions, N_BURN))
@@ -91,9 +104,11 @@ def model_predictor(model: SequenceModel) -> Predictor:
     `HORIZON` (`Rollout.at`: a model that steps one frame at a time predicted exactly
     those frames; a PC-ODE's are decoded from the straight latent segments between its jumps).
     """
+
     def predict(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray) -> Paths:
         start, ro = model_rollout(model, cue, obj, actions)
         return Paths(torch.cat([start, ro.frames(start.shape[1])], 1), ro.updates)
+
     return predict
 
 
@@ -129,13 +144,13 @@ class PlanConfig:
     the default budget.
     """
 
-    candidates: int = 128                        # actions scored per round, in one batch
-    rounds: int = 3                              # 1 is random shooting
-    elite_fraction: float = 0.1                  # best actions the next round's Gaussian is fitted to
+    candidates: int = 128  # actions scored per round, in one batch
+    rounds: int = 3  # 1 is random shooting
+    elite_fraction: float = 0.1  # best actions the next round's Gaussian is fitted to
     min_std: tuple[float, float] = (0.01, 0.01)  # floor of its standard deviations (angle, speed)
-    late_penalty: float = 0.008                  # added per frame of the time to the closest approach
+    late_penalty: float = 0.008  # added per frame of the time to the closest approach
 
-    def validate(self) -> "PlanConfig":
+    def validate(self) -> PlanConfig:
         if self.candidates < 2 or self.rounds < 1:
             raise ConfigError(f"need at least 2 candidates and 1 round, got {self.candidates} and {self.rounds}")
         if not 0 < self.elite_fraction <= 1:
@@ -162,8 +177,9 @@ def members(predict: Predictors) -> list[Predictor]:
     return [predict] if callable(predict) else list(predict)
 
 
-def score_actions(predict: Predictor, cue: np.ndarray, obj: np.ndarray, actions: np.ndarray, target: Tensor,
-                  late_penalty: float = 0.0) -> tuple[Tensor, Tensor | None]:
+def score_actions(
+    predict: Predictor, cue: np.ndarray, obj: np.ndarray, actions: np.ndarray, target: Tensor, late_penalty: float = 0.0
+) -> tuple[Tensor, Tensor | None]:
     """The score (N,) of each action (N, 2), see `closest_approach`, and the updates (N,) each
     rollout spent."""
     paths = predict(cue, obj, actions)
@@ -171,8 +187,14 @@ def score_actions(predict: Predictor, cue: np.ndarray, obj: np.ndarray, actions:
 
 
 @torch.no_grad()
-def plan(predict: Predictors, cue: np.ndarray, obj: np.ndarray, target: np.ndarray, config: PlanConfig,
-         rng: np.random.Generator) -> Plan:
+def plan(
+    predict: Predictors,
+    cue: np.ndarray,
+    obj: np.ndarray,
+    target: np.ndarray,
+    config: PlanConfig,
+    rng: np.random.Generator,
+) -> Plan:
     """Choose the action whose predicted object-ball path comes closest to `target` (see `PlanConfig`).
 
     cue, obj, target: (2,) positions of one problem. `predict` may be an ensemble: a
@@ -219,13 +241,24 @@ class PlannerResult(NamedTuple):
     def summary(self) -> dict:
         k, n = int(self.success.sum()), len(self.success)
         ups = self.updates_per_rollout
-        return {"success": k / n, "ci95": list(wilson_interval(k, n)), "solved": k, "problems": n,
-                "wall_s_per_plan": float(self.wall_s.mean()),
-                "updates_per_rollout": None if math.isnan(ups) else ups, "members": self.members}
+        return {
+            "success": k / n,
+            "ci95": list(wilson_interval(k, n)),
+            "solved": k,
+            "problems": n,
+            "wall_s_per_plan": float(self.wall_s.mean()),
+            "updates_per_rollout": None if math.isnan(ups) else ups,
+            "members": self.members,
+        }
 
 
-def compare(predictors: dict[str, Predictors | None], problems: Problems, config: PlanConfig, seed: int = 0,
-            progress: Callable[[int], object] | None = None) -> dict[str, PlannerResult]:
+def compare(
+    predictors: dict[str, Predictors | None],
+    problems: Problems,
+    config: PlanConfig,
+    seed: int = 0,
+    progress: Callable[[int], object] | None = None,
+) -> dict[str, PlannerResult]:
     """Plan every problem with every predictor (None: random actions; a sequence: an ensemble)
     and judge the plans by simulation.
 
@@ -250,10 +283,16 @@ def compare(predictors: dict[str, Predictors | None], problems: Problems, config
             wall[name][i] = time.perf_counter() - tick
         if progress is not None:
             progress(1)
-    return {name: PlannerResult(actions[name], succeeded(problems, actions[name]), wall[name],
-                                float(np.mean(updates[name])) if updates[name] else math.nan,
-                                0 if predict is None else len(members(predict)))
-            for name, predict in predictors.items()}
+    return {
+        name: PlannerResult(
+            actions[name],
+            succeeded(problems, actions[name]),
+            wall[name],
+            float(np.mean(updates[name])) if updates[name] else math.nan,
+            0 if predict is None else len(members(predict)),
+        )
+        for name, predict in predictors.items()
+    }
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -13,6 +13,7 @@ witness action aimed at it is simulated (`make_problems`).
 with their actions). Time is in frames throughout; one frame is `EVERY` simulator steps
 of `SIM_DT`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -114,8 +115,9 @@ def aimed_actions(rng: np.random.Generator, cue: np.ndarray, obj: np.ndarray) ->
     return np.stack([np.mod(angle, 2 * np.pi), rng.uniform(*SPEED_RANGE, len(d))], -1)
 
 
-def simulate_actions(cue: np.ndarray, obj: np.ndarray, actions: np.ndarray, frames: int,
-                     every: int = EVERY) -> np.ndarray:
+def simulate_actions(
+    cue: np.ndarray, obj: np.ndarray, actions: np.ndarray, frames: int, every: int = EVERY
+) -> np.ndarray:
     """Simulate each action: cue (2,) or (n, 2), obj likewise, actions (n, 2) -> (n, frames, 4) float32.
 
     Frame 0 is the start; frames are `every` simulator steps of `SIM_DT` apart. The

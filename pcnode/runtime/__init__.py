@@ -16,6 +16,7 @@ Nothing here imports torch (`import pcnode.runtime` in a process without PyTorch
 works), and nothing loaded runs code: model.json is JSON, the functions are ONNX graphs.
 Time is in frames, as everywhere in pcnode.
 """
+
 from .model import Exported, Rule, load
 from .rollout import Rollout, rollout, rollout_from
 from .stream import Stream

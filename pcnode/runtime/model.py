@@ -1,4 +1,5 @@
 """An exported model read back: its two ONNX functions under onnxruntime, and its segment rule."""
+
 from __future__ import annotations
 
 import json
@@ -80,8 +81,10 @@ def load(folder: str | Path, threads: int = 1) -> Exported:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path} is not valid JSON ({e}); export the model again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an export this runtime reads (format {FORMAT}); export the model again "
-                              "with this version of pcnode")
+        raise CheckpointError(
+            f"{path} is not an export this runtime reads (format {FORMAT}); export the model again "
+            "with this version of pcnode"
+        )
     rule = meta.get("segments", {})
     if rule.get("jumps") and not (isinstance(rule.get("threshold"), (int, float)) and math.isfinite(rule["threshold"])):
         raise CheckpointError(f"{path}: the model jumps but its rule has no skip threshold; export a trained run")
@@ -102,8 +105,9 @@ def load(folder: str | Path, threads: int = 1) -> Exported:
         try:
             sessions[name] = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own classes for a damaged file
-            raise CheckpointError(f"{onnx} is not a readable ONNX model ({str(e).splitlines()[0]}); export the "
-                                  "model again") from None
+            raise CheckpointError(
+                f"{onnx} is not a readable ONNX model ({str(e).splitlines()[0]}); export the model again"
+            ) from None
     try:
         return Exported(meta, sessions)
     except (KeyError, TypeError) as e:

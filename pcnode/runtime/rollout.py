@@ -7,6 +7,7 @@ jump ends at the next reading that moves an input past the rule's threshold), th
 segment is read at the jump's end, and the cell updates from that predicted frame.
 Times are float32 frames, as in the eager rollout, so the two make the same decisions.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,8 +84,7 @@ def with_inputs(x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
     return x if u is None else np.concatenate([x, u], -1)
 
 
-def rollout(model: Exported, x_burn, horizon, t_burn=None, u=None, t_u=None,
-            max_updates: int | None = None) -> Rollout:
+def rollout(model: Exported, x_burn, horizon, t_burn=None, u=None, t_u=None, max_updates: int | None = None) -> Rollout:
     """Roll the exported `model` out from burn-in frames until `horizon`, as `pcnode.rollout` does.
 
     Args:
@@ -118,13 +118,14 @@ def rollout(model: Exported, x_burn, horizon, t_burn=None, u=None, t_u=None,
         ui = None if u_burn is None else u_burn[:, i]
         h, seg, dt = model.update(h, span, with_inputs(x_burn[:, i], ui))
         if i < n_burn - 1:
-            steps.append((rows, t_burn[:, i:i + 1], gaps[:, i], x_burn[:, i], h, seg))
+            steps.append((rows, t_burn[:, i : i + 1], gaps[:, i], x_burn[:, i], h, seg))
     chosen, updates = _jumps(model, h, seg, dt, x_burn[:, -1], t_burn[:, -1:], ui, hz, readings, max_updates)
     return _pack(model, steps + chosen, B, updates, n_burn, float(hz.max()))
 
 
-def rollout_from(model: Exported, h, seg, dt, x, t, horizon, u=None, t_u=None,
-                 max_updates: int | None = None) -> Rollout:
+def rollout_from(
+    model: Exported, h, seg, dt, x, t, horizon, u=None, t_u=None, max_updates: int | None = None
+) -> Rollout:
     """A rollout from states the model already holds (a stream's): `h` (B, state_size),
     `seg` (B, segment_size) and `dt` (B, 1), what the update that opened each segment
     gave, at the frame `x` (B, state_dim) it read at times `t` (B,). Its first step
@@ -143,7 +144,7 @@ def _jumps(model: Exported, h, seg, dt, x_cur, t_cur, u_cur, hz, readings, max_u
     events = readings is not None and rule.jumps
     if max_updates is None:
         max_updates = math.ceil(float((hz - t_cur[:, 0]).max()) / rule.min_dt) + 1
-        if events:
+        if readings is not None and events:
             max_updates += int((readings.t > t_cur).sum(1).max())
     rows = np.arange(len(hz))
     updates = np.zeros(len(hz), dtype=np.int64)
@@ -153,7 +154,7 @@ def _jumps(model: Exported, h, seg, dt, x_cur, t_cur, u_cur, hz, readings, max_u
         if rule.jumps:
             short = (t_next < t_end) & (t_end - t_next < rule.min_dt)
             t_next, dt = np.where(short, t_end, t_next), np.where(short, t_end - t_cur, dt)
-        if events:
+        if readings is not None and events:
             t_next = np.minimum(t_next, readings.next_change(rows, t_cur, u_cur, rule.input_threshold))
             dt = t_next - t_cur
         steps.append((rows, t_cur, dt, x_cur, h, seg))
@@ -163,8 +164,11 @@ def _jumps(model: Exported, h, seg, dt, x_cur, t_cur, u_cur, hz, readings, max_u
         if not going.any():
             break
         if len(steps) >= max_updates:
-            warnings.warn(f"rollout stopped after {max_updates} updates before reaching the horizon; raise "
-                          "max_updates", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"rollout stopped after {max_updates} updates before reaching the horizon; raise max_updates",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             break
         rows, x_cur, t_cur = rows[going], x_next[going], t_next[going]
         if readings is not None:
@@ -195,8 +199,10 @@ def _array(value, what: str) -> np.ndarray:
 def _horizon(horizon, last: np.ndarray) -> np.ndarray:
     hz = _array(horizon, "horizon")
     if hz.shape not in ((), last.shape) or not np.isfinite(hz).all() or (hz <= last).any():
-        raise ConfigError(f"horizon must be a finite time after the last frame read ({float(last.max()):g}), a "
-                          f"number or one per trajectory; got {horizon}")
+        raise ConfigError(
+            f"horizon must be a finite time after the last frame read ({float(last.max()):g}), a "
+            f"number or one per trajectory; got {horizon}"
+        )
     return np.broadcast_to(hz, last.shape)
 
 
@@ -206,13 +212,15 @@ def _readings(model: Exported, u, t_u, t_first: np.ndarray) -> Readings | None:
     B = len(t_first)
     if not U:
         if u is not None or t_u is not None:
-            raise DataError("known inputs were given but the model reads none (its input_dim is 0); leave out "
-                            "`u` and `t_u`")
+            raise DataError(
+                "known inputs were given but the model reads none (its input_dim is 0); leave out `u` and `t_u`"
+            )
         return None
     u = None if u is None else _array(u, "known inputs")
     if u is None or u.ndim != 3 or u.shape[0] != B or u.shape[2] != U or u.shape[1] == 0:
-        raise DataError(f"the model reads {U} known input(s): give `u` shaped ({B}, readings, {U}) with their "
-                        f"times `t_u`")
+        raise DataError(
+            f"the model reads {U} known input(s): give `u` shaped ({B}, readings, {U}) with their times `t_u`"
+        )
     if not np.isfinite(u).all():
         raise DataError("known inputs `u` must be finite; fill or drop the gaps")
     Q = u.shape[1]
@@ -223,6 +231,10 @@ def _readings(model: Exported, u, t_u, t_first: np.ndarray) -> Readings | None:
         raise DataError("known inputs must begin at or before the first frame read; give a reading there")
     held = int((t_u[:, -1] <= t_first[:, -1]).sum())
     if held:
-        warnings.warn(f"no known inputs after the last burn-in frame for {held} of {B} trajectories: their last "
-                      "reading is held to the horizon", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"no known inputs after the last burn-in frame for {held} of {B} trajectories: their last "
+            "reading is held to the horizon",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return Readings(u, t_u)

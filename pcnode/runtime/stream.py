@@ -8,6 +8,7 @@ jump, where the reading departs from the prediction past the rule's threshold (o
 the event option's line), or where an input moved past the input threshold. Clocks are
 float64, values float32. The state dicts of the two are interchangeable for one model.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,10 @@ class Stream:
         late = np.flatnonzero(seen & ~(t > self.last_t[rows]))
         if len(late):
             r, k = rows[late[0]], late[0]
-            raise DataError(f"stream {r}'s reading at time {t[k]:g} does not come after its last reading "
-                            f"({self.last_t[r]:g}); give each stream's readings in increasing time")
+            raise DataError(
+                f"stream {r}'s reading at time {t[k]:g} does not come after its last reading "
+                f"({self.last_t[r]:g}); give each stream's readings in increasing time"
+            )
         span = np.where(seen, t - self.anchor_t[rows], 0.0).astype(F32)[:, None]
         anchor_x = self.anchor_x[rows]
         pred = np.where(seen[:, None], anchor_x + m.read(self.seg[rows], span), F32(math.nan))
@@ -101,8 +104,10 @@ class Stream:
         early = np.flatnonzero((q < self.anchor_t[rows][:, None]).any(-1))
         if len(early):
             r = rows[early[0]]
-            raise DataError(f"stream {r}'s segment opened at time {self.anchor_t[r]:g}; read it at that time or "
-                            "later (earlier readings are in the data)")
+            raise DataError(
+                f"stream {r}'s segment opened at time {self.anchor_t[r]:g}; read it at that time or "
+                "later (earlier readings are in the data)"
+            )
         R, Q = q.shape
         span = (q - self.anchor_t[rows][:, None]).astype(F32).reshape(-1, 1)
         change = self.model.read(np.repeat(self.seg[rows], Q, 0), span).reshape(R, Q, -1)
@@ -128,15 +133,27 @@ class Stream:
             if u is not None:
                 u, t_u = self._numbers(u, F32, "`u`"), self._numbers(t_u, F32, "`t_u`")
                 if u.ndim != 3 or t_u.ndim != 2:
-                    raise DataError(f"give `u` shaped ({len(rows)}, readings, {self.model.input_dim}) and `t_u` "
-                                    f"({len(rows)}, readings)")
+                    raise DataError(
+                        f"give `u` shaped ({len(rows)}, readings, {self.model.input_dim}) and `t_u` "
+                        f"({len(rows)}, readings)"
+                    )
                 first, first_t = np.concatenate([first, u], 1), np.concatenate([first_t, t_u], 1)
             given = {"u": first, "t_u": first_t}
         elif u is not None or t_u is not None:
-            raise DataError("known inputs were given but the model reads none (its input_dim is 0); leave out "
-                            "`u` and `t_u`")
-        return rollout_from(self.model, self.h[rows], self.seg[rows], dt, self.anchor_x[rows], start, horizon,
-                            max_updates=max_updates, **given)
+            raise DataError(
+                "known inputs were given but the model reads none (its input_dim is 0); leave out `u` and `t_u`"
+            )
+        return rollout_from(
+            self.model,
+            self.h[rows],
+            self.seg[rows],
+            dt,
+            self.anchor_x[rows],
+            start,
+            horizon,
+            max_updates=max_updates,
+            **given,
+        )
 
     def reset(self, rows=None) -> None:
         """Forget everything the rows (default all) have read."""
@@ -165,15 +182,17 @@ class Stream:
         return {**{name: getattr(self, name).copy() for name in STATE_KEYS}, "model": self.fingerprint}
 
     @classmethod
-    def from_state(cls, model: Exported, state: dict) -> "Stream":
+    def from_state(cls, model: Exported, state: dict) -> Stream:
         """A stream of `model` that carries on from `state` (this class's or `pcnode.Stream`'s,
         of the same model); DataError if another model wrote it or it is malformed."""
         missing = [k for k in (*STATE_KEYS, "model") if not isinstance(state, dict) or k not in state]
         if missing:
             raise DataError(f"not a stream state: it lacks {', '.join(missing)}; save one with `Stream.state()`")
         if str(state["model"]) != model.fingerprint:
-            raise DataError(f"this stream state was written by another model (fingerprint {str(state['model'])[:12]}, "
-                            f"this model's {model.fingerprint[:12]}); resume it with the model that wrote it")
+            raise DataError(
+                f"this stream state was written by another model (fingerprint {str(state['model'])[:12]}, "
+                f"this model's {model.fingerprint[:12]}); resume it with the model that wrote it"
+            )
         readings = np.asarray(state["readings"])
         if readings.ndim != 1 or len(readings) < 1:
             raise DataError(f"the stream state's `readings` must be shaped (batch,); got {readings.shape}")
@@ -182,8 +201,9 @@ class Stream:
             mine = getattr(stream, name)
             value = stream._numbers(state[name], mine.dtype, f"the stream state's `{name}`")
             if value.shape != mine.shape:
-                raise DataError(f"the stream state's `{name}` is shaped {value.shape}; this model's streams need "
-                                f"{mine.shape}")
+                raise DataError(
+                    f"the stream state's `{name}` is shaped {value.shape}; this model's streams need {mine.shape}"
+                )
             setattr(stream, name, value.copy())
         if (stream.readings < 0).any() or not np.isfinite(stream.h).all():
             raise DataError("the stream state holds negative reading counts or non-finite states; it is damaged")
@@ -198,10 +218,15 @@ class Stream:
             if rows.shape != (self.batch,):
                 raise DataError(f"a mask of rows must be shaped ({self.batch},); got {rows.shape}")
             return every[rows]
-        if not np.issubdtype(rows.dtype, np.integer) or rows.ndim != 1 or len(rows) == 0 or (rows < 0).any() \
-                or (rows >= self.batch).any() or len(np.unique(rows)) != len(rows):
-            raise DataError(f"rows must be distinct stream indices in [0, {self.batch}) or a ({self.batch},) bool "
-                            "mask")
+        if (
+            not np.issubdtype(rows.dtype, np.integer)
+            or rows.ndim != 1
+            or len(rows) == 0
+            or (rows < 0).any()
+            or (rows >= self.batch).any()
+            or len(np.unique(rows)) != len(rows)
+        ):
+            raise DataError(f"rows must be distinct stream indices in [0, {self.batch}) or a ({self.batch},) bool mask")
         return rows
 
     def _need_readings(self, rows: np.ndarray) -> None:
@@ -229,8 +254,9 @@ class Stream:
         x = self._numbers(x, F32, f"the {what}s")
         x = x[None] if x.ndim == 1 and R == 1 else x
         if x.shape != (R, width):
-            raise DataError(f"the {what}s must be shaped ({R}, {width}): one row of {width} numbers per stream "
-                            f"read; got {x.shape}")
+            raise DataError(
+                f"the {what}s must be shaped ({R}, {width}): one row of {width} numbers per stream read; got {x.shape}"
+            )
         if not np.isfinite(x).all():
             raise DataError(f"a {what} holds NaN or inf; fill the gap or skip that reading")
         return x

@@ -52,13 +52,61 @@ slow training example. `window=None` keeps every series whole. Shorter series ar
 padded to the batch's length and masked: padded transitions carry no weight in the
 loss and are never scored.
 """
-from .forecast import Forecast, forecast, write_forecast
-from .io import (JENA_FORMAT, JENA_TIME, Series, format_time, from_arrays, from_csv, from_npz, jena_climate,
-                 parse_time, to_csv, to_npz)
-from .windows import (AUTO_STRIDE, AUTO_WINDOW, Scaling, SeriesSpec, Windows, check_columns, choose_window, cut,
-                      evaluate_series, prepare, scaling_of, split)
 
-__all__ = ["Series", "from_arrays", "from_csv", "from_npz", "to_csv", "to_npz", "jena_climate", "parse_time",
-           "format_time", "JENA_TIME", "JENA_FORMAT", "Scaling", "Windows", "cut", "choose_window", "AUTO_WINDOW",
-           "AUTO_STRIDE", "SeriesSpec", "split", "prepare",
-           "scaling_of", "check_columns", "evaluate_series", "Forecast", "forecast", "write_forecast"]
+from .forecast import Forecast, forecast, write_forecast
+from .io import (
+    JENA_FORMAT,
+    JENA_TIME,
+    Series,
+    format_time,
+    from_arrays,
+    from_csv,
+    from_npz,
+    jena_climate,
+    parse_time,
+    to_csv,
+    to_npz,
+)
+from .windows import (
+    AUTO_STRIDE,
+    AUTO_WINDOW,
+    Scaling,
+    SeriesSpec,
+    Windows,
+    check_columns,
+    choose_window,
+    cut,
+    evaluate_series,
+    prepare,
+    scaling_of,
+    split,
+)
+
+__all__ = [
+    "Series",
+    "from_arrays",
+    "from_csv",
+    "from_npz",
+    "to_csv",
+    "to_npz",
+    "jena_climate",
+    "parse_time",
+    "format_time",
+    "JENA_TIME",
+    "JENA_FORMAT",
+    "Scaling",
+    "Windows",
+    "cut",
+    "choose_window",
+    "AUTO_WINDOW",
+    "AUTO_STRIDE",
+    "SeriesSpec",
+    "split",
+    "prepare",
+    "scaling_of",
+    "check_columns",
+    "evaluate_series",
+    "Forecast",
+    "forecast",
+    "write_forecast",
+]

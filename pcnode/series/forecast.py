@@ -11,10 +11,12 @@ count as readings. The series must then hold readings over the whole forecast pe
 reading's inputs are held over the forecast, and the forecast says so
 (`Forecast.inputs_held_from`, and a RuntimeWarning).
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +51,16 @@ class Forecast:
     inputs_held_from: float | None = None
 
 
-def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int, start: float, ahead: float,
-             every: float | None = None) -> Forecast:
+def forecast(
+    model,
+    scaling: Scaling,
+    t: np.ndarray,
+    x: np.ndarray,
+    n_burn: int,
+    start: float,
+    ahead: float,
+    every: float | None = None,
+) -> Forecast:
     """Roll `model` out from the `n_burn` readings at or before `start` up to `start + ahead`.
 
     Args:
@@ -71,14 +81,20 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
     D = x.shape[1] - U
     before = np.flatnonzero((t <= start) & np.isfinite(x[:, :D]).all(1))  # scheduled inputs have no state
     if len(before) < n_burn:
-        raise DataError(f"only {len(before)} readings at or before {start:g}; the rollout needs {n_burn} "
-                        f"(the burn-in): start at {t[min(n_burn, len(t)) - 1]:g} or later")
+        raise DataError(
+            f"only {len(before)} readings at or before {start:g}; the rollout needs {n_burn} "
+            f"(the burn-in): start at {t[min(n_burn, len(t)) - 1]:g} or later"
+        )
     burn = before[-n_burn:]
     end = start + ahead
     last = t[np.isfinite(x[:, :D]).all(1)][-1]
     if start > last:
-        warnings.warn(f"start {start:g} is {start - last:g} time units past the last reading ({last:g}): the "
-                      "forecast runs from there with no reading to check it", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"start {start:g} is {start - last:g} time units past the last reading ({last:g}): the "
+            "forecast runs from there with no reading to check it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if every is not None:
         if not (math.isfinite(every) and every > 0):
             raise ConfigError(f"`every` must be a positive time span, got {every}")
@@ -94,24 +110,29 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
 
     z = scaling.values(x)
     x_burn = torch.tensor(z[burn, :D], dtype=torch.float32)[None]
-    given, held_from = {}, None
+    u, t_u, held_from = None, None, None
     if U:
         k = np.flatnonzero((t >= t0) & (t <= end))  # the readings from the burn-in to the end
         later = t[k] > t[burn[-1]]
         if not later.any():
             held_from = float(t[burn[-1]])
-            warnings.warn(f"no known inputs after {held_from:g}: the forecast holds their last reading there",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"no known inputs after {held_from:g}: the forecast holds their last reading there",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         elif end - t[k[-1]] > scaling.time_scale:
-            raise DataError(f"the known inputs stop at {t[k[-1]]:g} but the forecast runs to {end:g}; give inputs "
-                            f"over the whole forecast, end it sooner with a shorter `ahead`, or start it at the "
-                            f"last reading ({t[-1]:g}) to hold that reading's inputs")
-        given = {"u": torch.tensor(z[k, D:], dtype=torch.float32)[None], "t_u": clock(t[k])[None]}
+            raise DataError(
+                f"the known inputs stop at {t[k[-1]]:g} but the forecast runs to {end:g}; give inputs "
+                f"over the whole forecast, end it sooner with a shorter `ahead`, or start it at the "
+                f"last reading ({t[-1]:g}) to hold that reading's inputs"
+            )
+        u, t_u = torch.tensor(z[k, D:], dtype=torch.float32)[None], clock(t[k])[None]
     was_training = model.training
     model.eval()
     with warnings.catch_warnings():  # said above, in your units
         warnings.filterwarnings("ignore", "no known inputs after the last burn-in frame", RuntimeWarning)
-        ro = rollout(model, x_burn, float(clock(np.array(end))), t_burn=clock(t[burn])[None], **given)
+        ro = rollout(model, x_burn, float(clock(np.array(end))), t_burn=clock(t[burn])[None], u=u, t_u=t_u)
     model.train(was_training)
     q = clock(queries)
     values = scaling.select(slice(0, D)).restore(ro.at(q)[0].double().numpy())
@@ -120,19 +141,27 @@ def forecast(model, scaling: Scaling, t: np.ndarray, x: np.ndarray, n_burn: int,
         k = np.flatnonzero((t >= t0) & (t <= end))
         last = np.searchsorted(t[k], queries, side="right") - 1
         inputs = x[k][last, D:]
-    steps = ro.t[0, n_burn - 1:]
+    steps = ro.t[0, n_burn - 1 :]
     update_times = t0 + steps[torch.isfinite(steps)].double().numpy() * scaling.time_scale
     return Forecast(queries, values, t[burn], x[burn, :D], update_times, inputs, held_from)
 
 
-def write_forecast(path: str | Path, f: Forecast, columns: list[str], dates: bool = False,
-                   time_format: str | None = None, input_columns: list[str] = ()) -> None:
+def write_forecast(
+    path: str | Path,
+    f: Forecast,
+    columns: list[str],
+    dates: bool = False,
+    time_format: str | None = None,
+    input_columns: Sequence[str] = (),
+) -> None:
     """The predictions as a CSV: a time column, one column per state column, then the known
     inputs in force at each time, as given (headed `NAME (given)`, or `NAME (held)` where the
     last reading was held for want of future inputs)."""
     tag = "held" if f.inputs_held_from is not None else "given"
     lines = [",".join(["time", *columns, *(f"{c} ({tag})" for c in input_columns)])]
     inputs = f.inputs if f.inputs is not None else np.zeros((len(f.times), 0))
-    lines += [",".join([format_time(t, dates, time_format), *(f"{v:.8g}" for v in row), *(f"{v:.8g}" for v in u)])
-              for t, row, u in zip(f.times, f.values, inputs)]
+    lines += [
+        ",".join([format_time(t, dates, time_format), *(f"{v:.8g}" for v in row), *(f"{v:.8g}" for v in u)])
+        for t, row, u in zip(f.times, f.values, inputs)
+    ]
     ckpt.write_text(Path(path), "\n".join(lines) + "\n")

@@ -1,14 +1,16 @@
 """Reading and writing series: CSV, NPZ, arrays and the Jena climate file, each into a `Series`."""
+
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from torch import Tensor
@@ -46,22 +48,26 @@ class Series:
 
     @property
     def state_columns(self) -> list[str]:
-        return self.columns[:len(self.columns) - self.input_dims]
+        return self.columns[: len(self.columns) - self.input_dims]
 
     @property
     def input_columns(self) -> list[str]:
-        return self.columns[len(self.columns) - self.input_dims:]
+        return self.columns[len(self.columns) - self.input_dims :]
 
     def __len__(self) -> int:
         return len(self.x)
 
-    def pick(self, idx: Sequence[int], parts: Sequence[slice] | None = None) -> "Series":
+    def pick(self, idx: Sequence[int], parts: Sequence[slice] | None = None) -> Series:
         """The series at `idx`, each cut to `parts[k]` if given (a cut series keeps no scheduled inputs)."""
         scheduled = [self.scheduled[i] for i in idx] if self.scheduled and parts is None else []
         parts = parts or [slice(None)] * len(idx)
-        return dataclasses.replace(self, t=[self.t[i][p] for i, p in zip(idx, parts)],
-                                   x=[self.x[i][p] for i, p in zip(idx, parts)], ids=[self.ids[i] for i in idx],
-                                   scheduled=scheduled)
+        return dataclasses.replace(
+            self,
+            t=[self.t[i][p] for i, p in zip(idx, parts)],
+            x=[self.x[i][p] for i, p in zip(idx, parts)],
+            ids=[self.ids[i] for i in idx],
+            scheduled=scheduled,
+        )
 
     def with_scheduled(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Series `i`'s times and readings followed by its scheduled inputs, whose state
@@ -77,13 +83,17 @@ class Series:
 def _check(t: np.ndarray, x: np.ndarray, columns: list[str], name: str, row: Callable[[int], str]) -> None:
     """Raise DataError naming the row and column of the first bad value in one series."""
     if len(t) < 2:
-        raise DataError(f"series {name} has a single reading ({row(0)}); a series needs at least 2, "
-                        "drop it or give it more readings")
+        raise DataError(
+            f"series {name} has a single reading ({row(0)}); a series needs at least 2, "
+            "drop it or give it more readings"
+        )
     bad = np.argwhere(~np.isfinite(x))
     if len(bad):
         r, c = bad[0]
-        raise DataError(f"{row(r)}, column '{columns[c]}' of series {name} is {x[r, c]} (a gap); "
-                        "fill or drop the gaps before training")
+        raise DataError(
+            f"{row(r)}, column '{columns[c]}' of series {name} is {x[r, c]} (a gap); "
+            "fill or drop the gaps before training"
+        )
     if not np.isfinite(t).all():
         r = int(np.argwhere(~np.isfinite(t))[0, 0])
         raise DataError(f"{row(r)} of series {name} has no valid time; fill it in or drop the row")
@@ -91,12 +101,21 @@ def _check(t: np.ndarray, x: np.ndarray, columns: list[str], name: str, row: Cal
     if (step <= 0).any():
         r = int(np.argmax(step <= 0)) + 1
         what = "repeats" if step[r - 1] == 0 else "goes back from"
-        raise DataError(f"{row(r)}: time {t[r]:g} of series {name} {what} the previous reading's ({t[r - 1]:g}); "
-                        "times must strictly increase within a series: sort the rows or drop duplicates")
+        raise DataError(
+            f"{row(r)}: time {t[r]:g} of series {name} {what} the previous reading's ({t[r - 1]:g}); "
+            "times must strictly increase within a series: sort the rows or drop duplicates"
+        )
 
 
-def from_arrays(x, t=None, columns: Sequence[str] | None = None, ids: Sequence[str] | None = None,
-                aux_dims: int = 0, inputs=None, input_columns: Sequence[str] | None = None) -> Series:
+def from_arrays(
+    x,
+    t=None,
+    columns: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    aux_dims: int = 0,
+    inputs=None,
+    input_columns: Sequence[str] | None = None,
+) -> Series:
     """Series from arrays or tensors.
 
     Args:
@@ -112,16 +131,20 @@ def from_arrays(x, t=None, columns: Sequence[str] | None = None, ids: Sequence[s
     U = 0
     if inputs is not None:
         us = [np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v, dtype=np.float64) for v in inputs]
-        if len(us) != len(xs) or any(uv.ndim != 2 or len(uv) != len(xv) for uv, xv in zip(us, xs)) \
-                or len({uv.shape[1] for uv in us}) != 1:
-            raise DataError("inputs must give the same number of inputs at every reading of every series: shape "
-                            "(series, frames, inputs) or a list of (frames, inputs) arrays like x")
+        if (
+            len(us) != len(xs)
+            or any(uv.ndim != 2 or len(uv) != len(xv) for uv, xv in zip(us, xs))
+            or len({uv.shape[1] for uv in us}) != 1
+        ):
+            raise DataError(
+                "inputs must give the same number of inputs at every reading of every series: shape "
+                "(series, frames, inputs) or a list of (frames, inputs) arrays like x"
+            )
         U = us[0].shape[1]
         input_columns = list(input_columns) if input_columns is not None else [f"u{k}" for k in range(U)]
         if len(input_columns) != U:
             raise DataError(f"got {len(input_columns)} input column names for {U} inputs")
-        columns = (list(columns) if columns is not None else [f"x{d}" for d in range(xs[0].shape[1])]) \
-            + input_columns
+        columns = (list(columns) if columns is not None else [f"x{d}" for d in range(xs[0].shape[1])]) + input_columns
         xs = [np.concatenate([xv, uv], 1) for xv, uv in zip(xs, us)]
     D = xs[0].shape[1]
     if any(v.shape[1] != D for v in xs):
@@ -161,8 +184,14 @@ def to_npz(series: Series, path: str | Path) -> None:
         raise DataError("series of different lengths cannot share one x array; write them with to_csv")
     x, D = np.stack(series.x), len(series.columns) - series.input_dims
     inputs = {"inputs": x[..., D:], "input_columns": np.array(series.input_columns)} if series.input_dims else {}
-    save_npz(path, x=x[..., :D], t=np.stack(series.t), columns=np.array(series.state_columns),
-             ids=np.array(series.ids), **inputs)
+    save_npz(
+        path,
+        x=x[..., :D],
+        t=np.stack(series.t),
+        columns=np.array(series.state_columns),
+        ids=np.array(series.ids),
+        **inputs,
+    )
 
 
 def parse_time(text: str, time_format: str | None) -> tuple[float, bool]:
@@ -175,8 +204,10 @@ def parse_time(text: str, time_format: str | None) -> tuple[float, bool]:
     try:
         d = datetime.strptime(text, time_format) if time_format else datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"'{text}' is not a number" + (f" or a date in the format '{time_format}'" if time_format
-                                                         else " or an ISO date; give `time_format`")) from None
+        raise ValueError(
+            f"'{text}' is not a number"
+            + (f" or a date in the format '{time_format}'" if time_format else " or an ISO date; give `time_format`")
+        ) from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=timezone.utc)
     return d.timestamp(), True
@@ -190,9 +221,16 @@ def format_time(t: float, dates: bool, time_format: str | None) -> str:
     return d.strftime(time_format) if time_format else d.replace(tzinfo=None).isoformat()
 
 
-def from_csv(path: str | Path, time_column: str | None = None, id_column: str | None = None,
-             columns: Sequence[str] | None = None, aux_columns: Sequence[str] = (),
-             time_format: str | None = None, duplicates: str = "error", input_columns: Sequence[str] = ()) -> Series:
+def from_csv(
+    path: str | Path,
+    time_column: str | None = None,
+    id_column: str | None = None,
+    columns: Sequence[str] | None = None,
+    aux_columns: Sequence[str] = (),
+    time_format: str | None = None,
+    duplicates: str = "error",
+    input_columns: Sequence[str] = (),
+) -> Series:
     """Series from a CSV with a header and one row per reading.
 
     Args:
@@ -218,8 +256,9 @@ def from_csv(path: str | Path, time_column: str | None = None, id_column: str | 
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise DataError(f"{path} is not a UTF-8 CSV file; pass a CSV with a header row, "
-                        "or an .npz holding an array x") from None
+        raise DataError(
+            f"{path} is not a UTF-8 CSV file; pass a CSV with a header row, or an .npz holding an array x"
+        ) from None
     with io.StringIO(text, newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
@@ -242,8 +281,9 @@ class _CsvColumns(NamedTuple):
         return self.state + self.aux + self.given
 
 
-def _csv_columns(path: Path, header: list[str], time_column, id_column, columns, aux_columns,
-                 input_columns) -> _CsvColumns:
+def _csv_columns(
+    path: Path, header: list[str], time_column, id_column, columns, aux_columns, input_columns
+) -> _CsvColumns:
     """Which columns hold the state, the auxiliary dims and the known inputs; refuse
     missing columns, none to predict, and a column named as both state and input."""
     special = [c for c in (time_column, id_column) if c is not None]
@@ -251,19 +291,23 @@ def _csv_columns(path: Path, header: list[str], time_column, id_column, columns,
     state = list(columns) if columns else [h for h in header if h not in special + aux + given]
     missing = [c for c in special + state + aux + given if c not in header]
     if missing:
-        raise DataError(f"{path} has no column {', '.join(repr(c) for c in missing)}; "
-                        f"its columns are: {', '.join(header)}")
+        raise DataError(
+            f"{path} has no column {', '.join(repr(c) for c in missing)}; its columns are: {', '.join(header)}"
+        )
     if not state:
         raise DataError(f"{path} has no value columns besides the time, id and inputs; name them with `columns`")
     both = sorted(set(state + aux) & set(given))
     if both:
-        raise DataError(f"column {', '.join(repr(c) for c in both)} is named both as state and as a known "
-                        "input; an input is never predicted, so name it in `input_columns` alone")
+        raise DataError(
+            f"column {', '.join(repr(c) for c in both)} is named both as state and as a known "
+            "input; an input is never predicted, so name it in `input_columns` alone"
+        )
     return _CsvColumns(state, aux, given)
 
 
-def _csv_rows(path: Path, reader, header: list[str], names: list[str], time_column, id_column,
-              time_format) -> tuple[dict[str, tuple[list, list, list]], bool]:
+def _csv_rows(
+    path: Path, reader, header: list[str], names: list[str], time_column, id_column, time_format
+) -> tuple[dict[str, tuple[list, list, list]], bool]:
     """The rows of each series (id -> (times, values, line numbers)), and whether the times were dates."""
     pos = [header.index(c) for c in names]
     groups: dict[str, tuple[list, list, list]] = {}
@@ -289,8 +333,9 @@ def _csv_rows(path: Path, reader, header: list[str], names: list[str], time_colu
             try:
                 values.append(float(text) if text else math.nan)
             except ValueError:
-                raise DataError(f"{path} row {line}, column '{c}': '{text}' is not a number; "
-                                "fix or drop that row") from None
+                raise DataError(
+                    f"{path} row {line}, column '{c}': '{text}' is not a number; fix or drop that row"
+                ) from None
         ts.append(t)
         xs.append(values)
         lines.append(line)
@@ -299,8 +344,14 @@ def _csv_rows(path: Path, reader, header: list[str], names: list[str], time_colu
     return groups, dates
 
 
-def _csv_series(path: Path, groups: dict[str, tuple[list, list, list]], columns: _CsvColumns, dates: bool,
-                id_column, duplicates: str) -> Series:
+def _csv_series(
+    path: Path,
+    groups: dict[str, tuple[list, list, list]],
+    columns: _CsvColumns,
+    dates: bool,
+    id_column,
+    duplicates: str,
+) -> Series:
     """Each group's rows checked and packed into a `Series`; trailing rows that give the
     inputs and leave the state blank become its scheduled inputs."""
     names, given = columns.names, columns.given
@@ -314,17 +365,19 @@ def _csv_series(path: Path, groups: dict[str, tuple[list, list, list]], columns:
 
         def row(r: int, lines=lines) -> str:
             return f"{path} row {lines[r]}"
+
         n = len(t)
         if given:  # trailing rows with the state blank: scheduled inputs
-            known = np.isfinite(x[:, :len(columns.state) + len(columns.aux)]).any(1)
+            known = np.isfinite(x[:, : len(columns.state) + len(columns.aux)]).any(1)
             n = int(np.flatnonzero(known)[-1]) + 1 if known.any() else 0
         _check(t[:n], x[:n], names, name, row)
-        _check_scheduled(t[n - 1:], x[n - 1:, len(names) - len(given):], given, name,
-                         lambda r, n=n, row=row: row(n - 1 + r))
+        _check_scheduled(
+            t[n - 1 :], x[n - 1 :, len(names) - len(given) :], given, name, lambda r, n=n, row=row: row(n - 1 + r)
+        )
         series.t.append(t[:n])
         series.x.append(x[:n])
         series.ids.append(key or "0")
-        series.scheduled.append((t[n:], x[n:, len(names) - len(given):]))
+        series.scheduled.append((t[n:], x[n:, len(names) - len(given) :]))
     if not any(len(ts) for ts, _ in series.scheduled):
         series.scheduled = []
     return series
@@ -336,12 +389,16 @@ def _check_scheduled(t: np.ndarray, u: np.ndarray, columns: list[str], name: str
     bad = np.argwhere(~np.isfinite(u[1:]))
     if len(bad):
         r, c = bad[0]
-        raise DataError(f"{row(r + 1)}, column '{columns[c]}' of series {name} is blank in a row that gives no state "
-                        "(a scheduled reading): give every known input there, or drop the row")
+        raise DataError(
+            f"{row(r + 1)}, column '{columns[c]}' of series {name} is blank in a row that gives no state "
+            "(a scheduled reading): give every known input there, or drop the row"
+        )
     if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
         r = int(np.argmax(~np.isfinite(t[1:]) | (np.diff(t) <= 0))) + 1
-        raise DataError(f"{row(r)}: the time of this scheduled reading of series {name} does not come after the one "
-                        "before it; times must strictly increase within a series")
+        raise DataError(
+            f"{row(r)}: the time of this scheduled reading of series {name} does not come after the one "
+            "before it; times must strictly increase within a series"
+        )
 
 
 def to_csv(series: Series, path: str | Path, time_column: str = "t", id_column: str = "series") -> None:
@@ -365,5 +422,11 @@ def jena_climate(path: str | Path, columns: Sequence[str] | None = None, input_c
     their first reading. Times are in seconds, so one frame is 600 s. The published wind
     columns hold a few -9999 sentinel values; pick other columns or clean those first.
     """
-    return from_csv(path, time_column=JENA_TIME, columns=columns, time_format=JENA_FORMAT, duplicates="first",
-                    input_columns=input_columns)
+    return from_csv(
+        path,
+        time_column=JENA_TIME,
+        columns=columns,
+        time_format=JENA_FORMAT,
+        duplicates="first",
+        input_columns=input_columns,
+    )
