@@ -29,7 +29,7 @@ from pcnode import evaluate, load_run, pretrained, rollout  # noqa: E402
 from pcnode import checkpoint as ckpt  # noqa: E402
 from pcnode.config import TrainConfig  # noqa: E402
 from pcnode.evaluate import event_recall  # noqa: E402
-from pcnode.experiments.figures import COLORS, LABELS  # noqa: E402
+from pcnode.plotting import COLORS, LABELS  # noqa: E402
 from pcnode.experiments.runs import dataset  # noqa: E402
 from pcnode.model import ModelConfig  # noqa: E402
 from pcnode.segments import DEFAULT_RELATIVE_EPSILON, SegmentRule  # noqa: E402

@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr_
     from .evaluate import evaluate
     from .flows import ODERNN, CfC
     from .forcing import teacher_forcing
-    from .model import PCODE, RNN, ModelConfig, build_model
+    from .kinds import build_model
+    from .model import PCODE, RNN, ModelConfig
     from .rollout import Rollout, rollout
     from .segments import SegmentRule
     from .stream import Stream
@@ -49,7 +50,7 @@ _HOME = {
     "PCODE": "model",
     "RNN": "model",
     "ModelConfig": "model",
-    "build_model": "model",
+    "build_model": "kinds",
     "Rollout": "rollout",
     "rollout": "rollout",
     "SegmentRule": "segments",

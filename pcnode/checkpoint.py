@@ -40,7 +40,8 @@ from safetensors.torch import load_file, save_file
 from .compat import RENAMED_METRICS, upgrade
 from .config import TrainConfig, check_device, load_config
 from .errors import CheckpointError, ConfigError
-from .model import ModelConfig, SequenceModel, build_model
+from .kinds import build_model
+from .model import ModelConfig, SequenceModel
 from .segments import SegmentRule
 from .version import __version__
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from . import planning as pl
 from . import pretrained
 from .config import TrainConfig, load_config
 from .errors import ConfigError, PCNodeError
@@ -27,7 +26,7 @@ from .experiments.runs import draw_run, evaluate_run, forecast_run, make_data, t
 from .experiments.stream import export_run, stream_run
 from .flags import MODEL_SET_BY_DATA, RULE_FLAGS, as_flags, build_parser
 from .model import ModelConfig
-from .planning.job import PlanningRun, run_planning
+from .planning import command as plan_command
 from .segments import SegmentRule
 from .series import SeriesSpec
 
@@ -252,37 +251,6 @@ def cmd_reproduce(args) -> None:
     print(f"wrote {reproduce(cfg, args.out) / 'results.md'}")
 
 
-def cmd_plan(args) -> None:
-    run = PlanningRun(
-        out=args.out,
-        problems=args.problems,
-        seed=args.seed,
-        models=args.models,
-        ensemble=args.ensemble,
-        plan=pl.PlanConfig(candidates=args.candidates, rounds=args.rounds, late_penalty=args.late_penalty),
-        budgets=args.budgets,
-        gifs=args.gifs,
-        train_steps=args.train_steps,
-        train_batch=args.train_batch,
-        train_n=args.train_n,
-        train_seed=args.train_seed,
-        train_decay_every=args.train_decay_every,
-        hidden=args.hidden,
-        feed_predictions=args.feed_predictions,
-        epsilon=args.epsilon,
-        actions_as_inputs=args.actions_as_inputs,
-    )
-    summary = run_planning(run)
-    print(f"{'planner':>10} {'models':>6} {'success':>8} {'95% CI':>15} {'s/plan':>8} {'updates/rollout':>16}")
-    for name, s in summary.items():
-        ups = "-" if s["updates_per_rollout"] is None else f"{s['updates_per_rollout']:.2f}"
-        print(
-            f"{name:>10} {s['members']:>6} {s['success']:8.3f} {s['ci95'][0]:7.3f}-{s['ci95'][1]:.3f} "
-            f"{s['wall_s_per_plan']:8.4f} {ups:>16}"
-        )
-    print(f"wrote {args.out / 'plan_results.json'}, {args.out / 'plan_budget.png'} and {args.gifs} GIFs")
-
-
 # What each subcommand runs.
 COMMANDS = {
     "data": cmd_data,
@@ -294,7 +262,7 @@ COMMANDS = {
     "pretrained": cmd_pretrained,
     "demo": cmd_demo,
     "reproduce": cmd_reproduce,
-    "plan": cmd_plan,
+    "plan": plan_command.run,
 }
 
 

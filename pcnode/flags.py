@@ -13,11 +13,11 @@ import dataclasses
 import re
 from pathlib import Path
 
-from . import planning as pl
 from .config import TrainConfig
 from .errors import ConfigError, did_you_mean
 from .evaluate import PROTOCOLS
 from .model import MODELS, PAPER_MODELS, ModelConfig
+from .planning import command as plan_command
 from .segments import AUTHORS_EPSILON, DEFAULT_RELATIVE_EPSILON, SegmentRule
 from .tasks import TASKS
 
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         _pretrained_parser,
         _demo_parser,
         _reproduce_parser,
-        _plan_parser,
+        plan_command.add_parser,
     ):
         add(sub)
     for command in sub.choices.values():  # the global flags, also after the subcommand
@@ -319,86 +319,6 @@ def _reproduce_parser(sub) -> None:
         type=Path,
         default=Path("runs/reproduce"),
         help="folder of the runs, figures and report; runs already there are resumed (default %(default)s)",
-    )
-
-
-def _plan_parser(sub) -> None:
-    q = sub.add_parser("plan", help="billiards planning: simulator, random and model planners on the same problems")
-    q.add_argument("--problems", type=int, default=500, help="planning problems (default %(default)s)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the problem set and the candidates")
-    q.add_argument(
-        "--models",
-        nargs="*",
-        default=list(PAPER_MODELS),
-        help="KIND (trained here on planning data into OUT/KIND, resumed if there) or "
-        "NAME=RUN_DIR[,RUN_DIR...] (runs trained on planning data; several make an ensemble); "
-        "default: all three kinds",
-    )
-    q.add_argument(
-        "--ensemble",
-        type=int,
-        default=1,
-        help="models per KIND trained here, seeded SEED, SEED+1, ... into OUT/KIND, OUT/KIND-2, ...; "
-        "the planner averages their scores (default %(default)s)",
-    )
-    q.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/plan"),
-        help="folder of the models trained here, results and GIFs (default %(default)s)",
-    )
-    q.add_argument("--candidates", type=int, default=128, help="candidates per round (default %(default)s)")
-    q.add_argument("--rounds", type=int, default=3, help="rounds; 1 is random shooting (default %(default)s)")
-    q.add_argument(
-        "--late-penalty",
-        type=float,
-        default=pl.PlanConfig.late_penalty,
-        help="added to a candidate's predicted closest approach per frame it takes to get there: "
-        "prefers shots whose outcome the models predict less far ahead (default %(default)s)",
-    )
-    q.add_argument(
-        "--budgets",
-        type=int,
-        nargs="*",
-        default=[8, 32],
-        help="further candidates-per-round values for the budget curve (default %(default)s)",
-    )
-    q.add_argument("--gifs", type=int, default=3, help="problems to animate (default %(default)s)")
-    q.add_argument("--train-steps", type=int, default=800, help="steps for models trained here (default %(default)s)")
-    q.add_argument("--train-batch", type=int, default=128, help="batch for models trained here (default %(default)s)")
-    q.add_argument("--train-n", type=int, default=5000, help="planning trajectories to train on (default %(default)s)")
-    q.add_argument(
-        "--train-decay-every",
-        type=int,
-        default=1000,
-        help="steps between learning-rate decays (x0.75) for models trained here (default %(default)s)",
-    )
-    q.add_argument(
-        "--hidden",
-        type=int,
-        default=ModelConfig.hidden,
-        help="width of the encoder, decoder and GRU state of models trained here (default %(default)s)",
-    )
-    q.add_argument("--train-seed", type=int, default=1, help="seed of the training data (default %(default)s)")
-    q.add_argument(
-        "--feed-predictions",
-        type=float,
-        default=0.0,
-        help="for a PC-ODE trained here: probability that an update reads its own predicted frame "
-        "(default %(default)s, the authors' teacher forcing)",
-    )
-    q.add_argument(
-        "--epsilon",
-        type=float,
-        default=pl.SKIP_EPSILON,
-        help="for a PC-ODE trained here: the skip rule's squared-error threshold; smaller ends segments "
-        "sooner (default %(default)s, pcnode.planning.SKIP_EPSILON; the authors' is 3e-3)",
-    )
-    q.add_argument(
-        "--actions-as-inputs",
-        action="store_true",
-        help="models trained here read the cue velocity as a known input with the first frame and plan "
-        f"from that one frame, instead of from {pl.N_BURN} simulated frames of each shot",
     )
 
 

@@ -44,7 +44,8 @@ without knowing which model they hold.
 
 Every model carries its segment rule, `model.rule` (`pcnode.segments.SegmentRule`):
 where its updates happen, which `fit` resolves from the data and `load_run` restores.
-The ODE-RNN and CfC are in `pcnode.flows`; training is in `pcnode.forcing`.
+The ODE-RNN and CfC are in `pcnode.flows`, `build_model` in `pcnode.kinds`; training is in
+`pcnode.forcing`.
 """
 
 from __future__ import annotations
@@ -340,24 +341,6 @@ class RNN(SequenceModel):
 
     def along(self, seg: Tensor, span: Tensor | float) -> Tensor:
         return seg * span
-
-
-def build_model(config: ModelConfig, seed: int | None = None) -> SequenceModel:
-    """Make the model `config.kind` names.
-
-    With `seed`, its initial weights depend on the seed alone, and the global random
-    state is left as it was. (PyTorch seeds a new process at random, so a model built
-    without a seed starts from different weights in every process.)
-    """
-    from .flows import ODERNN, CfC  # they build on this module
-
-    config.validate()
-    cls = {"pcode": PCODE, "rnn": RNN, "odernn": ODERNN, "cfc": CfC}[config.kind]
-    if seed is None:
-        return cls(config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return cls(config)
 
 
 def with_inputs(x: Tensor, u: Tensor | None) -> Tensor:

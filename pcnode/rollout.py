@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .errors import ConfigError, DataError
 from .model import SequenceModel, in_chunks, with_inputs
+from .readings import Readings, check_readings
 from .segments import SegmentRule
 
 
@@ -165,75 +166,6 @@ def hold_aux(model: SequenceModel, change: Tensor) -> Tensor:
     return change
 
 
-class Readings:
-    """Known inputs as readings (B, Q, U) at times (B, Q), each in force until the next."""
-
-    def __init__(self, u: Tensor, t: Tensor):
-        self.u, self.t = u, t.contiguous()
-
-    def at(self, rows: Tensor, t: Tensor) -> Tensor:
-        """The last reading at or before each time `t` (R, n) of the rows `rows` (R,) -> (R, n, U)."""
-        k = (torch.searchsorted(self.t[rows], t.contiguous(), right=True) - 1).clamp(min=0)
-        return self.u[rows.unsqueeze(-1), k]
-
-    def next_change(self, rows: Tensor, t: Tensor, read: Tensor, threshold: float) -> Tensor:
-        """For each row, the time (R, 1) of the first reading after `t` (R, 1) that differs
-        from `read` (R, U) by more than `threshold` in some input; inf where none does."""
-        after = self.t[rows] > t
-        changed = (self.u[rows] - read.unsqueeze(1)).abs().amax(-1) > threshold
-        return torch.where(after & changed, self.t[rows], math.inf).amin(-1, keepdim=True)
-
-
-def _readings(model: SequenceModel, u, t_u, t_burn: Tensor) -> Readings | None:
-    """Check the known inputs given to `rollout` against the model and the burn-in times."""
-    U = model.config.input_dim
-    B, n_burn = t_burn.shape
-    if not U:
-        if u is not None or t_u is not None:
-            raise DataError(
-                "known inputs were given but the model reads none (its input_dim is 0); leave out `u` and `t_u`"
-            )
-        return None
-    if not isinstance(u, Tensor) or u.ndim != 3 or u.shape[0] != B or u.shape[2] != U or u.shape[1] == 0:
-        raise DataError(
-            f"the model reads {U} known input(s): give `u` shaped ({B}, readings, {U}) with their "
-            f"times `t_u`; got {tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__}"
-        )
-    if not u.is_floating_point() or not torch.isfinite(u).all():
-        raise DataError("known inputs `u` must be finite floating-point numbers; fill or drop the gaps")
-    Q = u.shape[1]
-    if t_u is None:
-        t_u = torch.arange(Q, dtype=t_burn.dtype, device=t_burn.device).expand(B, Q)
-    if (
-        not isinstance(t_u, Tensor)
-        or t_u.shape != (B, Q)
-        or not torch.isfinite(t_u).all()
-        or (t_u.diff(dim=1) < 0).any()
-    ):
-        raise DataError(
-            f"reading times `t_u` must be finite, non-decreasing and shaped ({B}, {Q}); got "
-            f"{tuple(t_u.shape) if isinstance(t_u, Tensor) else type(t_u).__name__}"
-        )
-    t_u = t_u.to(t_burn.dtype)
-    late = (t_u[:, 0] > t_burn[:, 0]).nonzero()
-    if len(late):
-        b = int(late[0, 0])
-        raise DataError(
-            f"trajectory {b}'s known inputs begin at {t_u[b, 0].item():g}, after its first burn-in "
-            f"frame ({t_burn[b, 0].item():g}); give a reading at or before it"
-        )
-    held = (t_u[:, -1] <= t_burn[:, -1]).sum().item()
-    if held:
-        warnings.warn(
-            f"no known inputs after the last burn-in frame for {held} of {B} trajectories: their last "
-            "reading is held to the horizon; give `u` and `t_u` up to the horizon to use the true future "
-            "inputs",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return Readings(u.to(t_burn.dtype), t_u)
-
-
 @torch.no_grad()
 def rollout(
     model: SequenceModel,
@@ -273,7 +205,7 @@ def rollout(
     """
     rule = (rule or model.rule).bind(model)
     t_burn, hz = _check_burn(model, x_burn, horizon, t_burn, max_updates)
-    readings = _readings(model, u, t_u, t_burn)
+    readings = check_readings(model, u, t_u, t_burn)
     events = readings is not None and bool(rule.jumps)  # models that step frame by frame read inputs as they come
     if max_updates is None:
         max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / rule.min_dt) + 1
@@ -350,7 +282,7 @@ def rollout_from(
         raise DataError(f"start times must be a number or shaped ({len(h)},); got {tuple(t.shape)}")
     t = t.expand(len(h)).reshape(len(h), 1)
     t_burn, hz = _check_burn(model, x.unsqueeze(1) if isinstance(x, Tensor) else x, horizon, t, max_updates)
-    readings = _readings(model, u, t_u, t_burn)
+    readings = check_readings(model, u, t_u, t_burn)
     events = readings is not None and rule.jumps
     if max_updates is None:
         max_updates = math.ceil((hz - t_burn[:, -1]).max().item() / rule.min_dt) + 1

@@ -13,40 +13,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Circle
-from PIL import Image
 
-from .. import checkpoint as ckpt
 from ..model import SequenceModel
+from ..plotting import LABELS, grab, save_gif, table
 from ..progress import bar
 from ..rollout import rollout
-from .figures import BALL_COLORS, LABELS, plot_paths, points
-
-
-def table(ax) -> None:
-    """Clear `ax` and draw it as the empty unit table of the billiards tasks."""
-    ax.clear()
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def grab(fig) -> Image.Image:
-    """The figure as drawn now, as an RGB image (one frame of an animation)."""
-    fig.canvas.draw()
-    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-
-
-def save_gif(path: Path, frames: list, fps: int) -> None:
-    """Write PIL frames as a looping GIF, atomically."""
-    palette = [f.convert("P", palette=Image.Palette.ADAPTIVE, colors=64) for f in frames]
-    ckpt.atomic_write(
-        Path(path),
-        lambda tmp: palette[0].save(
-            tmp, format="GIF", save_all=True, append_images=palette[1:], duration=int(1000 / fps), loop=0
-        ),
-    )
+from .figures import BALL_COLORS, plot_paths, points
 
 
 def _updated_near(update_times: np.ndarray, t: float, span: float) -> bool:

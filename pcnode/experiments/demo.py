@@ -24,7 +24,8 @@ from ..checkpoint import load_run
 from ..config import TrainConfig
 from ..data import DATA_DIR, split, task_data
 from ..evaluate import evaluate, event_recall
-from ..model import MODEL_NAMES, ModelConfig, build_model
+from ..kinds import build_model
+from ..model import MODEL_NAMES, ModelConfig
 from ..progress import bar
 from ..rollout import rollout
 from ..tasks import collisions

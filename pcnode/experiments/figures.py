@@ -10,30 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # draws into files on machines without a display; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .. import checkpoint as ckpt  # noqa: E402
-from ..model import MODEL_NAMES  # noqa: E402
-
-COLORS = {
-    "truth": "black",
-    "pcode": "tab:red",
-    "rnn": "tab:blue",
-    "odernn": "tab:green",
-    "cfc": "tab:purple",
-    "odernn-adaptive": "tab:olive",
-    "odernn-kinetic": "tab:cyan",
-}
-LABELS = {
-    "truth": "truth",
-    **MODEL_NAMES,
-    "odernn-adaptive": "ODE-RNN (torchode)",
-    "odernn-kinetic": "ODE-RNN (torchode, regularised)",
-}
+from ..plotting import COLORS, LABELS, save_figure
 
 
 def points(s: np.ndarray) -> np.ndarray:
@@ -202,11 +182,6 @@ def plot_curves(
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
-
-
-def save_figure(fig, path: Path) -> None:
-    ckpt.atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
 
 
 def plot_time_series(

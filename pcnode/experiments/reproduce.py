@@ -40,7 +40,8 @@ from ..data import DATA_DIR, split, task_data
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import evaluate, event_recall
 from ..forcing import forced_mean_dt
-from ..model import MODEL_NAMES, PAPER_MODELS, PCODE, ModelConfig, SequenceModel, build_model
+from ..kinds import build_model
+from ..model import MODEL_NAMES, PAPER_MODELS, PCODE, ModelConfig, SequenceModel
 from ..rollout import rollout
 from ..segments import SegmentRule, mean_square_change
 from ..tasks import TASKS, collisions

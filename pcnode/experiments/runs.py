@@ -16,7 +16,8 @@ from ..data import DATA_DIR, FileData, TaskData, Trajectories, save_npz, task_da
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import evaluate
 from ..forcing import forced_mean_dt
-from ..model import ModelConfig, SequenceModel, build_model
+from ..kinds import build_model
+from ..model import ModelConfig, SequenceModel
 from ..planning.problems import PlanningData
 from ..progress import bar
 from ..segments import SegmentRule

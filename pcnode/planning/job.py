@@ -24,12 +24,12 @@ from ..checkpoint import load_run
 from ..config import TrainConfig
 from ..data import DATA_DIR, FileData, save_npz
 from ..errors import ConfigError
-from ..experiments.animations import grab, save_gif, table
-from ..experiments.figures import COLORS, save_figure
-from ..experiments.progress import fit_with_bar
-from ..model import MODEL_NAMES, MODELS, PAPER_MODELS, ModelConfig, SequenceModel, build_model
+from ..kinds import build_model
+from ..model import MODEL_NAMES, MODELS, PAPER_MODELS, ModelConfig, SequenceModel
+from ..plotting import COLORS, grab, save_figure, save_gif, table
 from ..segments import SegmentRule
 from ..tasks import BALL_RADIUS
+from ..train import fit
 
 
 @dataclass
@@ -195,16 +195,16 @@ def _plan_model(name: str, folder: str | None, member: int, run: PlanningRun) ->
         ModelConfig(kind=name, state_dim=4, input_dim=inputs, hidden=run.hidden, latent=run.hidden), seed=cfg.seed
     )
     out = run.out / (name if member == 0 else f"{name}-{member + 1}")
-    fit_with_bar(
+    fit(
         model,
         train,
-        test,
         cfg,
-        out,
-        dataclasses.asdict(data),
         rule=SegmentRule(n_burn=n_burn),
+        test=test,
+        run_dir=out,
         resume=(out / ckpt.CHECKPOINT).exists(),
-        label=f"train {out.name}",
+        data=dataclasses.asdict(data),
+        progress=f"train {out.name}",
     )
     return model.eval(), str(out)
 
