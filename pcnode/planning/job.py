@@ -15,7 +15,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Circle
-from tqdm import tqdm
 
 from .. import checkpoint as ckpt
 from .. import planning as pl
@@ -27,6 +26,7 @@ from ..errors import ConfigError
 from ..kinds import build_model
 from ..model import MODEL_NAMES, MODELS, PAPER_MODELS, ModelConfig, SequenceModel
 from ..plotting import COLORS, grab, save_figure, save_gif, table
+from ..progress import bar
 from ..segments import SegmentRule
 from ..tasks import BALL_RADIUS
 from ..train import fit
@@ -93,8 +93,8 @@ def run_planning(run: PlanningRun) -> dict[str, dict]:
     curve: dict[str, list[dict]] = {name: [] for name in predictors}
     for c in sorted({*run.budgets, run.plan.candidates}):
         cfg = dataclasses.replace(run.plan, candidates=c).validate()
-        with tqdm(total=len(problems), desc=f"plan, {cfg.budget} candidates", unit="problem") as bar:
-            results = pl.compare(predictors, problems, cfg, seed=run.seed, progress=bar.update)
+        with bar(True, total=len(problems), desc=f"plan, {cfg.budget} candidates", unit="problem") as shown:
+            results = pl.compare(predictors, problems, cfg, seed=run.seed, progress=shown.update)
         for name, res in results.items():
             curve[name].append({"budget": cfg.budget, **res.summary()})
         if c == run.plan.candidates:
