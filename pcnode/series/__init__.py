@@ -53,20 +53,9 @@ padded to the batch's length and masked: padded transitions carry no weight in t
 loss and are never scored.
 """
 
+from .csvfile import JENA_FORMAT, JENA_TIME, from_csv, jena_climate, to_csv
 from .forecast import Forecast, forecast, write_forecast
-from .io import (
-    JENA_FORMAT,
-    JENA_TIME,
-    Series,
-    format_time,
-    from_arrays,
-    from_csv,
-    from_npz,
-    jena_climate,
-    parse_time,
-    to_csv,
-    to_npz,
-)
+from .io import Series, format_time, from_arrays, from_npz, parse_time, to_npz
 from .windows import (
     AUTO_STRIDE,
     AUTO_WINDOW,

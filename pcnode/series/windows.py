@@ -14,7 +14,8 @@ from torch import Tensor
 from ..data import Trajectories
 from ..errors import ConfigError, DataError
 from ..evaluate import evaluate
-from .io import Series, from_csv, from_npz, jena_climate
+from .csvfile import from_csv, jena_climate
+from .io import Series, from_npz
 
 # `window="auto"`: a series longer than twice this many readings is cut into windows of
 # this many, every AUTO_STRIDE readings. The paper's tasks train on trajectories of 21 to
