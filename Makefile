@@ -39,7 +39,7 @@ $(LINT_STAMP): $(STAMP)
 	touch $(LINT_STAMP)
 
 lint: $(LINT_STAMP)
-	$(VENV)/bin/ruff check pcnode
+	$(VENV)/bin/ruff check pcnode benchmarks tests examples docs/hooks.py
 	$(VENV)/bin/ruff format --check pcnode
 	$(VENV)/bin/pyright
 

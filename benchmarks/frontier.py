@@ -25,13 +25,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from pcnode import evaluate, load_run, pretrained, rollout  # noqa: E402
 from pcnode import checkpoint as ckpt  # noqa: E402
+from pcnode import evaluate, load_run, pretrained, rollout  # noqa: E402
 from pcnode.config import TrainConfig  # noqa: E402
 from pcnode.evaluate import event_recall  # noqa: E402
-from pcnode.plotting import COLORS, LABELS  # noqa: E402
 from pcnode.experiments.runs import dataset  # noqa: E402
 from pcnode.model import ModelConfig  # noqa: E402
+from pcnode.plotting import COLORS, LABELS  # noqa: E402
 from pcnode.segments import DEFAULT_RELATIVE_EPSILON, SegmentRule  # noqa: E402
 from pcnode.tasks import collisions  # noqa: E402
 
@@ -71,12 +71,13 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     if not shipped and cache.is_file():
         saved = json.loads(cache.read_text())
         if saved.get("weights") == weights and saved.get("step") == step:
-            return saved
+            return {**saved, "command": command(ckpt.read_run_config(folder))}  # the command as today's flags spell it
     model, cfg = load_run(folder, weights=weights)
     data = cfg["data"]
     _, test = dataset(data)
     m = evaluate(model, test)
-    row = {"name": name, "task": data["task"], "kind": model.config.kind, "shipped": shipped, "weights": weights,
+    row = {"name": f"pretrained:{name}" if shipped else name, "task": data["task"], "kind": model.config.kind,
+           "shipped": shipped, "weights": weights,
            "step": step, "mse": m["mse"], "updates": m["updates"], "trajectories": len(test),
            "command": command(cfg), "relative_epsilon": cfg["train"].get("relative_epsilon"),
            "events": cfg["train"].get("events"), "threshold": cfg["segments"].get("threshold")}
@@ -150,7 +151,8 @@ def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
         for r in runs:
             m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
             label = LABELS[r["kind"]] if r["kind"] == "rnn" else f"PC-ODE, {r['name']}"
-            ax.plot([x["train_s"] / 60 for x in m], [x["test_mse_model_units"] for x in m], "-" if r["kind"] == "pcode" else "--",
+            style = "-" if r["kind"] == "pcode" else "--"
+            ax.plot([x["train_s"] / 60 for x in m], [x["test_mse_model_units"] for x in m], style,
                     color=COLORS["rnn"] if r["kind"] == "rnn" else shades[r["name"]], marker=".", label=label)
             if r["kind"] == "rnn":
                 ax.axhline(m[-1]["test_mse_model_units"], color=COLORS["rnn"], lw=0.8, ls=":")

@@ -64,11 +64,12 @@ def main():
                    "train_s": round(train_s, 1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print("\n| task | model | precision | fed | test MSE | updates/rollout | mean dt | NFE/batch | rollout s | train s |")
+    print("\n| task | model | precision | fed | test MSE | updates/rollout | mean dt | NFE/batch | rollout s "
+          "| train s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['task']} | {r['model']} | {r['precision']} | {r['feed_predictions']:g} | {r['mse']:.2e} | {r['updates']:.2f} | {r['mean_dt']:.2f} | "
-              f"{r['nfe']:.0f} | {r['rollout_s']:.2f} | {r['train_s']} |")
+        print(f"| {r['task']} | {r['model']} | {r['precision']} | {r['feed_predictions']:g} | {r['mse']:.2e} "
+              f"| {r['updates']:.2f} | {r['mean_dt']:.2f} | {r['nfe']:.0f} | {r['rollout_s']:.2f} | {r['train_s']} |")
 
 
 if __name__ == "__main__":

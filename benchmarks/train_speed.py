@@ -111,7 +111,8 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--models", nargs="*", default=["pcode", "rnn", "odernn"])
-    p.add_argument("--init", help="a trained PC-ODE run folder, or pretrained:NAME, to time as well (a trained model skips)")
+    p.add_argument("--init", help="a trained PC-ODE run folder, or pretrained:NAME, to time as well "
+                   "(a trained model skips)")
     p.add_argument("--reference", action="store_true", help="also time the plain per-frame formulation")
     p.add_argument("--authors", help="folder holding the authors' piecewise_node checkout")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],

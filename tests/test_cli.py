@@ -15,8 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from pcnode import ModelConfig, TrainConfig, build_model, fit
 from pcnode.cli import busy_cores, idle_cores, main
-from pcnode.data import save_npz
-from pcnode.data import split, task_data
+from pcnode.data import save_npz, split, task_data
 from pcnode.segments import DEFAULT_RELATIVE_EPSILON, mean_square_change
 
 torch.set_num_threads(1)
@@ -156,14 +155,16 @@ CASES = [
     ("nan-weight-decay", nothing, [*GOOD_DATA, "--weight-decay", "nan", "--out", "out"], "weight_decay"),
     ("nan-epsilon", nothing, [*GOOD_DATA, "--epsilon", "nan", "--out", "out"], "epsilon"),
     ("jump-prob-above-one", nothing, [*GOOD_DATA, "--jump-prob", "1.5", "--out", "out"], "--jump-prob"),
-    ("feed-predictions-above-one", nothing, [*GOOD_DATA, "--feed-predictions", "2", "--out", "out"], "--feed-predictions"),
+    ("feed-predictions-above-one", nothing, [*GOOD_DATA, "--feed-predictions", "2", "--out", "out"],
+     "--feed-predictions"),
     ("negative-dt-weight", nothing, [*GOOD_DATA, "--dt-weight", "-1", "--out", "out"], "--dt-weight"),
     ("zero-burn-in", nothing, [*GOOD_DATA, "--n-burn", "0", "--out", "out"], "--n-burn"),
     ("odd-latent", nothing, [*GOOD_DATA, "--latent", "15", "--out", "out"], "latent must be even"),
     ("zero-hidden", nothing, [*GOOD_DATA, "--hidden", "0", "--out", "out"], "hidden"),
     ("zero-min-dt", nothing, [*GOOD_DATA, "--min-dt", "0", "--out", "out"], "--min-dt"),
     ("infinite-max-dt", nothing, [*GOOD_DATA, "--max-dt", "inf", "--out", "out"], "--max-dt"),
-    ("min-dt-above-max-dt", nothing, [*GOOD_DATA, "--min-dt", "5", "--max-dt", "2", "--out", "out"], "--min-dt <= --max-dt"),
+    ("min-dt-above-max-dt", nothing, [*GOOD_DATA, "--min-dt", "5", "--max-dt", "2", "--out", "out"],
+     "--min-dt <= --max-dt"),
     ("nan-time-constant", nothing, [*GOOD_DATA, "--time-constant", "nan", "--out", "out"], "time_constant"),
     # output folders
     ("out-under-a-file", nothing, [*GOOD_DATA, "--out", "afile/run"], "cannot write"),
@@ -389,8 +390,9 @@ def test_pretrained_lists_the_models_under_a_header_row(capsys):
 
 
 def test_every_flag_of_every_subcommand_says_what_it_does():
-    from pcnode.flags import build_parser
     import argparse
+
+    from pcnode.flags import build_parser
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     silent = [f"{name} {action.option_strings[0]}" for name, command in commands.items()

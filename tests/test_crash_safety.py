@@ -11,9 +11,9 @@ import torch
 
 from pcnode import ModelConfig, TrainConfig, build_model, fit, load_run
 from pcnode import checkpoint as ckpt
+from pcnode.checkpoint import read_metrics
 from pcnode.config import load_config
 from pcnode.data import load_npz
-from pcnode.checkpoint import read_metrics
 
 torch.set_num_threads(1)
 

@@ -25,8 +25,8 @@ import torch
 
 import pcnode
 from pcnode.cli import main
-from pcnode.flags import build_parser
 from pcnode.errors import ConfigError
+from pcnode.flags import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -122,7 +122,7 @@ def test_shown_commands_exist(page):
             seen += 1
         elif command[0] == "make":
             assert set(command[1:]) <= MAKE_TARGETS, f"{name(page)}: no Makefile target for `{shlex.join(command)}`"
-        elif command[0] in ("python", "bash") and len(command) > 1 and command[1].startswith(("benchmarks/", "examples/")):
+        elif command[0] in ("python", "bash") and command[1:2] and command[1].startswith(("benchmarks/", "examples/")):
             script = ROOT / command[1]
             assert script.is_file(), f"{name(page)}: `{shlex.join(command)}`: no {command[1]}"
             text = script.read_text()
@@ -167,7 +167,7 @@ def test_defaults_table_matches_the_code():
     assert len(rows) >= 20
     for cls, field, shown in rows:
         default = {f.name: f.default for f in dataclasses.fields(classes[cls])}[field]
-        assert ast.literal_eval(shown) == default, f"training.md shows {cls}.{field} = {shown}; the code has {default!r}"
+        assert ast.literal_eval(shown) == default, f"training.md shows {cls}.{field} = {shown}; the code: {default!r}"
 
 
 def test_api_reference_names_exist():
@@ -198,7 +198,7 @@ def test_the_cli_page_lists_every_flag_as_the_parser_defines_it():
     h = hooks()
     page = (DOCS / "cli.md").read_text()
     shown = page.split(h.BEGIN, 1)[1].split(h.END, 1)[0].strip()
-    assert shown == h.flag_tables().strip(), "docs/cli.md's flag tables differ from the parser: run python docs/hooks.py"
+    assert shown == h.flag_tables().strip(), "docs/cli.md's flag tables differ from the parser: python docs/hooks.py"
 
 
 def test_the_cli_page_names_every_model_and_task_there_is():
@@ -228,6 +228,7 @@ def test_the_rollouts_page_explains_every_score(evaluate_keys):
 
 def test_the_docstrings_the_api_page_shows_run_as_written():
     import doctest
+
     import pcnode.pretrained
     for module in (pcnode, pcnode.pretrained):
         assert "doctest:" not in module.__doc__  # a directive would be shown on the page

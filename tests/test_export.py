@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from pcnode import ModelConfig, SegmentRule, Stream, TrainConfig, build_model, fit, load_run, pretrained, rollout, runtime
+from pcnode import (
+    ModelConfig,
+    SegmentRule,
+    Stream,
+    TrainConfig,
+    build_model,
+    fit,
+    load_run,
+    pretrained,
+    rollout,
+    runtime,
+)
 from pcnode.cli import main
 from pcnode.data import save_npz, task_data
 from pcnode.errors import ConfigError, DataError

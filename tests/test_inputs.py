@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_plan import planted_problems
 
 from pcnode import PCODE, ModelConfig, TrainConfig, build_model, fit, rollout, teacher_forcing
 from pcnode import planning as pl
@@ -14,7 +15,6 @@ from pcnode.planning.job import trace
 from pcnode.series import forecast, from_arrays, from_csv, from_npz, to_csv, to_npz
 from pcnode.series.windows import Scaling
 from pcnode.tasks import BALL_RADIUS, billiards
-from test_plan import planted_problems
 
 torch.set_num_threads(1)
 

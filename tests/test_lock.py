@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pcnode import checkpoint as ckpt
-from pcnode.lock import LOCK, lock_run
 from pcnode.cli import main
 from pcnode.errors import CheckpointError
+from pcnode.lock import LOCK, lock_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

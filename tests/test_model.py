@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from pcnode import ODERNN, PCODE, RNN, ModelConfig, SegmentRule, TrainConfig, build_model, teacher_forcing
-from pcnode.segments import mean_square_change
 from pcnode.errors import ConfigError
+from pcnode.segments import mean_square_change
 
 
 def pcode(state_dim=2, **kw):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, fit, load_run, rollout, teacher_forcing
-from pcnode.segments import mean_square_change
 from pcnode.cli import main
 from pcnode.errors import ConfigError
 from pcnode.experiments.reproduce import KINETIC_WEIGHT, ReproduceConfig, reproduce
+from pcnode.segments import mean_square_change
 
 torch.set_num_threads(1)
 

@@ -8,9 +8,9 @@ import torch
 
 from pcnode import PCODE, RNN, ModelConfig, rollout
 from pcnode import planning as pl
-from pcnode.tasks import billiards
 from pcnode.cli import main
 from pcnode.planning.job import planner_colors
+from pcnode.tasks import billiards
 
 torch.set_num_threads(1)
 

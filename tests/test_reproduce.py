@@ -8,13 +8,13 @@ from PIL import Image
 
 import pcnode.experiments.reproduce as rp
 from pcnode.cli import main
+from pcnode.data import split, task_data
 from pcnode.errors import ConfigError
 from pcnode.experiments.paper import Target, target_status
 from pcnode.experiments.reproduce import FixedDt, ReproduceConfig, reproduce
-from pcnode.data import split, task_data
-from pcnode.segments import DEFAULT_RELATIVE_EPSILON, mean_square_change
-from pcnode.model import ModelConfig, PCODE
+from pcnode.model import PCODE, ModelConfig
 from pcnode.rollout import rollout
+from pcnode.segments import DEFAULT_RELATIVE_EPSILON, mean_square_change
 
 torch.set_num_threads(1)
 

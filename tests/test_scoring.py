@@ -4,11 +4,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_rollout import fixed_dt_rollout
 
 from pcnode import PCODE, ModelConfig, evaluate
 from pcnode.evaluate import event_recall
 from pcnode.tasks import billiards, collisions
-from test_rollout import fixed_dt_rollout
 
 torch.set_num_threads(1)
 

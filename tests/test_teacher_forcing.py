@@ -12,7 +12,6 @@ from pcnode.data import Trajectories
 from pcnode.reference import reference_forcing
 from pcnode.segments import mean_square_change
 
-
 CASES = {
     "pcode": dict(kind="pcode"),
     "pcode-aux": dict(kind="pcode", aux_dims=1),

@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from pcnode import ModelConfig, SegmentRule, TrainConfig, build_model, evaluate, fit, load_run, rollout
-from pcnode.checkpoint import load_tensors
-from pcnode.forcing import Objective
+from pcnode.checkpoint import load_tensors, read_metrics
 from pcnode.errors import CheckpointError, ConfigError, DataError
-from pcnode.checkpoint import read_metrics
+from pcnode.forcing import Objective
 from pcnode.segments import DEFAULT_RELATIVE_EPSILON, mean_square_change
 
 torch.set_num_threads(1)

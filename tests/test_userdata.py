@@ -9,8 +9,7 @@ from pcnode.cli import main
 from pcnode.data import Trajectories
 from pcnode.errors import DataError
 from pcnode.segments import mean_square_change
-from pcnode.series import (Scaling, cut, forecast, from_arrays, from_csv, from_npz, jena_climate, to_csv,
-                           to_npz)
+from pcnode.series import Scaling, cut, forecast, from_arrays, from_csv, from_npz, jena_climate, to_csv, to_npz
 
 torch.set_num_threads(1)
 
