@@ -109,16 +109,25 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.9), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         mine = [r for r in rows if r["task"] == task]
-        curve = sorted((r for r in mine if r["kind"] == "pcode" and not r.get("events")), key=lambda r: r["updates"])
-        if curve:
-            ax.plot([r["updates"] for r in curve], [r["mse"] for r in curve], "-o", color=COLORS["pcode"], ms=5,
-                    label="PC-ODE (thresholds, recipes)")
+        runs = sorted((r for r in mine if r["kind"] == "pcode" and not r.get("events") and not r["shipped"]),
+                      key=lambda r: (r["updates"], r["mse"]))
+        front = [r for i, r in enumerate(runs) if all(r["mse"] < q["mse"] for q in runs[:i])]  # the lower envelope
+        if runs:
+            ax.plot([r["updates"] for r in runs], [r["mse"] for r in runs], "o", color=COLORS["pcode"], ms=5, alpha=0.6,
+                    label="PC-ODE runs (thresholds, recipes)")
+            ax.plot([r["updates"] for r in front], [r["mse"] for r in front], "-", color=COLORS["pcode"],
+                    label="PC-ODE frontier")
+            for r in runs:
+                ax.annotate(r["name"].removeprefix(f"{task}-pcode-"), (r["updates"], r["mse"]), fontsize=6,
+                            xytext=(4, 2), textcoords="offset points", color=COLORS["pcode"])
         for r in mine:
             if r["kind"] == "pcode" and r.get("events"):
                 ax.plot(r["updates"], r["mse"], "*", color="tab:orange", ms=11, label="PC-ODE, events option")
             elif r["kind"] != "pcode":
+                shipped = " (shipped)" if r["shipped"] else ""
                 ax.plot(r["updates"], r["mse"], MARKERS.get(r["kind"], "x"), color=COLORS.get(r["kind"], "grey"),
-                        ms=7, label=LABELS.get(r["kind"], r["kind"]) + (" (shipped)" if r["shipped"] else ""))
+                        mfc="none" if shipped else None, mew=1.5, ms=7,
+                        label=LABELS.get(r["kind"], r["kind"]) + shipped)
             if r["shipped"] and r["kind"] == "pcode":
                 ax.plot(r["updates"], r["mse"], "o", mfc="none", mec="black", ms=10, label="shipped PC-ODE")
         ax.axhline(holds[task], color="grey", ls="--", lw=1, label="hold the last frame")
