@@ -10,10 +10,13 @@ and trained through `pcnode.series` as a user's file is (standardised columns), 
 absolute 3e-3 is about 18 times stricter than on the raw coordinates.
 
 Budgets: Lines 300 steps, Circles and Billiards2D 800 steps of batch 256 on 4,000
-trajectories (as benchmarks/quality.py); PixelBilliards2D 800 steps of batch 64 on
+trajectories (as benchmarks/quality.py), Billiards1D the same; PixelBilliards2D 800 steps of batch 64 on
 1,500 (as the README's pixel-threshold table), with an RNN beside it for the target.
 
-    python benchmarks/skip_threshold.py [--tasks ...] [--relative 0.5 1 2.5] [--seeds 0 1 2]
+`--events R ...` adds PC-ODEs trained with the event option (`TrainConfig.events`, see
+docs/training.md) at the default skip threshold.
+
+    python benchmarks/skip_threshold.py [--tasks ...] [--relative 0.5 1 2.5] [--events 0.25] [--seeds 0 1 2]
         [--settings tuned relative2.5] [--out runs/skip_threshold]
 """
 import argparse
@@ -30,9 +33,11 @@ from pcnode.evaluate import event_recall
 from pcnode.series import SeriesSpec, evaluate_series, from_arrays, prepare, to_npz
 from pcnode.tasks import collisions
 
-TUNED = {"lines": 3e-3, "circles": 3e-3, "billiards2d": 3e-3, "pixel_billiards2d": 6e-2, "billiards2d-data": 3e-3}
+TUNED = {"lines": 3e-3, "circles": 3e-3, "billiards1d": 3e-3, "billiards2d": 3e-3, "pixel_billiards2d": 6e-2,
+         "billiards2d-data": 3e-3}
 BUDGET = {  # task: (trajectories, steps, batch, decay_every)
-    "lines": (4000, 300, 256, 1000), "circles": (4000, 800, 256, 1000), "billiards2d": (4000, 800, 256, 1000),
+    "lines": (4000, 300, 256, 1000), "circles": (4000, 800, 256, 1000), "billiards1d": (4000, 800, 256, 1000),
+    "billiards2d": (4000, 800, 256, 1000),
     "billiards2d-data": (4000, 800, 256, 1000), "pixel_billiards2d": (1500, 800, 64, 100),
 }
 
@@ -66,9 +71,10 @@ def score(task, model, test, spec, n, run):
         test = torch.as_tensor(np.stack(series.x), dtype=torch.float32)  # the same trajectories, raw units
     else:
         m = evaluate(model, test)
-    row = {"mse": m["mse"], "updates": m["updates"], "mean_dt": m["mean_dt"],
-           "epsilon": model.rule.threshold, "form": {k: v for k, v in json.loads((run / "config.json").read_text())
-                                                     ["train"].items() if k in ("epsilon", "relative_epsilon")}}
+    train = json.loads((run / "config.json").read_text())["train"]
+    form = {k: v for k, v in train.items() if k in ("epsilon", "relative_epsilon", "events")}
+    row = {"mse": m["mse"], "updates": m["updates"], "mean_dt": m["mean_dt"], "epsilon": model.rule.threshold,
+           "form": form}
     if "billiards" in task:
         events = torch.as_tensor(collisions(task.removesuffix("-data"), n, 0))[-len(test):]
         row["collisions_plus_1"] = (events[:, 4:].sum(1) + 1).double().mean().item()
@@ -82,6 +88,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--tasks", nargs="+", default=list(TUNED))
     p.add_argument("--relative", nargs="+", type=float, default=[0.5, 1.0, 2.5])
+    p.add_argument("--events", nargs="*", type=float, default=[],
+                   help="also train with the event option at these line thresholds (with the default skip threshold)")
     p.add_argument("--out", type=Path, default=Path("runs/skip_threshold"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -92,6 +100,7 @@ def main():
         n, steps, batch, decay = BUDGET[task]
         settings = [("tuned", "pcode", {"epsilon": TUNED[task]})]
         settings += [(f"relative{f:g}", "pcode", {"relative_epsilon": f}) for f in args.relative]
+        settings += [(f"events{f:g}", "pcode", {"events": f}) for f in args.events]
         if task == "pixel_billiards2d":
             settings.append(("rnn", "rnn", {}))
         for seed in args.seeds:
