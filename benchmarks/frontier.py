@@ -71,14 +71,15 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     if not shipped and cache.is_file():
         saved = json.loads(cache.read_text())
         if saved.get("weights") == weights and saved.get("step") == step:
-            return {**saved, "command": command(ckpt.read_run_config(folder))}  # the command as today's flags spell it
+            cfg = ckpt.read_run_config(folder)  # the command as today's flags spell it
+            return {**saved, "command": command(cfg), "planned_steps": cfg["train"]["steps"]}
     model, cfg = load_run(folder, weights=weights)
     data = cfg["data"]
     _, test = dataset(data)
     m = evaluate(model, test)
     row = {"name": f"pretrained:{name}" if shipped else name, "task": data["task"], "kind": model.config.kind,
-           "shipped": shipped, "weights": weights,
-           "step": step, "mse": m["mse"], "updates": m["updates"], "trajectories": len(test),
+           "shipped": shipped, "weights": weights, "step": step, "planned_steps": cfg["train"]["steps"],
+           "mse": m["mse"], "updates": m["updates"], "trajectories": len(test),
            "command": command(cfg), "relative_epsilon": cfg["train"].get("relative_epsilon"),
            "events": cfg["train"].get("events"), "threshold": cfg["segments"].get("threshold")}
     if data["task"] in ("billiards1d", "billiards2d"):
@@ -104,6 +105,13 @@ def hold_baseline(task: str) -> float:
     return (x[:, 4:] - x[:, 3:4]).pow(2).mean().item()
 
 
+def label(row: dict, task: str) -> str:
+    """A run's short name on the picture, with the step it stopped at if it stopped short."""
+    name = row["name"].removeprefix(f"{task}-pcode-")
+    done = row.get("trained_steps", row["step"])
+    return name if done >= row.get("planned_steps", done) else f"{name} (to {done // 1000}k)"
+
+
 def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None:
     tasks = [t for t in TASK_NAMES if any(r["task"] == t for r in rows)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.9), squeeze=False)
@@ -117,9 +125,12 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
                     label="PC-ODE runs (thresholds, recipes)")
             ax.plot([r["updates"] for r in front], [r["mse"] for r in front], "-", color=COLORS["pcode"],
                     label="PC-ODE frontier")
-            for r in runs:
-                ax.annotate(r["name"].removeprefix(f"{task}-pcode-"), (r["updates"], r["mse"]), fontsize=6,
-                            xytext=(4, 2), textcoords="offset points", color=COLORS["pcode"])
+            placed: list[float] = []
+            for r in runs:  # runs at about the same update count: labels right and left in turn
+                k = sum(abs(u / r["updates"] - 1) < 0.03 for u in placed)
+                placed.append(r["updates"])
+                ax.annotate(label(r, task), (r["updates"], r["mse"]), fontsize=6, xytext=(-5 if k % 2 else 5, -2),
+                            ha="right" if k % 2 else "left", textcoords="offset points", color=COLORS["pcode"])
         for r in mine:
             if r["kind"] == "pcode" and r.get("events"):
                 ax.plot(r["updates"], r["mse"], "*", color="tab:orange", ms=11, label="PC-ODE, events option")
@@ -136,6 +147,7 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
             if c1:
                 ax.axvline(c1, color="grey", ls=":", lw=1, label="collisions + 1")
         ax.set_xscale("log")
+        ax.set_xlim(left=0.5)  # room for the labels left of the one-update runs
         ax.set_yscale("log")
         ax.set_xlabel("updates per rollout")
         ax.set_ylabel("test MSE (1,000 trajectories)")
@@ -226,6 +238,8 @@ def main():
             c1 = f"{r['collisions_plus_1']:.2f}" if "collisions_plus_1" in r else "-"
             minutes = f"{r['train_s'] / 60:.0f}" if "train_s" in r else "-"
             where = "shipped" if r["shipped"] else f"{r['weights']} ({r['step']})"
+            if not r["shipped"] and r.get("trained_steps", 0) < r.get("planned_steps", 0):
+                where += f", stopped at {r['trained_steps']} of {r['planned_steps']}"
             print(f"| {r['name']} | {LABELS.get(r['kind'], r['kind'])} | {r['updates']:.2f} | {r['mse']:.3e} | "
                   f"{recall} | {c1} | {where} | {minutes} | `{r['command']}` |")
     ttq = time_to_quality(folders, rows)
