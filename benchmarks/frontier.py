@@ -2,7 +2,8 @@
 
 Reads run folders (and, with --zoo, the shipped models), scores each on its task's
 1,000 held-out trajectories with the project's protocol (the rollout from 4 true
-frames, `pcnode.evaluate`), on billiards also its event recall, and prints one
+frames, `pcnode.evaluate`), on billiards also its event recall in the rollout and in
+teacher forcing on the test data (`forcing_recall`), and prints one
 markdown table per task with the command that reproduces each run. A run with a
 validation split is scored with the weights that did best on it (`best.safetensors`),
 the way a shipped model is picked; scores are cached in RUN/frontier.json.
@@ -28,7 +29,7 @@ import torch  # noqa: E402
 from pcnode import checkpoint as ckpt  # noqa: E402
 from pcnode import evaluate, load_run, pretrained, rollout  # noqa: E402
 from pcnode.config import TrainConfig  # noqa: E402
-from pcnode.evaluate import event_recall  # noqa: E402
+from pcnode.evaluate import event_recall, forcing_recall  # noqa: E402
 from pcnode.experiments.runs import dataset  # noqa: E402
 from pcnode.model import ModelConfig  # noqa: E402
 from pcnode.plotting import COLORS, LABELS  # noqa: E402
@@ -87,6 +88,7 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
         n_burn = model.rule.n_burn
         ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
         row["event_recall"] = event_recall(ro, events)
+        row["forcing_recall"] = forcing_recall(model, test, events)
         row["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
     metrics = folder / ckpt.METRICS
     if metrics.is_file():
@@ -230,11 +232,13 @@ def main():
         if not mine:
             continue
         print(f"\n### {TASK_NAMES[task]} (hold the last frame: test MSE {holds[task]:.3e})\n")
-        print("| run | model | updates / rollout | test MSE | event recall | collisions + 1 | weights (step) | "
-              "train min | command |")
+        print("| run | model | updates / rollout | test MSE | event recall (in teacher forcing) | collisions + 1 | "
+              "weights (step) | train min | command |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in mine:
             recall = f"{r['event_recall']:.2f}" if "event_recall" in r else "-"
+            if "forcing_recall" in r:
+                recall += f" ({r['forcing_recall']:.2f})"
             c1 = f"{r['collisions_plus_1']:.2f}" if "collisions_plus_1" in r else "-"
             minutes = f"{r['train_s'] / 60:.0f}" if "train_s" in r else "-"
             where = "shipped" if r["shipped"] else f"{r['weights']} ({r['step']})"

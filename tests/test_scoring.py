@@ -7,7 +7,8 @@ import torch
 from test_rollout import fixed_dt_rollout
 
 from pcnode import PCODE, ModelConfig, evaluate
-from pcnode.evaluate import event_recall
+from pcnode.evaluate import event_recall, forcing_recall
+from pcnode.segments import SegmentRule
 from pcnode.tasks import billiards, collisions
 
 torch.set_num_threads(1)
@@ -111,3 +112,17 @@ def test_event_recall_counts_the_events_with_an_update_within_a_frame():
     events[1, 2] = 5    # during the burn-in: not counted
     assert event_recall(ro, events) == pytest.approx(2 / 4)
     assert math.isnan(event_recall(ro, torch.zeros(2, 21, dtype=torch.long)))
+
+
+def test_forcing_recall_tells_whether_the_training_rule_ends_segments_at_the_events():
+    # Straight lines that bounce off x = 0.5 between frames 11 and 12, the event at frame 12.
+    t = torch.arange(21.0).view(1, -1, 1)
+    v = torch.tensor([[0.04, 0.01], [0.05, -0.02], [0.06, 0.0]]).unsqueeze(1)
+    free = 0.5 - v[..., :1] * 11.5 + v[..., :1] * t  # reaches 0.5 at t = 11.5
+    x = torch.cat([0.5 - (free - 0.5).abs(), 0.2 + v[..., 1:] * t], dim=-1)
+    events = torch.zeros(3, 21, dtype=torch.long)
+    events[:, 12] = 1
+    model = PCODE(ModelConfig(state_dim=2))
+    loose = SegmentRule(threshold=1e9)  # the model's own test never fails: one segment after the burn-in
+    assert forcing_recall(model, x, events, rule=loose) == 0.0
+    assert forcing_recall(model, x, events, rule=loose.replace(event_threshold=1e-6)) == 1.0
