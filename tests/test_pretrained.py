@@ -36,7 +36,7 @@ PINNED = {
     "billiards2d-pcode": (4.2251e-02, 5.4375),
     "billiards2d-rnn": (3.5607e-02, 41.0000),
     "circles-odernn": (5.4876e-05, 26.0000),
-    "circles-pcode": (3.5310e-05, 1.0000),
+    "circles-pcode": (1.7590e-05, 1.0000),
     "circles-rnn": (3.8671e-05, 26.0000),
     "lines-odernn": (2.5072e-08, 17.0000),
     "lines-pcode": (9.3038e-07, 1.0000),
