@@ -3,7 +3,7 @@
 Reads run folders (and, with --zoo, the shipped models), scores each on its task's
 1,000 held-out trajectories with the project's protocol (the rollout from 4 true
 frames, `pcnode.evaluate`), on billiards also its event recall in the rollout and in
-teacher forcing on the test data (`forcing_recall`), and prints one
+teacher forcing on the test data (`pcnode.forcing.forced_update_times`), and prints one
 markdown table per task with the command that reproduces each run. A run with a
 validation split is scored with the weights that did best on it (`best.safetensors`),
 the way a shipped model is picked; scores are cached in RUN/frontier.json.
@@ -29,8 +29,9 @@ import torch  # noqa: E402
 from pcnode import checkpoint as ckpt  # noqa: E402
 from pcnode import evaluate, load_run, pretrained, rollout  # noqa: E402
 from pcnode.config import TrainConfig  # noqa: E402
-from pcnode.evaluate import event_recall, forcing_recall  # noqa: E402
+from pcnode.evaluate import event_recall, updates_near  # noqa: E402
 from pcnode.experiments.runs import dataset  # noqa: E402
+from pcnode.forcing import forced_update_times  # noqa: E402
 from pcnode.model import ModelConfig  # noqa: E402
 from pcnode.plotting import COLORS, LABELS  # noqa: E402
 from pcnode.segments import DEFAULT_RELATIVE_EPSILON, SegmentRule  # noqa: E402
@@ -88,7 +89,7 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
         n_burn = model.rule.n_burn
         ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
         row["event_recall"] = event_recall(ro, events)
-        row["forcing_recall"] = forcing_recall(model, test, events)
+        row["forcing_recall"] = updates_near(forced_update_times(model, test), events, n_burn)
         row["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
     metrics = folder / ckpt.METRICS
     if metrics.is_file():

@@ -6,9 +6,10 @@ data's mean squared change per frame), and scored on held-out trajectories: test
 model updates per rollout and mean dt; on billiards also the collisions after the
 burn-in + 1 (the fewest updates that can follow every collision) and the event recall
 (`pcnode.evaluate.event_recall`) and the same share for teacher forcing on the test data
-(`forcing_recall`: where the training rule itself ends segments). `billiards2d-data` is Billiards2D written to an NPZ
-and trained through `pcnode.series` as a user's file is (standardised columns), so its
-absolute 3e-3 is about 18 times stricter than on the raw coordinates.
+(`pcnode.forcing.forced_update_times`: where the training rule itself ends segments).
+`billiards2d-data` is Billiards2D written to an NPZ and trained through `pcnode.series`
+as a user's file is (standardised columns), so its absolute 3e-3 is about 18 times
+stricter than on the raw coordinates.
 
 Budgets: Lines 300 steps, Circles and Billiards2D 800 steps of batch 256 on 4,000
 trajectories (as benchmarks/quality.py), Billiards1D the same; PixelBilliards2D 800 steps of batch 64 on
@@ -30,7 +31,8 @@ import torch
 
 from pcnode import ModelConfig, TrainConfig, build_model, evaluate, fit, load_run, rollout
 from pcnode.data import split, task_data
-from pcnode.evaluate import event_recall, forcing_recall
+from pcnode.evaluate import event_recall, updates_near
+from pcnode.forcing import forced_update_times
 from pcnode.series import SeriesSpec, evaluate_series, from_arrays, prepare, to_npz
 from pcnode.tasks import collisions
 
@@ -82,7 +84,7 @@ def score(task, model, test, spec, n, run):
         if spec is None:
             ro = rollout(model, test[:, :4], horizon=test.shape[1] - 1)
             row["event_recall"] = event_recall(ro, events)
-            row["forcing_recall"] = forcing_recall(model, test, events)  # where the training rule updates
+            row["forcing_recall"] = updates_near(forced_update_times(model, test), events, model.rule.n_burn)
     return row
 
 

@@ -4,7 +4,8 @@ Each test trajectory is rolled out from its burn-in frames to its last frame; th
 rollout is read at the frame times after the burn-in and compared with the truth
 (`evaluate`; `protocol="authors"` scores as the authors' released code does, to set
 figures beside theirs). On billiards, `event_recall` says how many collisions the
-model updated at, and `forcing_recall` how many its training rule updates at.
+model updated at (`updates_near` the same for update times from any source, such as
+teacher forcing's, `pcnode.forcing.forced_update_times`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .config import TrainConfig
 from .data import Trajectories
 from .errors import ConfigError, DataError
-from .forcing import teacher_forcing
 from .model import SequenceModel
 from .progress import bar
 from .rollout import Rollout, rollout
@@ -225,32 +224,3 @@ def updates_near(times: Tensor, events: Tensor, first: int, within: float = 1.0)
     counts = events[:, first:].to(times.dtype)
     total = counts.sum().item()
     return (counts * near).sum().item() / total if total else math.nan
-
-
-@torch.no_grad()
-def forcing_recall(
-    model: SequenceModel,
-    data: Tensor | Trajectories,
-    events: Tensor,
-    rule: SegmentRule | None = None,
-    within: float = 1.0,
-) -> float:
-    """How many of the events after the burn-in have an update within `within` frames in
-    teacher forcing on `data` (the true frames, no random jumps): `event_recall` for the
-    training rule instead of a rollout. It tells two shortfalls apart: where this is low,
-    the rule (its threshold, the event option) does not end segments at the events; where
-    it is high and a rollout's recall is not, the dt head mistimes them.
-
-    events: (B, T+1) as `event_recall` takes them, for the trajectories of `data`.
-    """
-    data = Trajectories.of(data)
-    rule = rule or model.rule
-    was_training = model.training
-    model.eval()
-    try:
-        updated = teacher_forcing(model, data, rule, TrainConfig(jump_prob=0.0)).updated
-    finally:
-        model.train(was_training)
-    times = data.times[:, : updated.shape[1]].to(torch.float32)
-    times = torch.where(updated.bool(), times, torch.full_like(times, math.inf))
-    return updates_near(times, events, rule.n_burn, within)

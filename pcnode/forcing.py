@@ -49,6 +49,7 @@ tests compare the two):
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -137,6 +138,29 @@ def forced_mean_dt(
         return teacher_forcing(model, data, rule, config).mean_dt
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def forced_update_times(
+    model: SequenceModel,
+    data: Tensor | Trajectories,
+    rule: SegmentRule | None = None,
+) -> Tensor:
+    """Where teacher forcing on `data` updates: (B, T) the time of each frame whose cell
+    update ran, inf elsewhere (the true frames are read, no random jumps). Beside a
+    rollout's updates it tells two shortfalls apart: with
+    `pcnode.evaluate.updates_near(times, events, rule.n_burn)`, a low share of events
+    means the rule (its threshold, the event option) does not end segments at them; a
+    high one where a rollout's `event_recall` is low means the dt head mistimes them."""
+    data = Trajectories.of(data)
+    was_training = model.training
+    model.eval()
+    try:
+        updated = teacher_forcing(model, data, rule, TrainConfig(jump_prob=0.0)).updated
+    finally:
+        model.train(was_training)
+    times = data.times[:, : updated.shape[1]].to(torch.float32)
+    return torch.where(updated.bool(), times, torch.full_like(times, math.inf))
 
 
 def _plain_forcing(model: SequenceModel, batch: Trajectories, field_penalty: float = 0.0) -> Losses:

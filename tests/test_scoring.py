@@ -7,7 +7,8 @@ import torch
 from test_rollout import fixed_dt_rollout
 
 from pcnode import PCODE, ModelConfig, evaluate
-from pcnode.evaluate import event_recall, forcing_recall
+from pcnode.evaluate import event_recall, updates_near
+from pcnode.forcing import forced_update_times
 from pcnode.segments import SegmentRule
 from pcnode.tasks import billiards, collisions
 
@@ -114,7 +115,7 @@ def test_event_recall_counts_the_events_with_an_update_within_a_frame():
     assert math.isnan(event_recall(ro, torch.zeros(2, 21, dtype=torch.long)))
 
 
-def test_forcing_recall_tells_whether_the_training_rule_ends_segments_at_the_events():
+def test_forced_update_times_show_whether_the_training_rule_ends_segments_at_the_events():
     # Straight lines that bounce off x = 0.5 between frames 11 and 12, the event at frame 12.
     t = torch.arange(21.0).view(1, -1, 1)
     v = torch.tensor([[0.04, 0.01], [0.05, -0.02], [0.06, 0.0]]).unsqueeze(1)
@@ -124,5 +125,7 @@ def test_forcing_recall_tells_whether_the_training_rule_ends_segments_at_the_eve
     events[:, 12] = 1
     model = PCODE(ModelConfig(state_dim=2))
     loose = SegmentRule(threshold=1e9)  # the model's own test never fails: one segment after the burn-in
-    assert forcing_recall(model, x, events, rule=loose) == 0.0
-    assert forcing_recall(model, x, events, rule=loose.replace(event_threshold=1e-6)) == 1.0
+    times = forced_update_times(model, x, rule=loose)
+    assert times.shape == (3, 20) and torch.isfinite(times).sum() == 3 * 4  # the burn-in's updates alone
+    assert updates_near(times, events, 4) == 0.0
+    assert updates_near(forced_update_times(model, x, rule=loose.replace(event_threshold=1e-6)), events, 4) == 1.0
