@@ -110,7 +110,7 @@ def hold_baseline(task: str) -> float:
 
 def label(row: dict, task: str) -> str:
     """A run's short name on the picture, with the step it stopped at if it stopped short."""
-    name = row["name"].removeprefix(f"{task}-pcode-")
+    name = row["name"].removeprefix(f"{task}-").removeprefix("pcode-")
     done = row.get("trained_steps", row["step"])
     return name if done >= row.get("planned_steps", done) else f"{name} (to {done // 1000}k)"
 
@@ -122,7 +122,9 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
         mine = [r for r in rows if r["task"] == task]
         runs = sorted((r for r in mine if r["kind"] == "pcode" and not r.get("events") and not r["shipped"]),
                       key=lambda r: (r["updates"], r["mse"]))
-        front = [r for i, r in enumerate(runs) if all(r["mse"] < q["mse"] for q in runs[:i])]  # the lower envelope
+        pcodes = sorted((r for r in mine if r["kind"] == "pcode" and not r.get("events")),
+                        key=lambda r: (r["updates"], r["mse"]))  # the runs and the shipped PC-ODE
+        front = [r for i, r in enumerate(pcodes) if all(r["mse"] < q["mse"] for q in pcodes[:i])]  # lower envelope
         if runs:
             ax.plot([r["updates"] for r in runs], [r["mse"] for r in runs], "o", color=COLORS["pcode"], ms=5, alpha=0.6,
                     label="PC-ODE runs (thresholds, recipes)")
@@ -142,6 +144,9 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
                 ax.plot(r["updates"], r["mse"], MARKERS.get(r["kind"], "x"), color=COLORS.get(r["kind"], "grey"),
                         mfc="none" if shipped else None, mew=1.5, ms=7,
                         label=LABELS.get(r["kind"], r["kind"]) + shipped)
+            if not r["shipped"] and (r["kind"] != "pcode" or r.get("events")):  # the runs drawn apart, named
+                ax.annotate(label(r, task), (r["updates"], r["mse"]), fontsize=6, xytext=(-5, 4), ha="right",
+                            textcoords="offset points", color="dimgrey")
             if r["shipped"] and r["kind"] == "pcode":
                 ax.plot(r["updates"], r["mse"], "o", mfc="none", mec="black", ms=10, label="shipped PC-ODE")
         ax.axhline(holds[task], color="grey", ls="--", lw=1, label="hold the last frame")
@@ -164,7 +169,10 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
 
 
 def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
-    tasks = [t for t in ("circles", "billiards2d") if any(r["task"] == t and not r["shipped"] for r in rows)]
+    def ran(task: str, kind: str) -> bool:
+        return any(r["task"] == task and r["kind"] == kind and not r["shipped"] for r in rows)
+
+    tasks = [t for t in ("circles", "billiards2d") if ran(t, "rnn") and ran(t, "pcode")]
     if not tasks:
         return
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.9), squeeze=False)
