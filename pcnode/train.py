@@ -89,6 +89,11 @@ def fit(
             "has none, so leave it at 0"
         )
     rule = (rule or model.rule).bind(model)
+    if config.events is not None and not rule.jumps:
+        raise ConfigError(
+            f"`events` ends a PC-ODE's training segments where the data's motion changes; the "
+            f"{model.config.kind} model updates at every frame, so leave it unset"
+        )
     if rule.threshold is not None and (config.epsilon is not None or config.relative_epsilon is not None):
         raise ConfigError(
             "the skip threshold is given twice, by the rule and by `epsilon`/`relative_epsilon`; give it once"

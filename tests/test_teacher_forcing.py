@@ -149,3 +149,17 @@ def test_fast_teacher_forcing_matches_the_reference_when_the_decoder_runs_in_chu
     assert torch.allclose(fast.total, ref.total, rtol=1e-10)
     for p, g in zip(model.parameters(), fast_grads):
         assert torch.allclose(p.grad, g, rtol=1e-8, atol=1e-12)
+
+
+def test_the_event_option_is_refused_for_a_model_that_updates_at_every_frame(tmp_path):
+    from pcnode import fit
+    from pcnode.errors import ConfigError
+
+    x = torch.cumsum(torch.rand(12, 10, 2, generator=torch.Generator().manual_seed(0)) * 0.1, 1)
+    rnn = build_model(ModelConfig(kind="rnn", state_dim=2, hidden=8, latent=8), seed=0)
+    with pytest.raises(ConfigError, match="`events` ends a PC-ODE's training segments"):
+        fit(rnn, x, TrainConfig(steps=1, batch_size=4, events=0.25), run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    pcode = build_model(ModelConfig(kind="pcode", state_dim=2, hidden=8, latent=8), seed=0)
+    fit(pcode, x, TrainConfig(steps=1, batch_size=4, events=0.25), progress=False)
+    assert pcode.rule.event_threshold is not None and pcode.rule.event_threshold > 0
