@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .data import Trajectories
 from .errors import ConfigError, DataError
-from .model import SequenceModel
+from .model import SequenceModel, evaluating
 from .progress import bar
 from .rollout import Rollout, rollout
 from .segments import SegmentRule
@@ -78,8 +78,6 @@ def evaluate(
     rule = (rule or model.rule).bind(model)
     real = _check(model, data, rule.n_burn, batch_size, protocol)
     scale = data.x.new_ones(data.x.shape[-1]) if scale is None else scale.to(data.x)
-    was_training = model.training
-    model.eval()
     shown = bar(
         not callable(progress) and bool(progress) and progress,
         total=len(data),
@@ -89,13 +87,15 @@ def evaluate(
     )
     count = progress if callable(progress) else shown.update
     try:
-        parts = [
-            _score_batch(model, data[lo : lo + batch_size], real[lo : lo + batch_size], rule, scale, protocol, count)
-            for lo in range(0, len(data), batch_size)
-        ]
+        with evaluating(model):
+            parts = [
+                _score_batch(
+                    model, data[lo : lo + batch_size], real[lo : lo + batch_size], rule, scale, protocol, count
+                )
+                for lo in range(0, len(data), batch_size)
+            ]
     finally:
         shown.close()
-        model.train(was_training)
     return {
         "mse": sum(p.sq_err for p in parts) / len(data),
         "mean_dt": torch.cat([p.dts for p in parts]).mean().item(),

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from . import checkpoint as ckpt
 from .errors import CheckpointError, ConfigError
-from .model import SequenceModel
+from .model import SequenceModel, evaluating
 from .segments import SegmentRule
 from .stream import fingerprint
 from .version import __version__
@@ -144,17 +144,13 @@ def export(
             f"exporting to ONNX needs the packages onnx, onnxscript and onnxruntime: {EXPORT_EXTRA}"
         ) from None
     rule = (rule or model.rule).bind(model)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         functions = {"update": Update(model, rule), "read": Read(model)}
         with _quiet():
             programs = {name: _trace(fn, example_inputs(model, batch)[name]) for name, fn in functions.items()}
             onnx = {name: _to_onnx(program, SIGNATURES[name]) for name, program in programs.items()}
             pt2 = {name: _pt2(program) for name, program in programs.items()}
         _check(functions, onnx, example_inputs(model, batch + 3, seed=1))
-    finally:
-        model.train(was_training)
     meta = describe(model, rule, data)
     out = Path(out)
     try:

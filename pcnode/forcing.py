@@ -58,7 +58,7 @@ from torch import Tensor
 from .config import TrainConfig
 from .data import Trajectories
 from .flows import ODERNN
-from .model import PCODE, SequenceModel, in_chunks, with_inputs
+from .model import PCODE, SequenceModel, evaluating, in_chunks, with_inputs
 from .segments import SegmentRule
 
 
@@ -132,12 +132,8 @@ def forced_mean_dt(
 ) -> float:
     """The mean length of the segments that ended during teacher forcing on `data`: the
     mean dt the authors' released code reports (1 for models that update every frame)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return teacher_forcing(model, data, rule, config).mean_dt
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -153,12 +149,8 @@ def forced_update_times(
     means the rule (its threshold, the event option) does not end segments at them; a
     high one where a rollout's `event_recall` is low means the dt head mistimes them."""
     data = Trajectories.of(data)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         updated = teacher_forcing(model, data, rule, TrainConfig(jump_prob=0.0)).updated
-    finally:
-        model.train(was_training)
     times = data.times[:, : updated.shape[1]].to(torch.float32)
     return torch.where(updated.bool(), times, torch.full_like(times, math.inf))
 

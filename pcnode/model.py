@@ -50,7 +50,9 @@ The ODE-RNN and CfC are in `pcnode.flows`, `build_model` in `pcnode.kinds`; trai
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +70,17 @@ TORCHDIFFEQ_SOLVERS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_
 TORCHODE_SOLVERS = ("torchode-dopri5", "torchode-tsit5")
 SOLVERS = TORCHDIFFEQ_SOLVERS + TORCHODE_SOLVERS
 PEERS_EXTRA = "pip install 'pcnode[peers]'"
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode for the block, then back in the mode it was in, also on an error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @dataclass

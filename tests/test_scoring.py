@@ -129,3 +129,18 @@ def test_forced_update_times_show_whether_the_training_rule_ends_segments_at_the
     assert times.shape == (3, 20) and torch.isfinite(times).sum() == 3 * 4  # the burn-in's updates alone
     assert updates_near(times, events, 4) == 0.0
     assert updates_near(forced_update_times(model, x, rule=loose.replace(event_threshold=1e-6)), events, 4) == 1.0
+
+
+def test_evaluating_restores_the_mode_the_model_was_in_also_on_an_error():
+    from pcnode.model import evaluating
+
+    model = PCODE(ModelConfig(state_dim=2))
+    model.train()
+    with pytest.raises(RuntimeError), evaluating(model):
+        assert not model.training
+        raise RuntimeError
+    assert model.training
+    model.eval()
+    with evaluating(model):
+        pass
+    assert not model.training

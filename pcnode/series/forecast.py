@@ -25,6 +25,7 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..errors import ConfigError, DataError
+from ..model import evaluating
 from ..rollout import rollout
 from .io import format_time
 from .windows import Scaling
@@ -128,12 +129,9 @@ def forecast(
                 f"last reading ({t[-1]:g}) to hold that reading's inputs"
             )
         u, t_u = torch.tensor(z[k, D:], dtype=torch.float32)[None], clock(t[k])[None]
-    was_training = model.training
-    model.eval()
-    with warnings.catch_warnings():  # said above, in your units
+    with evaluating(model), warnings.catch_warnings():  # said above, in your units
         warnings.filterwarnings("ignore", "no known inputs after the last burn-in frame", RuntimeWarning)
         ro = rollout(model, x_burn, float(clock(np.array(end))), t_burn=clock(t[burn])[None], u=u, t_u=t_u)
-    model.train(was_training)
     q = clock(queries)
     values = scaling.select(slice(0, D)).restore(ro.at(q)[0].double().numpy())
     inputs = None
