@@ -3,10 +3,12 @@
 Reads run folders (and, with --zoo, the shipped models), scores each on its task's
 1,000 held-out trajectories with the project's protocol (the rollout from 4 true
 frames, `pcnode.evaluate`), on billiards also its event recall in the rollout and in
-teacher forcing on the test data (`pcnode.forcing.forced_update_times`), and prints one
+teacher forcing on the test data (`pcnode.forcing.forced_update_times`) and the recall
+as many updates would reach at random times (`pcnode.evaluate.chance_recall`), and prints one
 markdown table per task with the command that reproduces each run. A run with a
 validation split is scored with the weights that did best on it (`best.safetensors`),
-the way a shipped model is picked; scores are cached in RUN/frontier.json.
+the way a shipped model is picked; scores are cached in RUN/frontier.json (kept while
+the weights and SCORES, the version of what is scored, stay the same).
 
 Draws FRONTIER.png (per task: test MSE against updates per rollout, the PC-ODEs as a
 curve, the other models as points, the hold-last-frame baseline as a line) and
@@ -29,7 +31,7 @@ import torch  # noqa: E402
 from pcnode import checkpoint as ckpt  # noqa: E402
 from pcnode import evaluate, load_run, pretrained, rollout  # noqa: E402
 from pcnode.config import TrainConfig  # noqa: E402
-from pcnode.evaluate import event_recall, updates_near  # noqa: E402
+from pcnode.evaluate import chance_recall, event_recall, updates_near  # noqa: E402
 from pcnode.experiments.runs import dataset  # noqa: E402
 from pcnode.forcing import forced_update_times  # noqa: E402
 from pcnode.model import ModelConfig  # noqa: E402
@@ -38,6 +40,7 @@ from pcnode.segments import DEFAULT_RELATIVE_EPSILON, SegmentRule  # noqa: E402
 from pcnode.tasks import collisions  # noqa: E402
 
 TASK_NAMES = {"circles": "Circles", "billiards1d": "Billiards1D", "billiards2d": "Billiards2D", "lines": "Lines"}
+SCORES = 2  # raise when what `score` measures changes, to score cached runs again
 MARKERS = {"pcode": "o", "rnn": "s", "odernn": "^", "cfc": "D"}
 
 
@@ -72,7 +75,7 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     cache = folder / "frontier.json"
     if not shipped and cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved.get("weights") == weights and saved.get("step") == step:
+        if (saved.get("weights"), saved.get("step"), saved.get("scores")) == (weights, step, SCORES):
             cfg = ckpt.read_run_config(folder)  # the command as today's flags spell it
             return {**saved, "command": command(cfg), "planned_steps": cfg["train"]["steps"]}
     model, cfg = load_run(folder, weights=weights)
@@ -83,12 +86,13 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
            "shipped": shipped, "weights": weights, "step": step, "planned_steps": cfg["train"]["steps"],
            "mse": m["mse"], "updates": m["updates"], "trajectories": len(test),
            "command": command(cfg), "relative_epsilon": cfg["train"].get("relative_epsilon"),
-           "events": cfg["train"].get("events"), "threshold": cfg["segments"].get("threshold")}
+           "events": cfg["train"].get("events"), "threshold": cfg["segments"].get("threshold"), "scores": SCORES}
     if data["task"] in ("billiards1d", "billiards2d"):
         events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
         n_burn = model.rule.n_burn
         ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
         row["event_recall"] = event_recall(ro, events)
+        row["chance_recall"] = chance_recall(ro.t[:, n_burn - 1 :], events, n_burn)
         row["forcing_recall"] = updates_near(forced_update_times(model, test), events, n_burn)
         row["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
     metrics = folder / ckpt.METRICS
@@ -241,13 +245,14 @@ def main():
         if not mine:
             continue
         print(f"\n### {TASK_NAMES[task]} (hold the last frame: test MSE {holds[task]:.3e})\n")
-        print("| run | model | updates / rollout | test MSE | event recall (in teacher forcing) | collisions + 1 | "
+        print("| run | model | updates / rollout | test MSE | event recall (in teacher forcing; by chance) | "
+              "collisions + 1 | "
               "weights (step) | train min | command |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in mine:
             recall = f"{r['event_recall']:.2f}" if "event_recall" in r else "-"
             if "forcing_recall" in r:
-                recall += f" ({r['forcing_recall']:.2f})"
+                recall += f" ({r['forcing_recall']:.2f}; {r['chance_recall']:.2f})"
             c1 = f"{r['collisions_plus_1']:.2f}" if "collisions_plus_1" in r else "-"
             minutes = f"{r['train_s'] / 60:.0f}" if "train_s" in r else "-"
             where = "shipped" if r["shipped"] else f"{r['weights']} ({r['step']})"

@@ -224,3 +224,26 @@ def updates_near(times: Tensor, events: Tensor, first: int, within: float = 1.0)
     counts = events[:, first:].to(times.dtype)
     total = counts.sum().item()
     return (counts * near).sum().item() / total if total else math.nan
+
+
+def chance_recall(times: Tensor, events: Tensor, first: int, within: float = 1.0) -> float:
+    """The recall `updates_near` expects of as many updates placed at random: what a
+    recall is worth, since the denser the updates, the more events land near one by chance.
+
+    Each row keeps its updates at times <= `first - 1` (the burn-in's) and moves the
+    others, n of them, to n independent times uniform on (first - 1, T - 1], the span a
+    rollout of T frames chooses its updates in. An event at frame k whose window
+    [k - within, k + within] covers a length l of that span is then recalled with
+    probability 1 - (1 - l / (T - first))^n. Arguments as `updates_near` takes them.
+    """
+    T = events.shape[1]
+    k = torch.arange(first, T, dtype=times.dtype, device=times.device)
+    lo, hi = k - within, k + within
+    kept = times.masked_fill(times > first - 1, math.inf).unsqueeze(1)  # (B, 1, K)
+    fixed = ((kept >= lo.view(1, -1, 1)) & (kept <= hi.view(1, -1, 1))).any(-1)  # (B, frames)
+    n = (torch.isfinite(times) & (times > first - 1)).sum(1, keepdim=True).to(times.dtype)  # (B, 1)
+    cover = (hi.clamp(max=T - 1) - lo.clamp(min=first - 1)).clamp(min=0) / (T - first)  # (frames,)
+    hit = torch.where(fixed, 1.0, 1 - (1 - cover).pow(n))
+    counts = events[:, first:].to(times.dtype)
+    total = counts.sum().item()
+    return (counts * hit).sum().item() / total if total else math.nan

@@ -7,7 +7,7 @@ import torch
 from test_rollout import fixed_dt_rollout
 
 from pcnode import PCODE, ModelConfig, evaluate
-from pcnode.evaluate import event_recall, updates_near
+from pcnode.evaluate import chance_recall, event_recall, updates_near
 from pcnode.forcing import forced_update_times
 from pcnode.segments import SegmentRule
 from pcnode.tasks import billiards, collisions
@@ -113,6 +113,28 @@ def test_event_recall_counts_the_events_with_an_update_within_a_frame():
     events[1, 2] = 5    # during the burn-in: not counted
     assert event_recall(ro, events) == pytest.approx(2 / 4)
     assert math.isnan(event_recall(ro, torch.zeros(2, 21, dtype=torch.long)))
+
+
+def test_chance_recall_is_what_as_many_random_updates_recall():
+    inf = math.inf
+    events = torch.zeros(1, 21, dtype=torch.long)
+    events[0, 10] = 1
+    # One update after the burn-in (n_burn 4: the span (3, 20], 17 frames long), the window [9, 11]:
+    # hit with probability 2 / 17, whatever the update's own time.
+    one = torch.tensor([[3.0, 15.0, inf]])
+    assert chance_recall(one, events, 4) == pytest.approx(2 / 17)
+    # A burn-in update in the window recalls the event whatever the others do.
+    events[0, 10], events[0, 4] = 0, 1
+    assert chance_recall(one, events, 4) == 1.0
+    # Against updates drawn at random: many rows, a window clipped at either end of the span.
+    g = torch.Generator().manual_seed(0)
+    events = (torch.rand(4000, 21, generator=g) < 0.2).long()
+    n = torch.randint(0, 6, (4000, 1), generator=g)
+    drawn = 3 + 17 * (1 - torch.rand(4000, 5, generator=g, dtype=torch.float64))
+    drawn[torch.arange(5).expand(4000, 5) >= n] = inf
+    times = torch.cat([torch.full((4000, 1), 3.0, dtype=torch.float64), drawn], 1)
+    assert chance_recall(times, events, 4) == pytest.approx(updates_near(times, events, 4), abs=0.01)
+    assert math.isnan(chance_recall(times, torch.zeros_like(events), 4))
 
 
 def test_forced_update_times_show_whether_the_training_rule_ends_segments_at_the_events():
