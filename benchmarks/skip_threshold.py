@@ -6,7 +6,9 @@ data's mean squared change per frame), and scored on held-out trajectories: test
 model updates per rollout and mean dt; on billiards also the collisions after the
 burn-in + 1 (the fewest updates that can follow every collision) and the event recall
 (`pcnode.evaluate.event_recall`) and the same share for teacher forcing on the test data
-(`pcnode.forcing.forced_update_times`: where the training rule itself ends segments).
+(`pcnode.forcing.forced_update_times`: where the training rule itself ends segments),
+with the rollout's chance level (`pcnode.evaluate.chance_recall`: as many updates at
+random times).
 `billiards2d-data` is Billiards2D written to an NPZ and trained through `pcnode.series`
 as a user's file is (standardised columns), so its absolute 3e-3 is about 18 times
 stricter than on the raw coordinates.
@@ -31,7 +33,7 @@ import torch
 
 from pcnode import ModelConfig, TrainConfig, build_model, evaluate, fit, load_run, rollout
 from pcnode.data import split, task_data
-from pcnode.evaluate import event_recall, updates_near
+from pcnode.evaluate import chance_recall, event_recall, updates_near
 from pcnode.forcing import forced_update_times
 from pcnode.series import SeriesSpec, evaluate_series, from_arrays, prepare, to_npz
 from pcnode.tasks import collisions
@@ -84,6 +86,7 @@ def score(task, model, test, spec, n, run):
         if spec is None:
             ro = rollout(model, test[:, :4], horizon=test.shape[1] - 1)
             row["event_recall"] = event_recall(ro, events)
+            row["chance_recall"] = chance_recall(ro.t[:, ro.n_burn - 1 :], events, ro.n_burn)
             row["forcing_recall"] = updates_near(forced_update_times(model, test), events, model.rule.n_burn)
     return row
 
