@@ -5,7 +5,9 @@ Reads run folders (and, with --zoo, the shipped models), scores each on its task
 frames, `pcnode.evaluate`), on billiards also its event recall in the rollout and in
 teacher forcing on the test data (`pcnode.forcing.forced_update_times`) and the recall
 as many updates would reach at random times (`pcnode.evaluate.chance_recall`), and prints one
-markdown table per task with the command that reproduces each run. A run with a
+markdown table per task with the command that reproduces each run and, with --zoo, each
+model's test MSE over the shipped RNN's on the same trajectories with its paired
+bootstrap 95% interval (`pcnode.evaluate.mse_ratio`). A run with a
 validation split is scored with the weights that did best on it (`best.safetensors`),
 the way a shipped model is picked; scores are cached in RUN/frontier.json (kept while
 the weights and SCORES, the version of what is scored, stay the same).
@@ -31,7 +33,7 @@ import torch  # noqa: E402
 from pcnode import checkpoint as ckpt  # noqa: E402
 from pcnode import evaluate, load_run, pretrained, rollout  # noqa: E402
 from pcnode.config import TrainConfig  # noqa: E402
-from pcnode.evaluate import chance_recall, event_recall, updates_near  # noqa: E402
+from pcnode.evaluate import chance_recall, event_recall, mse_ratio, trajectory_mse, updates_near  # noqa: E402
 from pcnode.experiments.runs import dataset  # noqa: E402
 from pcnode.forcing import forced_update_times  # noqa: E402
 from pcnode.model import ModelConfig  # noqa: E402
@@ -40,7 +42,7 @@ from pcnode.segments import DEFAULT_RELATIVE_EPSILON, SegmentRule  # noqa: E402
 from pcnode.tasks import collisions  # noqa: E402
 
 TASK_NAMES = {"circles": "Circles", "billiards1d": "Billiards1D", "billiards2d": "Billiards2D", "lines": "Lines"}
-SCORES = 2  # raise when what `score` measures changes, to score cached runs again
+SCORES = 3  # raise when what `score` measures changes, to score cached runs again
 MARKERS = {"pcode": "o", "rnn": "s", "odernn": "^", "cfc": "D"}
 
 
@@ -85,6 +87,7 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     row = {"name": f"pretrained:{name}" if shipped else name, "task": data["task"], "kind": model.config.kind,
            "shipped": shipped, "weights": weights, "step": step, "planned_steps": cfg["train"]["steps"],
            "mse": m["mse"], "updates": m["updates"], "trajectories": len(test),
+           "mse_each": [float(f"{e:.4g}") for e in trajectory_mse(model, test).tolist()],
            "command": command(cfg), "relative_epsilon": cfg["train"].get("relative_epsilon"),
            "events": cfg["train"].get("events"), "threshold": cfg["segments"].get("threshold"), "scores": SCORES}
     if data["task"] in ("billiards1d", "billiards2d"):
@@ -245,11 +248,15 @@ def main():
         if not mine:
             continue
         print(f"\n### {TASK_NAMES[task]} (hold the last frame: test MSE {holds[task]:.3e})\n")
-        print("| run | model | updates / rollout | test MSE | event recall (in teacher forcing; by chance) | "
-              "collisions + 1 | "
-              "weights (step) | train min | command |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| run | model | updates / rollout | test MSE | x the shipped RNN's (95% interval) | "
+              "event recall (in teacher forcing; by chance) | collisions + 1 | weights (step) | train min | command |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        rnn = next((r for r in mine if r["name"] == f"pretrained:{task}-rnn"), None)
         for r in mine:
+            versus = "-"
+            if rnn is not None and r is not rnn:
+                versus = "{:.2f} ({:.2f}-{:.2f})".format(*mse_ratio(torch.tensor(r["mse_each"]),
+                                                                    torch.tensor(rnn["mse_each"])))
             recall = f"{r['event_recall']:.2f}" if "event_recall" in r else "-"
             if "forcing_recall" in r:
                 recall += f" ({r['forcing_recall']:.2f}; {r['chance_recall']:.2f})"
@@ -259,7 +266,7 @@ def main():
             if not r["shipped"] and r.get("trained_steps", 0) < r.get("planned_steps", 0):
                 where += f", stopped at {r['trained_steps']} of {r['planned_steps']}"
             print(f"| {r['name']} | {LABELS.get(r['kind'], r['kind'])} | {r['updates']:.2f} | {r['mse']:.3e} | "
-                  f"{recall} | {c1} | {where} | {minutes} | `{r['command']}` |")
+                  f"{versus} | {recall} | {c1} | {where} | {minutes} | `{r['command']}` |")
     ttq = time_to_quality(folders, rows)
     if ttq:
         print("\n### Time to quality\n")
@@ -268,7 +275,8 @@ def main():
         print("\n".join(ttq))
     draw_frontier(args.out / "frontier.png", rows, holds)
     draw_time(args.out / "time_to_quality.png", folders, rows)
-    ckpt.write_json(args.out / "frontier.json", {"runs": rows, "hold": holds})
+    runs = [{k: v for k, v in r.items() if k != "mse_each"} for r in rows]
+    ckpt.write_json(args.out / "frontier.json", {"runs": runs, "hold": holds})
     print(f"\nwrote {args.out / 'frontier.png'}, {args.out / 'time_to_quality.png'}, {args.out / 'frontier.json'}")
 
 

@@ -3,9 +3,12 @@
 Each test trajectory is rolled out from its burn-in frames to its last frame; the
 rollout is read at the frame times after the burn-in and compared with the truth
 (`evaluate`; `protocol="authors"` scores as the authors' released code does, to set
-figures beside theirs). On billiards, `event_recall` says how many collisions the
-model updated at (`updates_near` the same for update times from any source, such as
-teacher forcing's, `pcnode.forcing.forced_update_times`).
+figures beside theirs). `trajectory_mse` gives each trajectory's error, and `mse_ratio`
+compares two models on the same trajectories with a paired bootstrap interval. On
+billiards, `event_recall` says how many collisions the model updated at (`updates_near`
+the same for update times from any source, such as teacher forcing's,
+`pcnode.forcing.forced_update_times`; `chance_recall` what as many updates at random
+times would reach).
 """
 
 from __future__ import annotations
@@ -74,6 +77,62 @@ def evaluate(
         solver_steps: mean accepted ODE solver steps per trajectory (ODE-RNN; else 0;
             NaN for torchdiffeq's adaptive solvers).
     """
+    parts = _scored(model, data, rule, batch_size, progress, scale, protocol)
+    return {
+        "mse": torch.cat([p.mse for p in parts]).double().mean().item(),
+        "mean_dt": torch.cat([p.dts for p in parts]).mean().item(),
+        "updates": torch.cat([p.updates for p in parts]).mean().item(),
+        "rollout_s": sum(p.seconds for p in parts),
+        "nfe": sum(p.nfe for p in parts) / len(parts),
+        "solver_steps": sum(p.solver_steps for p in parts) / len(data),
+    }
+
+
+@torch.no_grad()
+def trajectory_mse(
+    model: SequenceModel,
+    data: Tensor | Trajectories,
+    rule: SegmentRule | None = None,
+    batch_size: int = 1024,
+    scale: Tensor | None = None,
+    protocol: str = "pcnode",
+) -> Tensor:
+    """Each trajectory's MSE, (N,) float64: the numbers `evaluate`'s `mse` is the mean of
+    (same arguments), for comparing two models on the same trajectories (`mse_ratio`)."""
+    parts = _scored(model, data, rule, batch_size, False, scale, protocol)
+    return torch.cat([p.mse for p in parts]).double().cpu()
+
+
+def mse_ratio(a: Tensor, b: Tensor, draws: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """Model A's test MSE over model B's on the same trajectories, with a 95% interval.
+
+    `a`, `b`: (N,) per-trajectory MSEs (`trajectory_mse`) of the same N trajectories. The
+    interval is the paired bootstrap's: the trajectories are drawn with replacement
+    `draws` times, both models' errors on each draw together, and the ratio of the
+    means taken each time; its 2.5% and 97.5% quantiles. An interval that holds 1 says
+    the test set cannot tell the two apart. Returns (ratio, low, high).
+    """
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise DataError(
+            f"need two per-trajectory errors of the same N trajectories; got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    a, b = a.double().cpu(), b.double().cpu()
+    pick = torch.randint(0, len(a), (draws, len(a)), generator=torch.Generator().manual_seed(seed))
+    ratios = a[pick].mean(1) / b[pick].mean(1)
+    low, high = torch.quantile(ratios, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return (a.mean() / b.mean()).item(), low, high
+
+
+def _scored(
+    model: SequenceModel,
+    data: Tensor | Trajectories,
+    rule: SegmentRule | None,
+    batch_size: int,
+    progress: bool | str | Callable[[int], object] | None,
+    scale: Tensor | None,
+    protocol: str,
+) -> list[Scored]:
+    """Score `data` batch by batch (see `evaluate`)."""
     data = Trajectories.of(data)
     rule = (rule or model.rule).bind(model)
     real = _check(model, data, rule.n_burn, batch_size, protocol)
@@ -88,7 +147,7 @@ def evaluate(
     count = progress if callable(progress) else shown.update
     try:
         with evaluating(model):
-            parts = [
+            return [
                 _score_batch(
                     model, data[lo : lo + batch_size], real[lo : lo + batch_size], rule, scale, protocol, count
                 )
@@ -96,14 +155,6 @@ def evaluate(
             ]
     finally:
         shown.close()
-    return {
-        "mse": sum(p.sq_err for p in parts) / len(data),
-        "mean_dt": torch.cat([p.dts for p in parts]).mean().item(),
-        "updates": torch.cat([p.updates for p in parts]).mean().item(),
-        "rollout_s": sum(p.seconds for p in parts),
-        "nfe": sum(p.nfe for p in parts) / len(parts),
-        "solver_steps": sum(p.solver_steps for p in parts) / len(data),
-    }
 
 
 def _check(model: SequenceModel, data: Trajectories, n_burn: int, batch_size: int, protocol: str) -> Tensor:
@@ -138,10 +189,10 @@ def _check(model: SequenceModel, data: Trajectories, n_burn: int, batch_size: in
 
 
 class Scored(NamedTuple):
-    """One batch's share of the scores: summed per-trajectory MSEs, the chosen dts, updates
-    per trajectory, rollout seconds, vector-field evaluations and summed solver steps."""
+    """One batch's share of the scores: each trajectory's MSE, the chosen dts, updates per
+    trajectory, rollout seconds, vector-field evaluations and summed solver steps."""
 
-    sq_err: float
+    mse: Tensor
     dts: Tensor
     updates: Tensor
     seconds: float
@@ -180,14 +231,14 @@ def _score_batch(
     seconds = time.perf_counter() - start
     if protocol == "authors":  # frame 0 is exact and counts in the mean
         err = ((pred - seqs[:, 1:]) * scale)[..., :keep].pow(2)
-        sq_err = (err.sum(dim=(1, 2)) / (T * keep)).sum().item()
+        mse = err.sum(dim=(1, 2)) / (T * keep)
     else:
         w = real[:, n_burn:].to(seqs.dtype).unsqueeze(-1)
         err = ((pred - seqs[:, n_burn:]) * scale)[..., :keep].pow(2) * w
-        sq_err = (err.sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * keep)).sum().item()
+        mse = err.sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * keep)
     count(len(seqs))
     return Scored(
-        sq_err,
+        mse,
         ro.dt[:, n_burn - 1 :][torch.isfinite(ro.t[:, n_burn - 1 :])],
         ro.updates.to(seqs.dtype),
         seconds,

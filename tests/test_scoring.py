@@ -7,7 +7,8 @@ import torch
 from test_rollout import fixed_dt_rollout
 
 from pcnode import PCODE, ModelConfig, evaluate
-from pcnode.evaluate import chance_recall, event_recall, updates_near
+from pcnode.errors import DataError
+from pcnode.evaluate import chance_recall, event_recall, mse_ratio, trajectory_mse, updates_near
 from pcnode.forcing import forced_update_times
 from pcnode.segments import SegmentRule
 from pcnode.tasks import billiards, collisions
@@ -166,3 +167,23 @@ def test_evaluating_restores_the_mode_the_model_was_in_also_on_an_error():
     with evaluating(model):
         pass
     assert not model.training
+
+
+def test_trajectory_mse_is_what_evaluate_averages_and_mse_ratio_brackets_the_ratio():
+    torch.manual_seed(0)
+    model = PCODE(ModelConfig(state_dim=2, hidden=16, latent=8))
+    x = torch.randn(40, 12, 2).cumsum(1) * 0.1
+    each = trajectory_mse(model, x, batch_size=16)
+    assert each.shape == (40,) and each.dtype == torch.float64
+    assert each.mean().item() == pytest.approx(evaluate(model, x, progress=False)["mse"], rel=1e-6)
+    # A model twice as wrong on every trajectory: the ratio and its whole interval are 2.
+    assert mse_ratio(2 * each, each) == pytest.approx((2.0, 2.0, 2.0))
+    # Noisy ratios: the interval holds the ratio of the means and tightens with more trajectories.
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(400, generator=g), torch.rand(400, generator=g)
+    ratio, lo, hi = mse_ratio(a, b)
+    assert lo < ratio < hi and ratio == pytest.approx((a.mean() / b.mean()).item())
+    _, lo4, hi4 = mse_ratio(a.repeat(4), b.repeat(4))
+    assert hi4 - lo4 < hi - lo
+    with pytest.raises(DataError):
+        mse_ratio(a, b[:10])
