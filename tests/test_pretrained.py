@@ -33,7 +33,7 @@ def test_every_shipped_model_scores_what_it_recorded(name):
 PINNED = {
     "billiards1d-pcode": (7.4761e-05, 1.1250),
     "billiards1d-rnn": (1.4521e-05, 41.0000),
-    "billiards2d-pcode": (4.2251e-02, 5.4375),
+    "billiards2d-pcode": (4.2351e-02, 5.4375),
     "billiards2d-rnn": (3.5607e-02, 41.0000),
     "circles-odernn": (5.4876e-05, 26.0000),
     "circles-pcode": (1.7590e-05, 1.0000),

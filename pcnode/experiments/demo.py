@@ -136,6 +136,14 @@ def _learn_lines(run: Path, seed: int, steps: int, progress: bool, done: int) ->
     }
 
 
+def _trained(info: dict) -> str:
+    """How long a shipped model trained, and which step's weights ship if not the last."""
+    steps, trained = info["steps"], info.get("trained_steps", info["steps"])
+    return f"{trained:,} steps" + (
+        f" (the weights of step {steps:,}, picked on a validation split)" if steps != trained else ""
+    )
+
+
 def _report(rows: list[dict], counts: dict, lines: dict) -> str:
     names = SHIPPED
     info = {k: pretrained.info(v) for k, v in names.items()}
@@ -145,9 +153,9 @@ def _report(rows: list[dict], counts: dict, lines: dict) -> str:
         "## 1. Trained models on Billiards2D",
         "",
         f"The shipped models ({', '.join(f'`pretrained:{v}`' for v in names.values())}; "
-        + ", ".join(f"{MODEL_NAMES[k]} {info[k]['steps']:,} steps" for k in names)
+        + ", ".join(f"{MODEL_NAMES[k]} {_trained(info[k])}" for k in names)
         + " of batch 256) rolled out from 4 true frames on "
-        f"{counts['trajectories']} held-out trajectories of 45 frames, scored at every later frame. "
+        f"{counts['trajectories']:,} held-out trajectories of 45 frames, scored at every later frame. "
         f"A trajectory holds {counts['collisions_plus_1'] - 1:.2f} collisions after the burn-in on average: "
         f"a model that updates once after each needs at least {counts['collisions_plus_1']:.2f} updates.",
         "",
