@@ -79,7 +79,7 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
         saved = json.loads(cache.read_text())
         if (saved.get("weights"), saved.get("step"), saved.get("scores")) == (weights, step, SCORES):
             cfg = ckpt.read_run_config(folder)  # the command as today's flags spell it
-            return {**saved, "command": command(cfg), "planned_steps": cfg["train"]["steps"]}
+            return {**saved, **trained(folder, step), "command": command(cfg), "planned_steps": cfg["train"]["steps"]}
     model, cfg = load_run(folder, weights=weights)
     data = cfg["data"]
     _, test = dataset(data)
@@ -98,14 +98,21 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
         row["chance_recall"] = chance_recall(ro.t[:, n_burn - 1 :], events, n_burn)
         row["forcing_recall"] = updates_near(forced_update_times(model, test), events, n_burn)
         row["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
-    metrics = folder / ckpt.METRICS
-    if metrics.is_file():
-        rows = ckpt.read_metrics(metrics)
-        row["train_s"] = next((r["train_s"] for r in rows if r["step"] == step), rows[-1]["train_s"])
-        row["trained_steps"] = rows[-1]["step"]
+    row |= trained(folder, step)
     if not shipped:
         ckpt.write_json(cache, row)
     return row
+
+
+def trained(folder: Path, step: int) -> dict:
+    """How far a run has trained (read afresh: it may have gone on since its weights were
+    scored) and its training time when it reached `step`."""
+    metrics = folder / ckpt.METRICS
+    if not metrics.is_file():
+        return {}
+    rows = ckpt.read_metrics(metrics)
+    return {"train_s": next((r["train_s"] for r in rows if r["step"] == step), rows[-1]["train_s"]),
+            "trained_steps": rows[-1]["step"]}
 
 
 def hold_baseline(task: str) -> float:
