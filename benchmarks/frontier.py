@@ -95,7 +95,7 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
         n_burn = model.rule.n_burn
         ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
         row["event_recall"] = event_recall(ro, events)
-        row["chance_recall"] = chance_recall(ro.t[:, n_burn - 1 :], events, n_burn)
+        row["chance_recall"] = chance_recall(ro, events)
         row["forcing_recall"] = updates_near(forced_update_times(model, test), events, n_burn)
         row["collisions_plus_1"] = (events[:, n_burn:].sum(1) + 1).double().mean().item()
     row |= trained(folder, step)

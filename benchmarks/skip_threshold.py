@@ -86,7 +86,7 @@ def score(task, model, test, spec, n, run):
         if spec is None:
             ro = rollout(model, test[:, :4], horizon=test.shape[1] - 1)
             row["event_recall"] = event_recall(ro, events)
-            row["chance_recall"] = chance_recall(ro.t[:, ro.n_burn - 1 :], events, ro.n_burn)
+            row["chance_recall"] = chance_recall(ro, events)
             row["forcing_recall"] = updates_near(forced_update_times(model, test), events, model.rule.n_burn)
     return row
 

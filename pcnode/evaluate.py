@@ -260,7 +260,13 @@ def event_recall(ro: Rollout, events: Tensor, within: float = 1.0) -> float:
     model-chosen update at a time in [k - within, k + within] (NaN if there are none):
     with `within` = 1, from the start of the event's interval to one frame after its end.
     """
-    return updates_near(ro.t[:, ro.n_burn - 1 :], events, ro.n_burn, within)
+    return updates_near(_chosen(ro), events, ro.n_burn, within)
+
+
+def _chosen(ro: Rollout) -> Tensor:
+    """The start times of a rollout's steps from the last burn-in frame on: the updates
+    `event_recall` and `chance_recall` judge. (B, K), inf where there is none."""
+    return ro.t[:, ro.n_burn - 1 :]
 
 
 def updates_near(times: Tensor, events: Tensor, first: int, within: float = 1.0) -> float:
@@ -277,9 +283,11 @@ def updates_near(times: Tensor, events: Tensor, first: int, within: float = 1.0)
     return (counts * near).sum().item() / total if total else math.nan
 
 
-def chance_recall(times: Tensor, events: Tensor, first: int, within: float = 1.0) -> float:
+def chance_recall(times: Tensor | Rollout, events: Tensor, first: int | None = None, within: float = 1.0) -> float:
     """The recall `updates_near` expects of as many updates placed at random: what a
     recall is worth, since the denser the updates, the more events land near one by chance.
+    Given a rollout, the chance level of its `event_recall`: its updates as that reads
+    them, `first` its `n_burn`.
 
     Each row keeps its updates at times <= `first - 1` (the burn-in's) and moves the
     others, n of them, to n independent times uniform on (first - 1, T - 1], the span a
@@ -287,6 +295,10 @@ def chance_recall(times: Tensor, events: Tensor, first: int, within: float = 1.0
     [k - within, k + within] covers a length l of that span is then recalled with
     probability 1 - (1 - l / (T - first))^n. Arguments as `updates_near` takes them.
     """
+    if isinstance(times, Rollout):
+        times, first = _chosen(times), times.n_burn
+    if first is None:
+        raise ConfigError("chance_recall needs `first`, the first frame whose events count, with update times")
     T = events.shape[1]
     k = torch.arange(first, T, dtype=times.dtype, device=times.device)
     lo, hi = k - within, k + within

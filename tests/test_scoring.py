@@ -7,7 +7,7 @@ import torch
 from test_rollout import fixed_dt_rollout
 
 from pcnode import PCODE, ModelConfig, evaluate
-from pcnode.errors import DataError
+from pcnode.errors import ConfigError, DataError
 from pcnode.evaluate import chance_recall, event_recall, mse_ratio, trajectory_mse, updates_near
 from pcnode.forcing import forced_update_times
 from pcnode.segments import SegmentRule
@@ -187,3 +187,12 @@ def test_trajectory_mse_is_what_evaluate_averages_and_mse_ratio_brackets_the_rat
     assert hi4 - lo4 < hi - lo
     with pytest.raises(DataError):
         mse_ratio(a, b[:10])
+
+
+def test_chance_recall_of_a_rollout_judges_the_updates_event_recall_judges():
+    ro = fixed_dt_rollout([5.0, 3.0], horizon=20.0)
+    events = torch.zeros(2, 21, dtype=torch.long)
+    events[0, 9], events[1, 12], events[1, 4] = 1, 2, 1
+    assert chance_recall(ro, events) == chance_recall(ro.t[:, ro.n_burn - 1 :], events, ro.n_burn)
+    with pytest.raises(ConfigError):
+        chance_recall(ro.t, events)

@@ -93,8 +93,8 @@ def _shipped_billiards(out: Path, trajectories: int | None, progress: bool) -> t
             m = evaluate(model, test, progress=shown.update)
             ro = rollout(model, test[:, :n_burn], horizon=test.shape[1] - 1)
             shown.update(len(test))
-            chance = chance_recall(ro.t[:, n_burn - 1 :], events, n_burn)
-            rows.append({"model": kind, **m, "event_recall": event_recall(ro, events), "chance_recall": chance})
+            recall = {"event_recall": event_recall(ro, events), "chance_recall": chance_recall(ro, events)}
+            rows.append({"model": kind, **m, **recall})
     hold = (test[:, n_burn:] - test[:, n_burn - 1 : n_burn]).pow(2).mean().item()
     rows.append({"model": None, "mse": hold})
     counts = {"collisions_plus_1": (events[:, n_burn:].sum(1) + 1).double().mean().item(), "trajectories": len(test)}
