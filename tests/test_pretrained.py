@@ -32,7 +32,7 @@ def test_every_shipped_model_scores_what_it_recorded(name):
 # provenance, never this table, so a change of weights or of how rollouts run shows here.
 PINNED = {
     "billiards1d-pcode": (9.0122e-06, 1.0000),
-    "billiards1d-rnn": (1.4521e-05, 41.0000),
+    "billiards1d-rnn": (1.8101e-05, 41.0000),
     "billiards2d-pcode": (4.2351e-02, 5.4375),
     "billiards2d-rnn": (3.0505e-02, 41.0000),
     "circles-odernn": (5.4876e-05, 26.0000),
