@@ -10,7 +10,9 @@ model's test MSE over the shipped RNN's on the same trajectories with its paired
 bootstrap 95% interval (`pcnode.evaluate.mse_ratio`). A run with a
 validation split is scored with the weights that did best on it (`best.safetensors`),
 the way a shipped model is picked; scores are cached in RUN/frontier.json (kept while
-the weights and SCORES, the version of what is scored, stay the same).
+the weights and SCORES, the version of what is scored, stay the same). A run trained on other
+data (`--seed` seeds the data as well as the training) gets no ratio to the shipped RNN
+and no time-to-quality row: both need the same test trajectories.
 
 Draws FRONTIER.png (per task: test MSE against updates per rollout, the PC-ODEs as a
 curve, the other models as points, the hold-last-frame baseline as a line) and
@@ -67,7 +69,8 @@ def command(cfg: dict) -> str:
             flags.append(f"--{key.replace('_', '-')} {cfg['segments'][key]:g}")
     data = cfg["data"]
     return (f"pcnode --threads 1 train --task {data['task']} --model {cfg['model']['kind']} "
-            + (f"--n {data['n']} " if data.get("n", 10_000) != 10_000 else "") + " ".join(flags)).strip()
+            + (f"--n {data['n']} " if data.get("n", 10_000) != 10_000 else "")
+            + (f"--seed {cfg['train']['seed']} " if cfg["train"].get("seed", 0) else "") + " ".join(flags)).strip()
 
 
 def score(folder: Path, name: str, shipped: bool) -> dict:
@@ -79,12 +82,14 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
         saved = json.loads(cache.read_text())
         if (saved.get("weights"), saved.get("step"), saved.get("scores")) == (weights, step, SCORES):
             cfg = ckpt.read_run_config(folder)  # the command as today's flags spell it
-            return {**saved, **trained(folder, step), "command": command(cfg), "planned_steps": cfg["train"]["steps"]}
+            return {**saved, **trained(folder, step), "command": command(cfg), "planned_steps": cfg["train"]["steps"],
+                    "data": cfg["data"]}
     model, cfg = load_run(folder, weights=weights)
     data = cfg["data"]
     _, test = dataset(data)
     m = evaluate(model, test)
-    row = {"name": f"pretrained:{name}" if shipped else name, "task": data["task"], "kind": model.config.kind,
+    row = {"name": f"pretrained:{name}" if shipped else name, "task": data["task"], "data": data,
+           "kind": model.config.kind,
            "shipped": shipped, "weights": weights, "step": step, "planned_steps": cfg["train"]["steps"],
            "mse": m["mse"], "updates": m["updates"], "trajectories": len(test),
            "mse_each": [float(f"{e:.4g}") for e in trajectory_mse(model, test).tolist()],
@@ -223,8 +228,8 @@ def time_to_quality(folders: dict[str, Path], rows: list[dict]) -> list[str]:
         rnn = ckpt.read_metrics(folders[rnns[0]["name"]] / ckpt.METRICS)
         goal, budget = rnn[-1]["test_mse_model_units"], rnn[-1]["train_s"]
         for r in rows:
-            if r["task"] != task or r["kind"] != "pcode" or r["shipped"]:
-                continue
+            if r["task"] != task or r["kind"] != "pcode" or r["shipped"] or r["data"] != rnns[0]["data"]:
+                continue  # the metrics' test MSE must be on the RNN's test trajectories
             m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
             hit = next((x for x in m if x["test_mse_model_units"] <= goal), None)
             when = "never" if hit is None else f"{hit['train_s'] / 60:.1f} min (step {hit['step']})"
@@ -261,7 +266,9 @@ def main():
         rnn = next((r for r in mine if r["name"] == f"pretrained:{task}-rnn"), None)
         for r in mine:
             versus = "-"
-            if rnn is not None and r is not rnn:
+            if rnn is not None and r is not rnn and r["data"] != rnn["data"]:
+                versus = "- (other data)"  # a pairing needs the same test trajectories
+            elif rnn is not None and r is not rnn:
                 versus = "{:.2f} ({:.2f}-{:.2f})".format(*mse_ratio(torch.tensor(r["mse_each"]),
                                                                     torch.tensor(rnn["mse_each"])))
             recall = f"{r['event_recall']:.2f}" if "event_recall" in r else "-"
