@@ -88,9 +88,8 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     data = cfg["data"]
     _, test = dataset(data)
     m = evaluate(model, test)
-    row = {"name": f"pretrained:{name}" if shipped else name, "task": data["task"], "data": data,
-           "kind": model.config.kind,
-           "shipped": shipped, "weights": weights, "step": step, "planned_steps": cfg["train"]["steps"],
+    row = {"name": f"pretrained:{name}" if shipped else name, "task": data["task"], "kind": model.config.kind,
+           "data": data, "shipped": shipped, "weights": weights, "step": step, "planned_steps": cfg["train"]["steps"],
            "mse": m["mse"], "updates": m["updates"], "trajectories": len(test),
            "mse_each": [float(f"{e:.4g}") for e in trajectory_mse(model, test).tolist()],
            "command": command(cfg), "relative_epsilon": cfg["train"].get("relative_epsilon"),
@@ -266,11 +265,9 @@ def main():
         rnn = next((r for r in mine if r["name"] == f"pretrained:{task}-rnn"), None)
         for r in mine:
             versus = "-"
-            if rnn is not None and r is not rnn and r["data"] != rnn["data"]:
-                versus = "- (other data)"  # a pairing needs the same test trajectories
-            elif rnn is not None and r is not rnn:
-                versus = "{:.2f} ({:.2f}-{:.2f})".format(*mse_ratio(torch.tensor(r["mse_each"]),
-                                                                    torch.tensor(rnn["mse_each"])))
+            if rnn is not None and r is not rnn:  # a pairing needs the same test trajectories
+                versus = "- (other data)" if r["data"] != rnn["data"] else "{:.2f} ({:.2f}-{:.2f})".format(
+                    *mse_ratio(torch.tensor(r["mse_each"]), torch.tensor(rnn["mse_each"])))
             recall = f"{r['event_recall']:.2f}" if "event_recall" in r else "-"
             if "forcing_recall" in r:
                 recall += f" ({r['forcing_recall']:.2f}; {r['chance_recall']:.2f})"
