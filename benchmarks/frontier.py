@@ -10,7 +10,9 @@ model's test MSE over the shipped RNN's on the same trajectories with its paired
 bootstrap 95% interval (`pcnode.evaluate.mse_ratio`). A run with a
 validation split is scored with the weights that did best on it (`best.safetensors`),
 the way a shipped model is picked; scores are cached in RUN/frontier.json (kept while
-the weights and SCORES, the version of what is scored, stay the same). A run trained on other
+the weights and SCORES, the version of what is scored, stay the same). A record in
+benchmarks/results/frontier/ (a run's config, metrics and cached scores, no weights) is
+read from its cache, so the page's tables and figures redraw from the repository alone. A run trained on other
 data (`--seed` seeds the data as well as the training) gets no ratio to the shipped RNN
 and no time-to-quality row: both need the same test trajectories.
 
@@ -20,6 +22,7 @@ TIME.png (test MSE during training against training wall time, from the runs'
 metrics.csv, for the PC-ODEs and the RNN: time to quality).
 
     python benchmarks/frontier.py ~/frontier/* --zoo --out docs/images
+    python benchmarks/frontier.py benchmarks/results/frontier/circles-* --zoo --out /tmp/frontier
 """
 import argparse
 import dataclasses
@@ -46,6 +49,7 @@ from pcnode.tasks import collisions  # noqa: E402
 TASK_NAMES = {"circles": "Circles", "billiards1d": "Billiards1D", "billiards2d": "Billiards2D", "lines": "Lines"}
 SCORES = 3  # raise when what `score` measures changes, to score cached runs again
 MARKERS = {"pcode": "o", "rnn": "s", "odernn": "^", "cfc": "D"}
+CACHE = "frontier.json"  # a run's scores, kept in its folder (and in its record, without the weights)
 
 
 def command(cfg: dict) -> str:
@@ -76,14 +80,20 @@ def command(cfg: dict) -> str:
 def score(folder: Path, name: str, shipped: bool) -> dict:
     """A run's (or shipped model's) scores on its test split, cached in its folder unless shipped."""
     weights = "best" if (folder / ckpt.BEST).is_file() else "last"
-    step = int(ckpt.load_tensors(folder / ckpt.WEIGHTS[weights])[1].get("step") or 0)
-    cache = folder / "frontier.json"
-    if not shipped and cache.is_file():
-        saved = json.loads(cache.read_text())
-        if (saved.get("weights"), saved.get("step"), saved.get("scores")) == (weights, step, SCORES):
-            cfg = ckpt.read_run_config(folder)  # the command as today's flags spell it
-            return {**saved, **trained(folder, step), "command": command(cfg), "planned_steps": cfg["train"]["steps"],
-                    "data": cfg["data"]}
+    cache = folder / CACHE
+    saved = json.loads(cache.read_text()) if not shipped and cache.is_file() else {}
+    if (folder / ckpt.WEIGHTS[weights]).is_file():
+        step = int(ckpt.load_tensors(folder / ckpt.WEIGHTS[weights])[1].get("step") or 0)
+        current = (saved.get("weights"), saved.get("step"), saved.get("scores")) == (weights, step, SCORES)
+    elif saved.get("scores") == SCORES:  # a record (benchmarks/results/frontier/): its scores, not its weights
+        step, current = saved["step"], True
+    else:
+        raise SystemExit(f"{folder} has neither weights nor scores of this version ({CACHE} with scores {SCORES}): "
+                         "pass a run folder or a record written by this script")
+    if current:
+        cfg = ckpt.read_run_config(folder)  # the command as today's flags spell it
+        return {**saved, **trained(folder, step), "command": command(cfg), "planned_steps": cfg["train"]["steps"],
+                "data": cfg["data"]}
     model, cfg = load_run(folder, weights=weights)
     data = cfg["data"]
     _, test = dataset(data)
@@ -246,7 +256,8 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    folders = {f.name: f for f in args.runs if (f / ckpt.CONFIG).is_file() and (f / ckpt.CHECKPOINT).is_file()}
+    folders = {f.name: f for f in args.runs
+               if (f / ckpt.CONFIG).is_file() and ((f / ckpt.CHECKPOINT).is_file() or (f / CACHE).is_file())}
     rows = [score(f, name, False) for name, f in sorted(folders.items())]
     tasks = {r["task"] for r in rows}
     if args.zoo:

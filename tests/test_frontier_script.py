@@ -24,3 +24,22 @@ def test_the_printed_command_names_a_seed_other_than_the_default(frontier, run, 
     assert ("--seed" in cmd) == (seed is not None)
     if seed is not None:
         assert f"--seed {seed} " in cmd and cfg["data"]["seed"] == seed  # --seed draws the data too
+
+
+def test_a_record_is_read_from_its_scores_without_weights(frontier):
+    folder = RECORDS / "billiards2d-pcode-d2500"
+    saved = json.loads((folder / frontier.CACHE).read_text())
+    row = frontier.score(folder, folder.name, shipped=False)
+    assert not any(folder.glob("*.safetensors"))  # scored without loading a model
+    assert (row["mse"], row["updates"], row["step"]) == (saved["mse"], saved["updates"], saved["step"])
+    assert row["trained_steps"] == 25_000 and row["command"] == frontier.command(json.loads(
+        (folder / "config.json").read_text()))
+
+
+def test_a_folder_with_neither_weights_nor_current_scores_is_refused(frontier, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text((RECORDS / "billiards2d-pcode-d2500" / "config.json").read_text())
+    (folder / frontier.CACHE).write_text(json.dumps({"scores": frontier.SCORES - 1, "step": 1000}))
+    with pytest.raises(SystemExit, match="neither weights nor scores"):
+        frontier.score(folder, "run", shipped=False)
