@@ -7,7 +7,8 @@ teacher forcing on the test data (`pcnode.forcing.forced_update_times`) and the 
 as many updates would reach at random times (`pcnode.evaluate.chance_recall`), and prints one
 markdown table per task with the command that reproduces each run and, with --zoo, each
 model's test MSE over the shipped RNN's on the same trajectories with its paired
-bootstrap 95% interval (`pcnode.evaluate.mse_ratio`). A run with a
+bootstrap 95% interval (`pcnode.evaluate.mse_ratio`), and a second table per task of
+where in the rollout the error is (test MSE over bands of frames after the burn-in). A run with a
 validation split is scored with the weights that did best on it (`best.safetensors`),
 the way a shipped model is picked; scores are cached in RUN/frontier.json (kept while
 the weights and SCORES, the version of what is scored, stay the same). A record in
@@ -49,6 +50,7 @@ from pcnode.tasks import collisions  # noqa: E402
 TASK_NAMES = {"circles": "Circles", "billiards1d": "Billiards1D", "billiards2d": "Billiards2D", "lines": "Lines"}
 SCORES = 3  # raise when what `score` measures changes, to score cached runs again
 MARKERS = {"pcode": "o", "rnn": "s", "odernn": "^", "cfc": "D"}
+BANDS = ((0, 5), (5, 10), (10, 20), (20, 30), (30, None))  # frames after the burn-in, for `by_frame`
 CACHE = "frontier.json"  # a run's scores, kept in its folder (and in its record, without the weights)
 
 
@@ -104,10 +106,12 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
            "mse_each": [float(f"{e:.4g}") for e in trajectory_mse(model, test).tolist()],
            "command": command(cfg), "relative_epsilon": cfg["train"].get("relative_epsilon"),
            "events": cfg["train"].get("events"), "threshold": cfg["segments"].get("threshold"), "scores": SCORES}
+    n_burn = model.rule.n_burn
+    ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
+    error = (ro.frames() - test.x[:, n_burn:])[..., : model.scored_dims].pow(2).mean((0, 2))
+    row["mse_by_frame"] = [float(f"{e:.4g}") for e in error.tolist()]  # frames n_burn.. of the rollout
     if data["task"] in ("billiards1d", "billiards2d"):
         events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
-        n_burn = model.rule.n_burn
-        ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
         row["event_recall"] = event_recall(ro, events)
         row["chance_recall"] = chance_recall(ro, events)
         row["forcing_recall"] = updates_near(forced_update_times(model, test), events, n_burn)
@@ -134,6 +138,19 @@ def hold_baseline(task: str) -> float:
     _, test = dataset({"task": task, "n": 10_000, "seed": 0, "test_fraction": 0.1})
     x = test.x
     return (x[:, 4:] - x[:, 3:4]).pow(2).mean().item()
+
+
+def by_frame(rows: list[dict]) -> list[str]:
+    """Where in the rollout each model's error is: its test MSE over bands of frames after the
+    burn-in (rows scored before the per-frame error was kept are left out)."""
+    out = []
+    for r in rows:
+        error = r.get("mse_by_frame")
+        if error:
+            cells = [sum(error[a:b]) / len(error[a:b]) for a, b in BANDS if error[a:b]]
+            out.append(f"| {r['name']} | {LABELS.get(r['kind'], r['kind'])} | {r['updates']:.2f} | "
+                       + " | ".join(f"{c:.2e}" for c in cells) + " |")
+    return out
 
 
 def label(row: dict, task: str) -> str:
@@ -289,6 +306,13 @@ def main():
                 where += f", stopped at {r['trained_steps']} of {r['planned_steps']}"
             print(f"| {r['name']} | {LABELS.get(r['kind'], r['kind'])} | {r['updates']:.2f} | {r['mse']:.3e} | "
                   f"{versus} | {recall} | {c1} | {where} | {minutes} | `{r['command']}` |")
+        where = by_frame(mine)
+        if where:
+            print(f"\n#### {TASK_NAMES[task]}: test MSE by frames after the burn-in\n")
+            print("| run | model | updates / rollout | " + " | ".join(
+                f"{a + 1}-{b}" if b else f"{a + 1}-" for a, b in BANDS) + " |")
+            print("|---|---|---|" + "---|" * len(BANDS))
+            print("\n".join(where))
     ttq = time_to_quality(folders, rows)
     if ttq:
         print("\n### Time to quality\n")
@@ -297,7 +321,7 @@ def main():
         print("\n".join(ttq))
     draw_frontier(args.out / "frontier.png", rows, holds)
     draw_time(args.out / "time_to_quality.png", folders, rows)
-    runs = [{k: v for k, v in r.items() if k != "mse_each"} for r in rows]
+    runs = [{k: v for k, v in r.items() if k not in ("mse_each", "mse_by_frame")} for r in rows]
     ckpt.write_json(args.out / "frontier.json", {"runs": runs, "hold": holds})
     print(f"\nwrote {args.out / 'frontier.png'}, {args.out / 'time_to_quality.png'}, {args.out / 'frontier.json'}")
 

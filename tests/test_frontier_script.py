@@ -43,3 +43,10 @@ def test_a_folder_with_neither_weights_nor_current_scores_is_refused(frontier, t
     (folder / frontier.CACHE).write_text(json.dumps({"scores": frontier.SCORES - 1, "step": 1000}))
     with pytest.raises(SystemExit, match="neither weights nor scores"):
         frontier.score(folder, "run", shipped=False)
+
+
+def test_the_error_by_frame_is_averaged_over_bands_and_skips_rows_without_it(frontier):
+    rows = [{"name": "a", "kind": "pcode", "updates": 5.0, "mse_by_frame": [1.0] * 5 + [2.0] * 5 + [3.0] * 31},
+            {"name": "old", "kind": "rnn", "updates": 41.0}]
+    (line,) = frontier.by_frame(rows)
+    assert line == "| a | PC-ODE | 5.00 | 1.00e+00 | 2.00e+00 | 3.00e+00 | 3.00e+00 | 3.00e+00 |"
