@@ -94,8 +94,8 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
                          "pass a run folder or a record written by this script")
     if current:
         cfg = ckpt.read_run_config(folder)  # the command as today's flags spell it
-        return {**saved, **trained(folder, step), "command": command(cfg), "planned_steps": cfg["train"]["steps"],
-                "data": cfg["data"]}
+        return {**saved, **trained(folder, step), "name": name, "command": command(cfg),
+                "planned_steps": cfg["train"]["steps"], "data": cfg["data"]}  # named after its folder, as it is now
     model, cfg = load_run(folder, weights=weights)
     data = cfg["data"]
     _, test = dataset(data)

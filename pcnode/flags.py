@@ -362,6 +362,8 @@ def _add_series_args(parser, training: bool) -> None:
 
 # Help for the settings whose name does not say enough.
 HELP = {
+    "line": "what a PC-ODE segment is a straight line in: latent (the authors': a latent line read through "
+    "the decoder, which can bend around a bounce) or data (a straight line in data space: a bounce is an update)",
     "input_threshold": "a PC-ODE updates where a known input moves more than this (standardised units, max over "
     "inputs) from the value its segment read; 0: at every change, so an input that changes at "
     "every reading makes it update at every reading"

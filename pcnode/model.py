@@ -62,6 +62,7 @@ from .errors import ConfigError, did_you_mean
 from .segments import SegmentRule
 
 MODELS = ("pcode", "rnn", "odernn", "cfc")
+LINES = ("latent", "data")  # what a PC-ODE segment is a straight line in (`ModelConfig.line`)
 PAPER_MODELS = MODELS[:3]  # the paper's three, what reproduce and plan run by default
 MODEL_NAMES = {"pcode": "PC-ODE", "rnn": "RNN", "odernn": "ODE-RNN", "cfc": "CfC"}  # as reports name them
 # The ODE-RNN's solvers: torchdiffeq's, whose adaptive ones choose one step size for the
@@ -95,6 +96,8 @@ class ModelConfig:
     hidden: int = 128  # width of the encoder and decoder MLPs
     latent: int = 128  # GRU state; for the PC-ODE half position, half velocity
     time_constant: float = 0.2  # c: the latent moves as z + c * v * span; the decoder reads c * h
+    line: str = "latent"  # a PC-ODE segment: "latent", a straight latent line read through the decoder
+    # (the authors'), or "data", a straight line in data space (the decoder gives its velocity)
     aux_dims: int = 0  # old runs only: trailing state dims left out of losses (new runs: input_dim)
     input_dim: int = 0  # known inputs read with every frame, never predicted (0: none)
     encoder: str = "mlp"  # mlp, or conv for square images (then image_size**2 == state_dim)
@@ -111,6 +114,10 @@ class ModelConfig:
             )
         if self.solver not in SOLVERS:
             raise ConfigError(f"unknown ODE solver '{self.solver}'; choose one of: {', '.join(SOLVERS)}")
+        if self.line not in LINES:
+            raise ConfigError(f"unknown line '{self.line}'; choose one of: {', '.join(LINES)}")
+        if self.line != "latent" and self.kind != "pcode":
+            raise ConfigError(f"line '{self.line}' is a PC-ODE's; the {self.kind} has no segments to shape")
         if self.encoder not in ("mlp", "conv"):
             raise ConfigError(f"unknown encoder '{self.encoder}'; choose 'mlp' or 'conv'")
         if self.encoder == "conv" and self.image_size**2 != self.state_dim:
@@ -326,7 +333,14 @@ class PCODE(SequenceModel):
         The path is linear in the span and so is the first layer, so its output at span
         `s` is `a + s * g`: `decode(advance(h, s)) == decoder.tail(a + s * g)`. A segment
         read at many spans pays for the first layer once.
+
+        With `line="data"` the segment is a straight line in data space instead: the
+        decoder reads `h` once for the line's velocity (..., state_dim), and the change at
+        span `s` is `s` times it, so the prediction cannot bend inside a segment and a
+        bounce has to be an update.
         """
+        if self.config.line == "data":
+            return self.decode(h)
         c = self.config.time_constant
         first = self.decoder.first
         v = h[..., self.config.latent // 2 :]
@@ -335,6 +349,8 @@ class PCODE(SequenceModel):
         return torch.cat([a, g], -1)
 
     def along(self, seg: Tensor, span: Tensor | float) -> Tensor:
+        if self.config.line == "data":
+            return seg * span
         a, g = seg.chunk(2, -1)
         return self.decoder.tail(torch.addcmul(a, torch.as_tensor(span, dtype=a.dtype, device=a.device), g))
 

@@ -57,7 +57,7 @@ def reference_forcing(
         offset = torch.zeros_like(carried)
         if pcode is not None and i >= rule.n_burn:
             with torch.no_grad():
-                err = (model.decode(model.advance(h, t_next - start)) - (carried + dx))[:, :keep].pow(2).mean(-1)
+                err = (predicted(model, h, t_next - start) - (carried + dx))[:, :keep].pow(2).mean(-1)
                 away = None
                 if rule.event_threshold is not None:  # the data's distance from its segment's straight line
                     away = (seq[:, i + 1] - (origin + (t_next - start) * heading))[:, :keep].pow(2).mean(-1)
@@ -66,7 +66,7 @@ def reference_forcing(
                     event = input_event(u[:, i], u_read, rule.input_threshold)
                     forced, skip = skip & event, skip & ~event
                 if config.feed_predictions > 0:  # an updating row may read the frame its segment predicted
-                    own = model.decode(model.advance(h, t_i - start))
+                    own = predicted(model, h, t_i - start)
                     fed = (
                         torch.rand(int((~skip).sum()), 1, dtype=seq.dtype, device=seq.device) < config.feed_predictions
                     )
@@ -91,9 +91,9 @@ def reference_forcing(
             if last[b] == i:  # the segment still open when this row's real data ends
                 open_h[b], open_len[b] = h[b], times[b, i + 1, 0] - start[b, 0]
         m = mask[:, i : i + 1].to(seq.dtype)
-        disp.append(((model.decode(model.advance(h, t_next - start)) - carried)[:, :keep].pow(2) * m).sum())
+        disp.append(((predicted(model, h, t_next - start) - carried)[:, :keep].pow(2) * m).sum())
         if pcode is not None:
-            zero.append((model.decode(model.advance(h, 0.0))[:, :keep].pow(2) * m).sum())
+            zero.append((predicted(model, h, 0.0)[:, :keep].pow(2) * m).sum())
     n = mask.sum() * keep
     displacement = sum(disp) / n
     total, zero_span, dt_loss, mean_dt = displacement, seq.new_zeros(()), seq.new_zeros(()), 1.0
@@ -108,3 +108,12 @@ def reference_forcing(
             mean_dt = ended.mean().item() if len(ended) else still_open.mean().item()
         total = total + config.zero_span_weight * zero_span + config.dt_weight * dt_loss
     return Losses(total, displacement.detach(), zero_span.detach(), dt_loss.detach(), mean_dt, torch.stack(updated, 1))
+
+
+def predicted(model: SequenceModel, h: Tensor, span: Tensor | float) -> Tensor:
+    """The change a segment opened by the update that gave `h` predicts `span` frames on:
+    the latent advanced along its straight line and decoded (the authors'), or with
+    `line="data"` the decoded velocity times the span, a straight line in data space."""
+    if model.config.line == "data":
+        return model.decode(h) * span
+    return model.decode(model.advance(h, span))

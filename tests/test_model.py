@@ -218,3 +218,22 @@ def test_a_seeded_build_starts_from_the_same_weights_whatever_the_global_random_
     assert all(torch.equal(a[k], b[k]) for k in a)
     c = build_model(cfg, seed=6).state_dict()
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_a_data_line_segment_is_straight_in_data_space_and_the_decoder_gives_its_velocity():
+    torch.manual_seed(0)
+    model = PCODE(ModelConfig(state_dim=3, latent=16, hidden=32, line="data")).double()
+    h = torch.randn(5, 16, dtype=torch.float64)
+    seg = model.segment(h)
+    assert seg.shape == (5, 3) and torch.equal(seg, model.decode(h))
+    spans = torch.rand(5, 1, dtype=torch.float64) * 9
+    assert torch.equal(model.along(seg, 0.0), torch.zeros_like(seg))  # no change at span 0, by construction
+    assert torch.allclose(model.along(seg, spans), spans * model.along(seg, 1.0), atol=1e-12)  # no bend
+
+
+def test_line_is_a_pcode_setting_with_two_values():
+    with pytest.raises(ConfigError, match="unknown line 'curved'"):
+        ModelConfig(line="curved").validate()
+    with pytest.raises(ConfigError, match="the rnn has no segments"):
+        ModelConfig(kind="rnn", line="data").validate()
+    assert ModelConfig().line == "latent"  # the authors' stays the default

@@ -23,6 +23,8 @@ CASES = {
     "pcode-events": dict(kind="pcode", event_threshold=0.5, epsilon=1e-2),
     "pcode-inputs-events-fed": dict(kind="pcode", input_dim=2, input_threshold=0.3, event_threshold=0.5,
                                     epsilon=1e-2, feed_predictions=0.5),
+    "pcode-data-line": dict(kind="pcode", line="data"),
+    "pcode-data-line-fed": dict(kind="pcode", line="data", feed_predictions=0.5),
     "rnn": dict(kind="rnn"),
     "rnn-inputs": dict(kind="rnn", input_dim=2),
     "odernn": dict(kind="odernn"),
