@@ -366,7 +366,7 @@ HELP = {
     "the decoder, which can bend around a bounce) or data (a straight line in data space: a bounce is an update)",
     "input_threshold": "a PC-ODE updates where a known input moves more than this (standardised units, max over "
     "inputs) from the value its segment read; 0: at every change, so an input that changes at "
-    "every reading makes it update at every reading"
+    "every reading makes it update at every reading",
 }
 
 
