@@ -81,8 +81,9 @@ def test_a_stream_state_moves_between_the_eager_and_the_exported_model(shipped):
     assert torch.equal(back.readings, eager.readings)
 
 
-def test_the_runtime_applies_the_event_line_and_input_changes_as_the_eager_model_does(tmp_path):
-    model = build_model(ModelConfig(state_dim=2, hidden=16, latent=16, input_dim=1), seed=0)
+@pytest.mark.parametrize("line", ["latent", "data"])
+def test_the_runtime_applies_the_event_line_and_input_changes_as_the_eager_model_does(tmp_path, line):
+    model = build_model(ModelConfig(state_dim=2, hidden=16, latent=16, input_dim=1, line=line), seed=0)
     model.rule = SegmentRule(jumps=True, threshold=0.02, event_threshold=0.01, input_threshold=0.3).bind(model)
     exported = runtime.load(export(model, tmp_path / "m"))
     rng = np.random.default_rng(0)
