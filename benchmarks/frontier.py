@@ -8,7 +8,9 @@ as many updates would reach at random times (`pcnode.evaluate.chance_recall`), a
 markdown table per task with the command that reproduces each run and, with --zoo, each
 model's test MSE over the shipped RNN's on the same trajectories with its paired
 bootstrap 95% interval (`pcnode.evaluate.mse_ratio`), and a second table per task of
-where in the rollout the error is (test MSE over bands of frames after the burn-in). A run with a
+where in the rollout the error is (test MSE over bands of frames after the burn-in; on
+billiards also over the first 5 frames of the trajectories with no collision from the
+last burn-in frame to frame 6 and of those with one). A run with a
 validation split is scored with the weights that did best on it (`best.safetensors`),
 the way a shipped model is picked; scores are cached in RUN/frontier.json (kept while
 the weights and SCORES, the version of what is scored, stay the same). A record in
@@ -86,7 +88,9 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     saved = json.loads(cache.read_text()) if not shipped and cache.is_file() else {}
     if (folder / ckpt.WEIGHTS[weights]).is_file():
         step = int(ckpt.load_tensors(folder / ckpt.WEIGHTS[weights])[1].get("step") or 0)
-        current = (saved.get("weights"), saved.get("step"), saved.get("scores")) == (weights, step, SCORES)
+        kept = ("mse_by_frame", "mse_first_calm") if "billiards" in saved.get("task", "") else ("mse_by_frame",)
+        current = (saved.get("weights"), saved.get("step"), saved.get("scores")) == (weights, step, SCORES) and all(
+            k in saved for k in kept)  # scored before the error by frame was kept: score it again
     elif saved.get("scores") == SCORES:  # a record (benchmarks/results/frontier/): its scores, not its weights
         step, current = saved["step"], True
     else:
@@ -112,6 +116,10 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     row["mse_by_frame"] = [float(f"{e:.4g}") for e in error.tolist()]  # frames n_burn.. of the rollout
     if data["task"] in ("billiards1d", "billiards2d"):
         events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
+        # The first frames split by whether a ball collides there: free flight against a bounce.
+        early = (ro.frames() - test.x[:, n_burn:])[:, :5, : model.scored_dims].pow(2).mean((1, 2))
+        calm = events[:, n_burn - 1 : n_burn + 6].sum(1) == 0
+        row["mse_first_calm"], row["mse_first_bounce"] = early[calm].mean().item(), early[~calm].mean().item()
         row["event_recall"] = event_recall(ro, events)
         row["chance_recall"] = chance_recall(ro, events)
         row["forcing_recall"] = updates_near(forced_update_times(model, test), events, n_burn)
@@ -147,9 +155,11 @@ def by_frame(rows: list[dict]) -> list[str]:
     for r in rows:
         error = r.get("mse_by_frame")
         if error:
-            cells = [sum(error[a:b]) / len(error[a:b]) for a, b in BANDS if error[a:b]]
+            cells = [f"{sum(error[a:b]) / len(error[a:b]):.2e}" for a, b in BANDS if error[a:b]]
+            if "billiards" in r["task"]:
+                cells += [f"{r[k]:.2e}" if k in r else "-" for k in ("mse_first_calm", "mse_first_bounce")]
             out.append(f"| {r['name']} | {LABELS.get(r['kind'], r['kind'])} | {r['updates']:.2f} | "
-                       + " | ".join(f"{c:.2e}" for c in cells) + " |")
+                       + " | ".join(cells) + " |")
     return out
 
 
@@ -309,9 +319,10 @@ def main():
         where = by_frame(mine)
         if where:
             print(f"\n#### {TASK_NAMES[task]}: test MSE by frames after the burn-in\n")
+            split = ["1-5, no collision in them", "1-5, a collision"] if "billiards" in task else []
             print("| run | model | updates / rollout | " + " | ".join(
-                f"{a + 1}-{b}" if b else f"{a + 1}-" for a, b in BANDS) + " |")
-            print("|---|---|---|" + "---|" * len(BANDS))
+                [f"{a + 1}-{b}" if b else f"{a + 1}-" for a, b in BANDS] + split) + " |")
+            print("|---|---|---|" + "---|" * (len(BANDS) + len(split)))
             print("\n".join(where))
     ttq = time_to_quality(folders, rows)
     if ttq:
@@ -321,7 +332,8 @@ def main():
         print("\n".join(ttq))
     draw_frontier(args.out / "frontier.png", rows, holds)
     draw_time(args.out / "time_to_quality.png", folders, rows)
-    runs = [{k: v for k, v in r.items() if k not in ("mse_each", "mse_by_frame")} for r in rows]
+    runs = [{k: v for k, v in r.items() if k not in ("mse_each", "mse_by_frame", "mse_first_calm", "mse_first_bounce")}
+            for r in rows]
     ckpt.write_json(args.out / "frontier.json", {"runs": runs, "hold": holds})
     print(f"\nwrote {args.out / 'frontier.png'}, {args.out / 'time_to_quality.png'}, {args.out / 'frontier.json'}")
 
