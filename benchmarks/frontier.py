@@ -98,8 +98,8 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
                          "pass a run folder or a record written by this script")
     if current:
         cfg = ckpt.read_run_config(folder)  # the command as today's flags spell it
-        return {**saved, **trained(folder, step), "name": name, "command": command(cfg),
-                "planned_steps": cfg["train"]["steps"], "data": cfg["data"]}  # named after its folder, as it is now
+        return {**saved, **trained(folder, step), "name": name,  # a record is named after its folder, as it is now
+                "command": command(cfg), "planned_steps": cfg["train"]["steps"], "data": cfg["data"]}
     model, cfg = load_run(folder, weights=weights)
     data = cfg["data"]
     _, test = dataset(data)
@@ -112,12 +112,12 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
            "events": cfg["train"].get("events"), "threshold": cfg["segments"].get("threshold"), "scores": SCORES}
     n_burn = model.rule.n_burn
     ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
-    error = (ro.frames() - test.x[:, n_burn:])[..., : model.scored_dims].pow(2).mean((0, 2))
-    row["mse_by_frame"] = [float(f"{e:.4g}") for e in error.tolist()]  # frames n_burn.. of the rollout
+    squared = (ro.frames() - test.x[:, n_burn:])[..., : model.scored_dims].pow(2)  # (N, frames after the burn-in, D)
+    row["mse_by_frame"] = [float(f"{e:.4g}") for e in squared.mean((0, 2)).tolist()]
     if data["task"] in ("billiards1d", "billiards2d"):
         events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
         # The first frames split by whether a ball collides there: free flight against a bounce.
-        early = (ro.frames() - test.x[:, n_burn:])[:, :5, : model.scored_dims].pow(2).mean((1, 2))
+        early = squared[:, :5].mean((1, 2))
         calm = events[:, n_burn - 1 : n_burn + 6].sum(1) == 0
         row["mse_first_calm"], row["mse_first_bounce"] = early[calm].mean().item(), early[~calm].mean().item()
         row["event_recall"] = event_recall(ro, events)
@@ -289,7 +289,7 @@ def main():
     tasks = {r["task"] for r in rows}
     if args.zoo:
         for name in pretrained.names():
-            if name.split("-")[0] in tasks or not tasks:
+            if name.split("-")[0] in (tasks or TASK_NAMES):  # the coordinate tasks (not planning)
                 rows.append(score(pretrained.folder(name), name, True))
     holds = {t: hold_baseline(t) for t in {r["task"] for r in rows}}
     for task in TASK_NAMES:
