@@ -173,6 +173,7 @@ def label(row: dict, task: str) -> str:
 def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None:
     tasks = [t for t in TASK_NAMES if any(r["task"] == t for r in rows)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.9), squeeze=False)
+    panels = []
     for ax, task in zip(axes[0], tasks):
         mine = [r for r in rows if r["task"] == task]
         runs = sorted((r for r in mine if r["kind"] == "pcode" and not r.get("events") and not r["shipped"]),
@@ -185,12 +186,6 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
                     label="PC-ODE runs (thresholds, recipes)")
             ax.plot([r["updates"] for r in front], [r["mse"] for r in front], "-", color=COLORS["pcode"],
                     label="PC-ODE frontier")
-            placed: list[float] = []
-            for r in runs:  # runs at about the same update count: labels right and left in turn
-                k = sum(abs(u / r["updates"] - 1) < 0.03 for u in placed)
-                placed.append(r["updates"])
-                ax.annotate(label(r, task), (r["updates"], r["mse"]), fontsize=6, xytext=(-5 if k % 2 else 5, -2),
-                            ha="right" if k % 2 else "left", textcoords="offset points", color=COLORS["pcode"])
         for r in mine:
             if r["kind"] == "pcode" and r.get("events"):
                 ax.plot(r["updates"], r["mse"], "*", color="tab:orange", ms=11, label="PC-ODE, events option")
@@ -199,9 +194,6 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
                 ax.plot(r["updates"], r["mse"], MARKERS.get(r["kind"], "x"), color=COLORS.get(r["kind"], "grey"),
                         mfc="none" if shipped else None, mew=1.5, ms=7,
                         label=LABELS.get(r["kind"], r["kind"]) + shipped)
-            if not r["shipped"] and (r["kind"] != "pcode" or r.get("events")):  # the runs drawn apart, named
-                ax.annotate(label(r, task), (r["updates"], r["mse"]), fontsize=6, xytext=(-5, 4), ha="right",
-                            textcoords="offset points", color="dimgrey")
             if r["shipped"] and r["kind"] == "pcode":
                 ax.plot(r["updates"], r["mse"], "o", mfc="none", mec="black", ms=10, label="shipped PC-ODE")
         ax.axhline(holds[task], color="grey", ls="--", lw=1, label="hold the last frame")
@@ -218,9 +210,31 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
         handles, labels = ax.get_legend_handles_labels()
         seen = dict(zip(labels, handles))
         ax.legend(seen.values(), seen.keys(), fontsize=7, loc="best")
+        panels.append((ax, task, mine, runs, front))
     fig.tight_layout()
+    for ax, task, mine, runs, front in panels:  # labels once the layout is final, so that overlaps can be measured
+        apart = [r for r in mine if not r["shipped"] and (r["kind"] != "pcode" or r.get("events"))]
+        pcodes = sorted(runs, key=lambda r: (r not in front, r["mse"]))  # the frontier's labels first
+        points = [(r, "dimgrey", (-5, 4)) for r in apart] + [(r, COLORS["pcode"], (5, -2)) for r in pcodes]
+        name_points(ax, points, task)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def name_points(ax, points: list[tuple[dict, str, tuple[int, int]]], task: str) -> None:
+    """Label each run's point beside it, right or else left of it, leaving out a label that
+    would overlap one already placed (the tables name every run)."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for r, color, (dx, dy) in points:
+        for side in (1, -1) if dx > 0 else (-1, 1):
+            text = ax.annotate(label(r, task), (r["updates"], r["mse"]), fontsize=6, xytext=(side * abs(dx), dy),
+                               ha="left" if side > 0 else "right", textcoords="offset points", color=color)
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed):
+                placed.append(box)
+                break
+            text.remove()
 
 
 def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
@@ -237,7 +251,7 @@ def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
         shades = {r["name"]: plt.cm.Reds(0.35 + 0.6 * i / max(1, len(pcodes) - 1)) for i, r in enumerate(pcodes)}
         for r in runs:
             m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
-            label = LABELS[r["kind"]] if r["kind"] == "rnn" else f"PC-ODE, {r['name']}"
+            label = LABELS[r["kind"]] if r["kind"] == "rnn" else f"PC-ODE, {r['name'].removeprefix(f'{task}-pcode-')}"
             style = "-" if r["kind"] == "pcode" else "--"
             ax.plot([x["train_s"] / 60 for x in m], [x["test_mse_model_units"] for x in m], style,
                     color=COLORS["rnn"] if r["kind"] == "rnn" else shades[r["name"]], marker=".", label=label)
@@ -248,7 +262,7 @@ def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
         ax.set_xlabel("training wall time (min, one thread)")
         ax.set_ylabel("test MSE during training (512 trajectories)")
         ax.set_title(f"{TASK_NAMES[task]}: time to quality (dotted: the RNN's final)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2 if len(runs) > 8 else 1, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
