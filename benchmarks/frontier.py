@@ -117,7 +117,7 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     if data["task"] in ("billiards1d", "billiards2d"):
         events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
         # The first frames split by whether a ball collides there: free flight against a bounce.
-        early = squared[:, :5].mean((1, 2))
+        early = squared[:, slice(*BANDS[0])].mean((1, 2))
         calm = events[:, n_burn - 1 : n_burn + 6].sum(1) == 0
         row["mse_first_calm"], row["mse_first_bounce"] = early[calm].mean().item(), early[~calm].mean().item()
         row["event_recall"] = event_recall(ro, events)
