@@ -62,6 +62,10 @@ class TrainConfig:
     # in few steps. Finlay et al. integrate it along the path; it is taken once per span,
     # at the state the span starts from, times the span.
     field_penalty: float = 0.0
+    # Ours: start from the weights of this run (a folder, or pretrained:NAME for a shipped
+    # model; the weights `pcnode eval` scores) instead of the seed's, to fine-tune it. Its
+    # model must be the one trained; a resumed run continues from its own checkpoint.
+    init: str | None = None
 
     def validate(self) -> TrainConfig:
         for name in ("steps", "batch_size", "decay_every", "eval_every", "eval_size", "checkpoint_every"):
@@ -104,6 +108,8 @@ class TrainConfig:
                 "give the skip threshold as `epsilon` (a squared error in the data's units) or as "
                 "`relative_epsilon` (a multiple of the data's mean squared change per frame), not both"
             )
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise ConfigError(f"`init` must name a run folder or pretrained:NAME, got {self.init!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check_device(self.device)

@@ -40,6 +40,7 @@ FLAGS = {
     "problems": "--problems",
     "gifs": "--gifs",
     "feed_predictions": "--feed-predictions",
+    "init": "--init",
     "epsilon": "--epsilon",
     "relative_epsilon": "--relative-epsilon",
     "ensemble": "--ensemble",
@@ -153,7 +154,12 @@ def _train_parser(sub) -> None:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--n", type=int, default=10_000, help="trajectories to generate for --task")
     _add_series_args(t, training=True)
-    _add_dataclass_args(t, TrainConfig, skip={"epsilon", "relative_epsilon", "events"})
+    _add_dataclass_args(t, TrainConfig, skip={"epsilon", "relative_epsilon", "events", "init"})
+    t.add_argument(
+        "--init",
+        help="start from this run's weights (a run folder, or pretrained:NAME) to fine-tune it; "
+        "give the same model flags it was trained with (default: fresh weights from --seed)",
+    )
     t.add_argument(
         "--epsilon",
         type=float,

@@ -10,6 +10,7 @@ resume bit for bit (`pcnode.checkpoint.RunFolder`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -22,6 +23,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import checkpoint as ckpt
+from . import pretrained
 from .config import TrainConfig
 from .data import Trajectories
 from .errors import ConfigError, DataError, PCNodeError
@@ -75,6 +77,7 @@ def fit(
             training on it (in this process or another) raises CheckpointError naming
             the process that holds it; the lock of a process that died is taken over.
         resume: continue from `run_dir`'s checkpoint instead of refusing to overwrite it.
+            (`config.init` starts a new run from another run's weights: `start_from`.)
         data: description of the data, saved in the config (task, seed, ...).
         on_step: called after every step with the step number and its losses.
         progress: a bar on stderr with the steps, the loss and the mean dt, once training
@@ -106,6 +109,8 @@ def fit(
             held.check_inputs(model.config.input_dim, name)
     if resume and run_dir is not None:
         config, rule = ckpt.resumed(Path(run_dir), config, rule)
+    if config.init is not None:  # a resumed run's checkpoint then replaces these weights
+        start_from(model, config.init)
     change = mean_square_change(train.x, train.mask, model.scored_dims)
     model.rule = rule = SegmentRule.resolve(rule, change, config.epsilon, config.relative_epsilon, config.events)
     test = None if test is None else Trajectories.of(test)
@@ -118,6 +123,24 @@ def fit(
         lock = lock_run(folder.path) if folder is not None and place.rank == 0 else contextlib.nullcontext()
         with lock:
             return _fit(model, config, rule, (train, val, test), place, folder, resume, shown)
+
+
+def start_from(model: SequenceModel, run: str | Path) -> None:
+    """Copy into `model` the weights of `run` (a folder or `pretrained:NAME`, the weights
+    `pcnode eval` scores); its model settings must be `model`'s. Its segment rule is not
+    taken: the new run resolves its own from its data and settings."""
+    source, _ = ckpt.load_run(pretrained.resolve(run))
+    if source.config != model.config:
+        ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config)
+        differ = [k for k in ours if ours[k] != theirs[k]]
+        raise ConfigError(
+            f"`init` {run} holds a model with "
+            + ", ".join(f"{k} {theirs[k]!r}" for k in differ)
+            + " where this run's has "
+            + ", ".join(f"{k} {ours[k]!r}" for k in differ)
+            + ": give the model the same settings"
+        )
+    model.load_state_dict(source.state_dict())
 
 
 def held_out(train: Trajectories, fraction: float) -> tuple[Trajectories, Trajectories | None]:

@@ -172,6 +172,10 @@ CASES = [
     ("out-holds-a-run", nothing, [*GOOD_DATA, "--out", "run"], "already holds a run"),
     ("resume-nothing", nothing, [*GOOD_DATA, "--out", "empty", "--resume"], "nothing to resume"),
     ("resume-different-run", task_run, [*TASK, "--lr", "0.5", "--out", "trun", "--resume"], "different config"),
+    ("init-another-model", nothing, [*GOOD_DATA, "--hidden", "8", "--init", "run", "--out", "out"],
+     "--init run holds a model with hidden 16 where this run's has hidden 8"),
+    ("init-another-kind", nothing, [*GOOD_DATA, "--model", "rnn", "--init", "run", "--out", "out"], "kind 'pcode'"),
+    ("init-missing", nothing, [*GOOD_DATA, "--init", "nowhere", "--out", "out"], "run folder nowhere not found"),
     ("task-run-into-a-different-run", task_run, [*TASK, "--lr", "0.5", "--out", "trun"], "already holds"),
     # run folders
     ("eval-missing-run", nothing, ["eval", "nowhere"], "not found"),

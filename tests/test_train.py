@@ -117,6 +117,22 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path):
         assert torch.allclose(p, q, atol=1e-6), name
 
 
+def test_init_starts_from_another_runs_weights_and_says_so(tmp_path):
+    source, data, _ = small_run(tmp_path / "a", steps=3)
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(kind="pcode", state_dim=2, hidden=16, latent=16), seed=1)
+    cfg = TrainConfig(steps=1, batch_size=8, eval_every=1, checkpoint_every=1, eval_size=8, lr=1e-12,
+                      init=str(tmp_path / "a" / "run"))
+    fit(model, data[:32], cfg, test=data[32:], run_dir=tmp_path / "b", data={"note": "test"})
+    for (name, p), q in zip(source.named_parameters(), model.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name  # one step at a vanishing learning rate
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["init"] == str(tmp_path / "a" / "run")
+    other = build_model(ModelConfig(kind="pcode", state_dim=2, hidden=8, latent=16))
+    with pytest.raises(ConfigError, match="hidden 16 where this run's has hidden 8"):
+        fit(other, data[:32], cfg, run_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
 def test_a_folder_holding_a_run_is_not_overwritten(tmp_path):
     small_run(tmp_path)
     with pytest.raises(CheckpointError, match="already holds a run"):
