@@ -250,6 +250,7 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
     opened: list[Tensor] = []
     opened_dt: list[Tensor] = []
     start, carried = times[:, :1], torch.zeros_like(dx[:, 0])
+    opened_at = torch.zeros(B, dtype=torch.long, device=device)  # the frame each row's segment began at
     # Set at the first frame, which every row updates (the burn-in is at least one frame).
     line: Tensor | None = None
     seg: Tensor | None = None
@@ -278,7 +279,7 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
                 away = None
                 if origin is not None and heading is not None:  # the event option's line
                     away = (seq[:, i + 1] - origin - (t_next - start) * heading)[:, :keep].pow(2).mean(-1)
-                skip = rule.keeps(err, away) | (torch.rand_like(err) < config.jump_prob)
+                skip = rule.keeps(err, away, i - opened_at) | (torch.rand_like(err) < config.jump_prob)
                 if u is not None and u_read is not None:  # an input event ends the segment whatever the rule says
                     event = input_event(u[:, i], u_read, rule.input_threshold)
                     forced, skip = skip & event, skip & ~event
@@ -314,6 +315,7 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
                 fresh = dx[:, i] if offset is None else dx[:, i].index_add(0, rows, offset)
                 if upd is None:
                     line, start, carried, seg = new_line.detach(), t_i, fresh, new_seg
+                    opened_at = torch.full_like(opened_at, i)
                     u_read = None if u is None else u[:, i]
                     upd = torch.ones(B, dtype=torch.bool, device=device)
                     if velocity is not None:
@@ -323,6 +325,7 @@ def _walk(model: PCODE, batch: Trajectories, rule: SegmentRule, config: TrainCon
                     now = upd.unsqueeze(-1)
                     line = line.index_copy(0, rows, new_line.detach().to(line.dtype))
                     start = torch.where(now, t_i, start)
+                    opened_at = torch.where(upd, i, opened_at)
                     carried = torch.where(now, fresh, target)
                     seg = seg.index_copy(0, rows, new_seg)
                     u_read = None if u is None or u_read is None else torch.where(now, u[:, i], u_read)

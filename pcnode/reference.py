@@ -44,6 +44,7 @@ def reference_forcing(
     times = times.unsqueeze(-1)
     h = seq.new_zeros(B, model.state_size)
     start, carried = times[:, 0], seq.new_zeros(B, D)
+    opened_at = torch.zeros(B, dtype=torch.long, device=seq.device)  # the frame the segment began at
     u_read = None if u is None else u[:, 0]  # the inputs the current segment's update read
     disp, zero, dt_terms, lengths, updated = [], [], [], [], []
     last = mask.sum(1) - 1
@@ -61,7 +62,7 @@ def reference_forcing(
                 away = None
                 if rule.event_threshold is not None:  # the data's distance from its segment's straight line
                     away = (seq[:, i + 1] - (origin + (t_next - start) * heading))[:, :keep].pow(2).mean(-1)
-                skip = rule.keeps(err, away) | (torch.rand_like(err) < config.jump_prob)
+                skip = rule.keeps(err, away, i - opened_at) | (torch.rand_like(err) < config.jump_prob)
                 if u is not None and u_read is not None:
                     event = input_event(u[:, i], u_read, rule.input_threshold)
                     forced, skip = skip & event, skip & ~event
@@ -81,6 +82,7 @@ def reference_forcing(
         s = skip.unsqueeze(-1)
         h = torch.where(s, h, h_tick)
         start = torch.where(s, start, t_i)
+        opened_at = torch.where(skip, opened_at, i)
         carried = torch.where(s, carried + dx, dx + offset)
         origin = torch.where(s, origin, seq[:, i])
         heading = torch.where(s, heading, dx / (t_next - t_i))

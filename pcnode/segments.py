@@ -47,7 +47,9 @@ class SegmentRule:
         leaves the straight line through its first frame with the velocity of its first
         step by more than this (a mean squared distance in the data's units).
     min_dt, max_dt: bounds on a chosen jump (frames); a jump that would stop less than
-        `min_dt` short of a rollout's horizon runs on to it.
+        `min_dt` short of a rollout's horizon runs on to it. Teacher forcing keeps the
+        lower bound in frames: a segment over fewer than `min_dt` frames is stretched
+        whatever its error (on evenly sampled data, the bound a rollout's jumps keep).
     input_threshold: a jump also ends where a known input moves more than this (the
         model's units, max over inputs) from the value its update read; 0: at any change.
     """
@@ -87,11 +89,12 @@ class SegmentRule:
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
-    def keeps(self, err: Tensor, away: Tensor | None = None) -> Tensor:
+    def keeps(self, err: Tensor, away: Tensor | None = None, frames: Tensor | None = None) -> Tensor:
         """Where a segment stretched over one more frame still holds: its prediction's mean
         squared error `err` (B,) is below the threshold and, with the event option, the
         data's mean squared distance `away` (B,) from the segment's straight line is below
-        `event_threshold`. -> (B,) bool."""
+        `event_threshold`. With `frames` (B,), the frames the segment would span if it
+        ended here, one shorter than `min_dt` holds whatever its error. -> (B,) bool."""
         if self.threshold is None:
             raise ConfigError(
                 "this segment rule has no skip threshold yet; a training run resolves it from its "
@@ -100,6 +103,8 @@ class SegmentRule:
         fits = err < self.threshold
         if away is not None and self.event_threshold is not None:
             fits = fits & (away < self.event_threshold)
+        if frames is not None:
+            fits = fits | (frames < self.min_dt)
         return fits
 
     def wait(self, model, h: Tensor) -> Tensor:

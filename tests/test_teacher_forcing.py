@@ -25,6 +25,7 @@ CASES = {
                                     epsilon=1e-2, feed_predictions=0.5),
     "pcode-data-line": dict(kind="pcode", line="data"),
     "pcode-data-line-fed": dict(kind="pcode", line="data", feed_predictions=0.5),
+    "pcode-min-dt-fed": dict(kind="pcode", min_dt=2.0, feed_predictions=1.0),
     "rnn": dict(kind="rnn"),
     "rnn-inputs": dict(kind="rnn", input_dim=2),
     "odernn": dict(kind="odernn"),
@@ -50,7 +51,7 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     feed = settings.pop("feed_predictions", 0.0)
     events = settings.pop("event_threshold", None)
     epsilon = settings.pop("epsilon", 2e-4)
-    inputs = SegmentRule(input_threshold=settings.pop("input_threshold", 0.0))
+    inputs = SegmentRule(input_threshold=settings.pop("input_threshold", 0.0), min_dt=settings.pop("min_dt", 1.0))
     model = build_model(ModelConfig(state_dim=3, hidden=32, latent=32, **settings)).double().to(device)
     # 12 rows, not 16 (half the latent): a (B,) tensor mistaken for (B, 1) would then fail to broadcast.
     seq = torch.cumsum(torch.rand(12, 14, 3, dtype=torch.float64) * 0.05, 1).to(device)
@@ -90,6 +91,20 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     assert fast.mean_dt == pytest.approx(ref.mean_dt, rel=1e-12)
     for p, g in zip(model.parameters(), fast_grads):
         assert torch.allclose(p.grad, g, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("feed", [0.0, 1.0])
+def test_segments_are_at_least_min_dt_long_as_in_a_rollout(feed):
+    """A threshold of 0 would end every segment at once; min_dt 3 stretches each over three frames."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(state_dim=2, hidden=16, latent=16))
+    seq = torch.cumsum(torch.rand(5, 17, 2) * 0.05, 1)
+    rule = SegmentRule(threshold=0.0, min_dt=3.0)
+    losses = teacher_forcing(model, seq, rule, TrainConfig(jump_prob=0.0, feed_predictions=feed))
+    after = losses.updated[:, 3:].nonzero()[:, 1] + 3  # the last burn-in frame opens the first segment
+    assert after.view(5, -1)[0].tolist() == [3, 6, 9, 12, 15]
+    assert losses.mean_dt == 3.0
+    assert teacher_forcing(model, seq, rule.replace(min_dt=1.0), TrainConfig(jump_prob=0.0)).updated.all()
 
 
 @pytest.mark.parametrize("epsilon, jump_prob", [(0.0, 0.0), (1e9, 0.0)], ids=["every-row-updates", "every-row-skips"])
