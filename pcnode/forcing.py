@@ -12,6 +12,9 @@ keeps the stretch where the stretched prediction still matches the data:
     err  = mean((change(h, t[i+1] - start) - (carried + dx[i]))**2)    # over the state dims
     skip = err < rule.threshold  or  rand() < jump_prob                  # `rule.keeps`
 
+(ours: a segment that spans fewer than the rule's `min_dt` frames also skips, so that
+training's segments are as long as a rollout's jumps must be; the default of 1 never binds).
+
 A row that skips keeps its segment; a row that does not updates its cell from frame
 `i` and opens a new segment there. Whichever segment is then in force must predict the
 change up to frame `i+1` (the displacement loss); the state of a new segment must
