@@ -123,7 +123,7 @@ def teacher_forcing(
     if rule.jumps:
         assert isinstance(model, PCODE)  # `bind` refuses a jumping rule for a model without a dt head
         return _jumpy_forcing(model, batch, rule, config)
-    return _plain_forcing(model, batch, config.field_penalty)
+    return _plain_forcing(model, batch, config.field_penalty, config.feed_predictions, rule.n_burn)
 
 
 @torch.no_grad()
@@ -158,13 +158,18 @@ def forced_update_times(
     return torch.where(updated.bool(), times, torch.full_like(times, math.inf))
 
 
-def _plain_forcing(model: SequenceModel, batch: Trajectories, field_penalty: float = 0.0) -> Losses:
+def _plain_forcing(
+    model: SequenceModel, batch: Trajectories, field_penalty: float = 0.0, feed: float = 0.0, burn: int = 0
+) -> Losses:
     """The cell updates at every frame; the state advanced to the next frame decodes its change.
     An ODE-RNN with `field_penalty > 0` adds that multiple of its field's regulariser, per
-    real transition."""
+    real transition. With `feed > 0`, the cell at a frame after the `burn`-in reads, with
+    that probability, the frame its last step predicted (no gradient through it) instead of
+    the true one, and the step's target is measured from what it read, as in a rollout."""
     seq, times, mask, u = batch.x, batch.times, batch.real, batch.u
     B, T1, D = seq.shape
     T = T1 - 1
+    keep = model.scored_dims
     # Frames are encoded and decoded all at once, time-major so that each frame's rows
     # are one contiguous block (a per-frame slice of a batch-major tensor would cost a
     # full-size gradient buffer per frame in the backward pass).
@@ -172,15 +177,25 @@ def _plain_forcing(model: SequenceModel, batch: Trajectories, field_penalty: flo
     enc = in_chunks(model.encode, frames.transpose(0, 1).reshape(T * B, -1)).view(T, B, -1).unbind(0)
     # The regulariser only shapes training; it needs autograd, so a pass without is left without it.
     field = model.field if field_penalty > 0 and isinstance(model, ODERNN) and torch.is_grad_enabled() else None
-    h, advanced, regulariser = seq.new_zeros(B, model.state_size), [], []
+    dx = seq[:, 1:] - seq[:, :-1]
+    h, advanced, regulariser, targets = seq.new_zeros(B, model.state_size), [], [], []
     for i in range(T):
-        h, span = model.update(enc[i], h), (times[:, i + 1] - times[:, i]).unsqueeze(-1)
+        e, target = enc[i], dx[:, i]
+        if feed > 0 and i >= burn and advanced:
+            with torch.no_grad():  # the frame the last step predicted: what it read plus its change
+                offset = targets[-1] - model.decode(advanced[-1])
+                offset = torch.where(torch.rand(B, 1, dtype=seq.dtype, device=seq.device) < feed, offset, 0.0)
+                offset[:, keep:] = 0.0  # auxiliary inputs are given, never predicted
+            e = model.encode(with_inputs(seq[:, i] - offset, None if u is None else u[:, i]))
+            target = target + offset
+        h, span = model.update(e, h), (times[:, i + 1] - times[:, i]).unsqueeze(-1)
         if field is not None:  # one point per span, at the state it starts from
             regulariser.append((span * field.regulariser(h)).squeeze(-1) * mask[:, i])
         h = model.advance(h, span)
         advanced.append(h)
+        targets.append(target)
     pred = in_chunks(model.decode, torch.stack(advanced, 1).flatten(0, 1)).view(B, T, D)
-    displacement = _displacement_loss(pred, seq[:, 1:] - seq[:, :-1], mask, model.scored_dims)
+    displacement = _displacement_loss(pred, torch.stack(targets, 1), mask, keep)
     total = displacement
     if field is not None:
         total = total + field_penalty * torch.stack(regulariser).sum() / mask.sum()

@@ -56,16 +56,17 @@ def reference_forcing(
         skip = torch.zeros(B, dtype=torch.bool, device=seq.device)
         forced = torch.zeros_like(skip)  # updates that only an input change caused
         offset = torch.zeros_like(carried)
-        if pcode is not None and i >= rule.n_burn:
+        if i >= rule.n_burn:
             with torch.no_grad():
-                err = (predicted(model, h, t_next - start) - (carried + dx))[:, :keep].pow(2).mean(-1)
-                away = None
-                if rule.event_threshold is not None:  # the data's distance from its segment's straight line
-                    away = (seq[:, i + 1] - (origin + (t_next - start) * heading))[:, :keep].pow(2).mean(-1)
-                skip = rule.keeps(err, away, i - opened_at) | (torch.rand_like(err) < config.jump_prob)
-                if u is not None and u_read is not None:
-                    event = input_event(u[:, i], u_read, rule.input_threshold)
-                    forced, skip = skip & event, skip & ~event
+                if pcode is not None:
+                    err = (predicted(model, h, t_next - start) - (carried + dx))[:, :keep].pow(2).mean(-1)
+                    away = None
+                    if rule.event_threshold is not None:  # the data's distance from its segment's straight line
+                        away = (seq[:, i + 1] - (origin + (t_next - start) * heading))[:, :keep].pow(2).mean(-1)
+                    skip = rule.keeps(err, away, i - opened_at) | (torch.rand_like(err) < config.jump_prob)
+                    if u is not None and u_read is not None:
+                        event = input_event(u[:, i], u_read, rule.input_threshold)
+                        forced, skip = skip & event, skip & ~event
                 if config.feed_predictions > 0:  # an updating row may read the frame its segment predicted
                     own = predicted(model, h, t_i - start)
                     fed = (
@@ -73,10 +74,11 @@ def reference_forcing(
                     )
                     offset[~skip] = torch.where(fed, (carried - own)[~skip], 0.0)
                     offset[:, keep:] = 0.0
-            ends = ~skip & mask[:, i]
-            miss = (pcode.dt_raw(h) - (t_i - start)).squeeze(-1)
-            dt_terms.append(torch.where(forced, miss.clamp(max=0), miss).pow(2)[ends])
-            lengths.append((t_i - start).squeeze(-1)[ends])
+            if pcode is not None:
+                ends = ~skip & mask[:, i]
+                miss = (pcode.dt_raw(h) - (t_i - start)).squeeze(-1)
+                dt_terms.append(torch.where(forced, miss.clamp(max=0), miss).pow(2)[ends])
+                lengths.append((t_i - start).squeeze(-1)[ends])
         frame = with_inputs(seq[:, i] - offset, None if u is None else u[:, i])
         h_tick = model.update(model.encode(frame), model.advance(h, t_i - start) if i else h)
         s = skip.unsqueeze(-1)

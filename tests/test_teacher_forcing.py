@@ -28,6 +28,9 @@ CASES = {
     "pcode-min-dt-fed": dict(kind="pcode", min_dt=2.0, feed_predictions=1.0),
     "rnn": dict(kind="rnn"),
     "rnn-inputs": dict(kind="rnn", input_dim=2),
+    "rnn-aux-fed": dict(kind="rnn", aux_dims=1, feed_predictions=0.5),
+    "odernn-fed": dict(kind="odernn", feed_predictions=1.0),
+    "cfc-inputs-fed": dict(kind="cfc", input_dim=2, feed_predictions=0.5),
     "odernn": dict(kind="odernn"),
     "odernn-torchode": dict(kind="odernn", solver="torchode-tsit5"),
     "cfc": dict(kind="cfc"),
@@ -91,6 +94,17 @@ def test_fast_teacher_forcing_matches_the_per_frame_reference(case, irregular, d
     assert fast.mean_dt == pytest.approx(ref.mean_dt, rel=1e-12)
     for p, g in zip(model.parameters(), fast_grads):
         assert torch.allclose(p.grad, g, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "odernn", "cfc"])
+def test_every_frame_models_read_their_own_predictions_after_the_burn_in(kind):
+    model = build_model(ModelConfig(kind=kind, state_dim=2, hidden=16, latent=16), seed=0)
+    seq = torch.cumsum(torch.rand(4, 10, 2) * 0.05, 1)
+    plain, fed = (teacher_forcing(model, seq, config=TrainConfig(feed_predictions=p)).total for p in (0.0, 1.0))
+    assert fed != plain
+    burn_in_only = seq[:, :5]  # four transitions, all in the burn-in of 4: nothing is fed
+    plain, fed = (teacher_forcing(model, burn_in_only, config=TrainConfig(feed_predictions=p)).total for p in (0.0, 1.0))
+    assert fed == plain
 
 
 @pytest.mark.parametrize("feed", [0.0, 1.0])

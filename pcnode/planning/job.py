@@ -189,7 +189,7 @@ def _plan_model(name: str, folder: str | None, member: int, run: PlanningRun) ->
         checkpoint_every=max(1, steps // 4),
         seed=run.seed + member,
         epsilon=run.epsilon,
-        feed_predictions=run.feed_predictions,
+        feed_predictions=run.feed_predictions if name == "pcode" else 0.0,  # the flag is the PC-ODE's
     )
     model = build_model(
         ModelConfig(kind=name, state_dim=4, input_dim=inputs, hidden=run.hidden, latent=run.hidden), seed=cfg.seed
