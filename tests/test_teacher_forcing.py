@@ -102,8 +102,8 @@ def test_every_frame_models_read_their_own_predictions_after_the_burn_in(kind):
     seq = torch.cumsum(torch.rand(4, 10, 2) * 0.05, 1)
     plain, fed = (teacher_forcing(model, seq, config=TrainConfig(feed_predictions=p)).total for p in (0.0, 1.0))
     assert fed != plain
-    burn_in_only = seq[:, :5]  # four transitions, all in the burn-in of 4: nothing is fed
-    plain, fed = (teacher_forcing(model, burn_in_only, config=TrainConfig(feed_predictions=p)).total for p in (0.0, 1.0))
+    short = seq[:, :5]  # four transitions, all in the burn-in of 4: nothing is fed
+    plain, fed = (teacher_forcing(model, short, config=TrainConfig(feed_predictions=p)).total for p in (0.0, 1.0))
     assert fed == plain
 
 
