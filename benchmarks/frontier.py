@@ -132,13 +132,35 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
 
 def trained(folder: Path, step: int) -> dict:
     """How far a run has trained (read afresh: it may have gone on since its weights were
-    scored) and its training time when it reached `step`."""
+    scored) and its training time when it reached `step`, counting the training behind
+    the weights it started from (`head_start`)."""
     metrics = folder / ckpt.METRICS
     if not metrics.is_file():
         return {}
+    head = head_start(ckpt.read_run_config(folder)["train"].get("init"))
     rows = ckpt.read_metrics(metrics)
-    return {"train_s": next((r["train_s"] for r in rows if r["step"] == step), rows[-1]["train_s"]),
-            "trained_steps": rows[-1]["step"]}
+    return {"train_s": head + next((r["train_s"] for r in rows if r["step"] == step), rows[-1]["train_s"]),
+            "trained_steps": rows[-1]["step"], "head_start_s": head}
+
+
+def head_start(init: str | None) -> float:
+    """The training seconds behind a run's first weights: 0 for fresh ones; for a run
+    started from another (`--init`), that run's time to the weights it gave (a shipped
+    model's provenance says it; a run folder's last metrics row)."""
+    if init is None:
+        return 0.0
+    if pretrained.is_pretrained(init):
+        return pretrained.info(init.removeprefix("pretrained:"))["train_s"]
+    metrics = Path(init) / ckpt.METRICS
+    if not metrics.is_file():
+        raise SystemExit(f"a run started from {init}, whose metrics.csv is not here: its time to quality is unknown")
+    return ckpt.read_metrics(metrics)[-1]["train_s"]
+
+
+def timed(folder: Path) -> list[dict]:
+    """A run's metrics rows with `train_s` counted from fresh weights (`head_start`)."""
+    head = head_start(ckpt.read_run_config(folder)["train"].get("init"))
+    return [{**r, "train_s": head + r["train_s"]} for r in ckpt.read_metrics(folder / ckpt.METRICS)]
 
 
 def hold_baseline(task: str) -> float:
@@ -250,12 +272,13 @@ def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
         pcodes = [r for r in runs if r["kind"] == "pcode"]
         shades = {r["name"]: plt.cm.Reds(0.35 + 0.6 * i / max(1, len(pcodes) - 1)) for i, r in enumerate(pcodes)}
         for r in runs:
-            m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
-            label = LABELS[r["kind"]] if r["kind"] == "rnn" else f"PC-ODE, {r['name'].removeprefix(f'{task}-pcode-')}"
-            style = "-" if r["kind"] == "pcode" else "--"
+            m = timed(folders[r["name"]])
+            baseline = r["kind"] == "rnn" and not r.get("head_start_s")  # the RNN from fresh weights
+            label = LABELS["rnn"] if baseline else f"{LABELS[r['kind']]}, {short_name(r['name'], task)}"
+            style = "-" if r["kind"] == "pcode" else "--" if baseline else ":"
             ax.plot([x["train_s"] / 60 for x in m], [x["test_mse_model_units"] for x in m], style,
                     color=COLORS["rnn"] if r["kind"] == "rnn" else shades[r["name"]], marker=".", label=label)
-            if r["kind"] == "rnn":
+            if baseline:
                 ax.axhline(m[-1]["test_mse_model_units"], color=COLORS["rnn"], lw=0.8, ls=":")
                 ax.axvline(m[-1]["train_s"] / 60, color=COLORS["rnn"], lw=0.8, ls=":")
         ax.set_yscale("log")
@@ -268,19 +291,26 @@ def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
     plt.close(fig)
 
 
+def short_name(name: str, task: str) -> str:
+    """A run's name without its task and model: what sets it apart in a legend."""
+    return name.removeprefix(f"{task}-").removeprefix("pcode-").removeprefix("rnn-")
+
+
 def time_to_quality(folders: dict[str, Path], rows: list[dict]) -> list[str]:
     """Per task, when each PC-ODE run first reached the RNN run's final test MSE, against the RNN's time."""
     out = []
     for task in ("circles", "billiards2d"):
-        rnns = [r for r in rows if r["task"] == task and r["kind"] == "rnn" and not r["shipped"]]
+        # The RNN trained from fresh weights, as the authors train it.
+        rnns = [r for r in rows if r["task"] == task and r["kind"] == "rnn" and not r["shipped"]
+                and not r.get("head_start_s")]
         if not rnns:
             continue
-        rnn = ckpt.read_metrics(folders[rnns[0]["name"]] / ckpt.METRICS)
+        rnn = timed(folders[rnns[0]["name"]])
         goal, budget = rnn[-1]["test_mse_model_units"], rnn[-1]["train_s"]
         for r in rows:
             if r["task"] != task or r["kind"] != "pcode" or r["shipped"] or r["data"] != rnns[0]["data"]:
                 continue  # the metrics' test MSE must be on the RNN's test trajectories
-            m = ckpt.read_metrics(folders[r["name"]] / ckpt.METRICS)
+            m = timed(folders[r["name"]])
             hit = next((x for x in m if x["test_mse_model_units"] <= goal), None)
             when = "never" if hit is None else f"{hit['train_s'] / 60:.1f} min (step {hit['step']})"
             out.append(f"| {TASK_NAMES[task]} | {r['name']} | {goal:.3e} | {budget / 60:.1f} min | {when} | "
