@@ -88,7 +88,7 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     saved = json.loads(cache.read_text()) if not shipped and cache.is_file() else {}
     if (folder / ckpt.WEIGHTS[weights]).is_file():
         step = int(ckpt.load_tensors(folder / ckpt.WEIGHTS[weights])[1].get("step") or 0)
-        kept = ("mse_by_frame", "mse_first_calm") if "billiards" in saved.get("task", "") else ("mse_by_frame",)
+        kept = ["mse_by_frame", "step_size_late"] + (["mse_first_calm"] if "billiards" in saved.get("task", "") else [])
         current = (saved.get("weights"), saved.get("step"), saved.get("scores")) == (weights, step, SCORES) and all(
             k in saved for k in kept)  # scored before the error by frame was kept: score it again
     elif saved.get("scores") == SCORES:  # a record (benchmarks/results/frontier/): its scores, not its weights
@@ -114,6 +114,12 @@ def score(folder: Path, name: str, shipped: bool) -> dict:
     ro = rollout(model, test.x[:, :n_burn], horizon=test.x.shape[1] - 1)
     squared = (ro.frames() - test.x[:, n_burn:])[..., : model.scored_dims].pow(2)  # (N, frames after the burn-in, D)
     row["mse_by_frame"] = [float(f"{e:.4g}") for e in squared.mean((0, 2)).tolist()]
+    # How far a rollout moves per frame late on, over how far the data does: a model that
+    # hedges where it has lost the trajectory (slows down, drifts to the mean) scores below 1.
+    late = slice(BANDS[-1][0], None)
+    moved = torch.cat([test.x[:, n_burn - 1 : n_burn], ro.frames()], 1).diff(dim=1)[:, late, : model.scored_dims]
+    true = test.x[:, n_burn - 1 :].diff(dim=1)[:, late, : model.scored_dims]
+    row["step_size_late"] = (moved.pow(2).mean() / true.pow(2).mean()).sqrt().item()
     if data["task"] in ("billiards1d", "billiards2d"):
         events = torch.as_tensor(collisions(data["task"], data["n"], data["seed"]))[-len(test):]
         # The first frames split by whether a ball collides there: free flight against a bounce.
@@ -172,12 +178,14 @@ def hold_baseline(task: str) -> float:
 
 def by_frame(rows: list[dict]) -> list[str]:
     """Where in the rollout each model's error is: its test MSE over bands of frames after the
-    burn-in (rows scored before the per-frame error was kept are left out)."""
+    burn-in, and the root mean square of its steps in the last band over the data's (rows
+    scored before the per-frame error was kept are left out; "-" where the step size was not kept)."""
     out = []
     for r in rows:
         error = r.get("mse_by_frame")
         if error:
             cells = [f"{sum(error[a:b]) / len(error[a:b]):.2e}" for a, b in BANDS if error[a:b]]
+            cells.append(f"{r['step_size_late']:.2f}" if "step_size_late" in r else "-")
             if "billiards" in r["task"]:
                 cells += [f"{r[k]:.2e}" if k in r else "-" for k in ("mse_first_calm", "mse_first_bounce")]
             out.append(f"| {r['name']} | {LABELS.get(r['kind'], r['kind'])} | {r['updates']:.2f} | "
@@ -364,9 +372,10 @@ def main():
         if where:
             print(f"\n#### {TASK_NAMES[task]}: test MSE by frames after the burn-in\n")
             split = ["1-5, no collision in them", "1-5, a collision"] if "billiards" in task else []
+            late = f"step size {BANDS[-1][0] + 1}- (x the data's)"
             print("| run | model | updates / rollout | " + " | ".join(
-                [f"{a + 1}-{b}" if b else f"{a + 1}-" for a, b in BANDS] + split) + " |")
-            print("|---|---|---|" + "---|" * (len(BANDS) + len(split)))
+                [f"{a + 1}-{b}" if b else f"{a + 1}-" for a, b in BANDS] + [late] + split) + " |")
+            print("|---|---|---|" + "---|" * (len(BANDS) + 1 + len(split)))
             print("\n".join(where))
     ttq = time_to_quality(folders, rows)
     if ttq:
