@@ -50,6 +50,6 @@ def test_the_error_by_frame_is_averaged_over_bands_and_skips_rows_without_it(fro
              "mse_by_frame": [1.0] * 5 + [2.0] * 5 + [3.0] * 31},
             {"name": "old", "task": "circles", "kind": "rnn", "updates": 41.0}]
     (line,) = frontier.by_frame(rows)
-    assert line == "| a | PC-ODE | 5.00 | 1.00e+00 | 2.00e+00 | 3.00e+00 | 3.00e+00 | 3.00e+00 |"
-    billiards = {**rows[0], "task": "billiards2d", "mse_first_calm": 0.5}  # a row scored before the split
-    assert frontier.by_frame([billiards])[0].endswith("| 3.00e+00 | 5.00e-01 | - |")
+    assert line == "| a | PC-ODE | 5.00 | 1.00e+00 | 2.00e+00 | 3.00e+00 | 3.00e+00 | 3.00e+00 | - |"
+    billiards = {**rows[0], "task": "billiards2d", "mse_first_calm": 0.5, "step_size_late": 0.661}
+    assert frontier.by_frame([billiards])[0].endswith("| 3.00e+00 | 0.66 | 5.00e-01 | - |")  # scored before the split
