@@ -152,15 +152,17 @@ def trained(folder: Path, step: int) -> dict:
 def head_start(init: str | None) -> float:
     """The training seconds behind a run's first weights: 0 for fresh ones; for a run
     started from another (`--init`), that run's time to the weights it gave (a shipped
-    model's provenance says it; a run folder's last metrics row)."""
+    model's provenance says it; a run folder's last metrics row), and its own head start."""
     if init is None:
         return 0.0
+    folder = pretrained.resolve(init)
     if pretrained.is_pretrained(init):
-        return pretrained.info(init.removeprefix("pretrained:"))["train_s"]
-    metrics = Path(init) / ckpt.METRICS
-    if not metrics.is_file():
+        own = pretrained.info(init.removeprefix("pretrained:"))["train_s"]
+    elif (folder / ckpt.METRICS).is_file():
+        own = ckpt.read_metrics(folder / ckpt.METRICS)[-1]["train_s"]
+    else:
         raise SystemExit(f"a run started from {init}, whose metrics.csv is not here: its time to quality is unknown")
-    return ckpt.read_metrics(metrics)[-1]["train_s"]
+    return own + head_start(ckpt.read_run_config(folder)["train"].get("init"))  # it may have started from another
 
 
 def timed(folder: Path) -> list[dict]:
