@@ -34,7 +34,7 @@ PINNED = {
     "billiards1d-pcode": (9.0122e-06, 1.0000),
     "billiards1d-rnn": (1.8101e-05, 41.0000),
     "billiards2d-pcode": (4.2351e-02, 5.4375),
-    "billiards2d-pcode-fed": (4.2159e-02, 5.3750),
+    "billiards2d-pcode-fed": (4.2426e-02, 3.1250),
     "billiards2d-rnn": (3.0505e-02, 41.0000),
     "circles-odernn": (5.4876e-05, 26.0000),
     "circles-pcode": (1.7590e-05, 1.0000),
