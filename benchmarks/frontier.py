@@ -204,8 +204,8 @@ def label(row: dict, task: str) -> str:
 
 def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None:
     tasks = [t for t in TASK_NAMES if any(r["task"] == t for r in rows)]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.9), squeeze=False)
-    panels = []
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.5), squeeze=False)
+    panels, seen = [], {}
     for ax, task in zip(axes[0], tasks):
         mine = [r for r in rows if r["task"] == task]
         runs = sorted((r for r in mine if r["kind"] == "pcode" and not r.get("events") and not r["shipped"]),
@@ -234,16 +234,18 @@ def draw_frontier(path: Path, rows: list[dict], holds: dict[str, float]) -> None
             if c1:
                 ax.axvline(c1, color="grey", ls=":", lw=1, label="collisions + 1")
         ax.set_xscale("log")
-        ax.set_xlim(left=0.5)  # room for the labels left of the one-update runs
+        # Room for the labels left of the one-update runs and right of the every-frame models.
+        ax.set_xlim(0.5, 2.5 * max(r["updates"] for r in mine))
         ax.set_yscale("log")
         ax.set_xlabel("updates per rollout")
         ax.set_ylabel("test MSE (1,000 trajectories)")
         ax.set_title(TASK_NAMES[task])
         handles, labels = ax.get_legend_handles_labels()
-        seen = dict(zip(labels, handles))
-        ax.legend(seen.values(), seen.keys(), fontsize=7, loc="best")
+        seen.update(zip(labels, handles))
         panels.append((ax, task, mine, runs, front))
-    fig.tight_layout()
+    # One legend under the panels, so that none covers a panel's points.
+    fig.legend(seen.values(), seen.keys(), fontsize=7, loc="lower center", ncol=5, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     for ax, task, mine, runs, front in panels:  # labels once the layout is final, so that overlaps can be measured
         apart = [r for r in mine if not r["shipped"] and (r["kind"] != "pcode" or r.get("events"))]
         pcodes = sorted(runs, key=lambda r: (r not in front, r["mse"]))  # the frontier's labels first
@@ -276,7 +278,9 @@ def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
     tasks = [t for t in ("circles", "billiards2d") if ran(t, "rnn") and ran(t, "pcode")]
     if not tasks:
         return
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.9), squeeze=False)
+    most = max(sum(r["task"] == t and not r["shipped"] and r["kind"] in ("pcode", "rnn") for r in rows) for t in tasks)
+    rows_below = -(-most // 3)  # the legends' rows, three entries to a row, under the panels
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.9 + 0.17 * rows_below), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         runs = [r for r in rows if r["task"] == task and not r["shipped"] and r["kind"] in ("pcode", "rnn")]
         pcodes = [r for r in runs if r["kind"] == "pcode"]
@@ -295,7 +299,7 @@ def draw_time(path: Path, folders: dict[str, Path], rows: list[dict]) -> None:
         ax.set_xlabel("training wall time (min, one thread)")
         ax.set_ylabel("test MSE during training (512 trajectories)")
         ax.set_title(f"{TASK_NAMES[task]}: time to quality (dotted: the RNN's final)")
-        ax.legend(fontsize=6, ncol=2 if len(runs) > 8 else 1, loc="upper right")
+        ax.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
