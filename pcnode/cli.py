@@ -206,8 +206,9 @@ def cmd_pretrained(args) -> None:
     if not pretrained.names():
         print("no pretrained models ship with this copy of pcnode")
         return
+    width = max(20, *map(len, pretrained.names()))
     print(
-        f"{'name':20s} {'steps':>6} {'test MSE':>9} {'authors':>9} {'updates':>8} {'event recall':>13} "
+        f"{'name':{width}s} {'steps':>6} {'test MSE':>9} {'authors':>9} {'updates':>8} {'event recall':>13} "
         f"{'collisions + 1':>15}"
     )
     for name in pretrained.names():
@@ -218,7 +219,7 @@ def cmd_pretrained(args) -> None:
             for k, w in (("event_recall", 13), ("collisions_plus_1", 15))
         )
         print(
-            f"{name:20s} {p.get('steps', '?'):>6} {m.get('mse', float('nan')):9.2e} "
+            f"{name:{width}s} {p.get('steps', '?'):>6} {m.get('mse', float('nan')):9.2e} "
             f"{m.get('mse_authors', float('nan')):9.2e} {m.get('updates', float('nan')):8.2f}{extra}"
         )
     print(
