@@ -143,7 +143,7 @@ def trained(folder: Path, step: int) -> dict:
     metrics = folder / ckpt.METRICS
     if not metrics.is_file():
         return {}
-    head = head_start(ckpt.read_run_config(folder)["train"].get("init"))
+    head = head_start_of(folder)
     rows = ckpt.read_metrics(metrics)
     return {"train_s": head + next((r["train_s"] for r in rows if r["step"] == step), rows[-1]["train_s"]),
             "trained_steps": rows[-1]["step"], "head_start_s": head}
@@ -162,12 +162,17 @@ def head_start(init: str | None) -> float:
         own = ckpt.read_metrics(folder / ckpt.METRICS)[-1]["train_s"]
     else:
         raise SystemExit(f"a run started from {init}, whose metrics.csv is not here: its time to quality is unknown")
-    return own + head_start(ckpt.read_run_config(folder)["train"].get("init"))  # it may have started from another
+    return own + head_start_of(folder)  # it may have started from another
+
+
+def head_start_of(folder: Path) -> float:
+    """The head start of the run in `folder`: that of the weights its config says it began from."""
+    return head_start(ckpt.read_run_config(folder)["train"].get("init"))
 
 
 def timed(folder: Path) -> list[dict]:
     """A run's metrics rows with `train_s` counted from fresh weights (`head_start`)."""
-    head = head_start(ckpt.read_run_config(folder)["train"].get("init"))
+    head = head_start_of(folder)
     return [{**r, "train_s": head + r["train_s"]} for r in ckpt.read_metrics(folder / ckpt.METRICS)]
 
 

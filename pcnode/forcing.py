@@ -172,16 +172,20 @@ def _plain_forcing(
     keep = model.scored_dims
     # Frames are encoded and decoded all at once, time-major so that each frame's rows
     # are one contiguous block (a per-frame slice of a batch-major tensor would cost a
-    # full-size gradient buffer per frame in the backward pass).
-    frames = with_inputs(seq[:, :-1], None if u is None else u[:, :-1])
-    enc = in_chunks(model.encode, frames.transpose(0, 1).reshape(T * B, -1)).view(T, B, -1).unbind(0)
+    # full-size gradient buffer per frame in the backward pass). With fed predictions only
+    # the burn-in's frames are known before the loop; the later ones are encoded in it.
+    given = T if feed == 0 else min(max(burn, 1), T)
+    frames = with_inputs(seq[:, :given], None if u is None else u[:, :given])
+    enc = in_chunks(model.encode, frames.transpose(0, 1).reshape(given * B, -1)).view(given, B, -1).unbind(0)
     # The regulariser only shapes training; it needs autograd, so a pass without is left without it.
     field = model.field if field_penalty > 0 and isinstance(model, ODERNN) and torch.is_grad_enabled() else None
     dx = seq[:, 1:] - seq[:, :-1]
     h, advanced, regulariser, targets = seq.new_zeros(B, model.state_size), [], [], []
     for i in range(T):
-        e, target = enc[i], dx[:, i]
-        if feed > 0 and i >= burn and advanced:
+        target = dx[:, i]
+        if i < given:
+            e = enc[i]
+        else:
             with torch.no_grad():  # the frame the last step predicted: what it read plus its change
                 offset = targets[-1] - model.decode(advanced[-1])
                 offset = torch.where(torch.rand(B, 1, dtype=seq.dtype, device=seq.device) < feed, offset, 0.0)
